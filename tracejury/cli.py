@@ -37,6 +37,11 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _error_line(message: str) -> None:
+    """Print one unwrapped line on stderr (errors must stay one line, whatever the width)."""
+    sys.stderr.write(f"error: {message}\n")
+
+
 def _settings() -> Settings:
     return Settings()
 
@@ -69,14 +74,12 @@ def ingest(
 ) -> None:
     """Validate and store traces; bad lines go to quarantine, the rest still ingests."""
     from tracejury.core.ingest import IngestCounts
-    from tracejury.core.validation import TraceValidator
     from tracejury.sources import LineReader
     from tracejury.store.ingest import ingest_lines
 
     settings = _settings()
     engine = _engine(settings)
     segmentation = _segmentation(settings)
-    validator = TraceValidator()
     total = IngestCounts()
     unreadable: list[str] = []
     for path in paths:
@@ -86,13 +89,13 @@ def ingest(
             path,
             reader,
             segmentation=segmentation,
-            validator=validator,
             batch_size=settings.ingest_batch_size,
+            workers=settings.ingest_workers,
         )
         total.add(counts)
         if reader.error is not None:
             unreadable.append(str(reader.error))
-            err.print(f"[red]error:[/red] {reader.error}", highlight=False, markup=True)
+            _error_line(str(reader.error))
     if json:
         _print_json(total.as_dict())
     else:
@@ -231,5 +234,5 @@ def main() -> None:
     try:
         app()
     except TracejuryError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        _error_line(str(exc))
         sys.exit(2)

@@ -18,3 +18,5 @@ class Settings(BaseSettings):
     """A segmentation YAML to use instead of the shipped default."""
     ingest_batch_size: int = 5000
     """Traces per insert batch during ingest."""
+    ingest_workers: int = 1
+    """Processes that parse and validate while the main process writes; 0 = all in one."""

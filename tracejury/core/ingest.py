@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -19,7 +19,16 @@ from tracejury.core.segments import SegmentationConfig, segment_key
 from tracejury.core.signals import TraceFacts, trace_facts
 from tracejury.core.validation import TraceValidator
 
-__all__ = ["IngestCounts", "PreparedTrace", "Triage", "prepare_line", "triage"]
+__all__ = [
+    "IngestCounts",
+    "Keyed",
+    "PreparedTrace",
+    "RejectedLine",
+    "Triage",
+    "prepare_chunk",
+    "prepare_line",
+    "triage",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,44 @@ def prepare_trace(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedLine:
+    """A line that is not a valid trace, with everything quarantine keeps about it."""
+
+    line_no: int
+    trace_id: str | None
+    path: str
+    message: str
+    raw: bytes
+    raw_hash: str
+
+
+def prepare_chunk(
+    chunk: Iterable[tuple[int, bytes]],
+    *,
+    validator: TraceValidator,
+    segmentation: SegmentationConfig,
+) -> tuple[list[PreparedTrace], list[RejectedLine]]:
+    """Prepare a chunk of ``(line number, raw line)``: good traces and rejected lines.
+
+    Blank lines are skipped; one bad line never affects another.
+    """
+    good: list[PreparedTrace] = []
+    bad: list[RejectedLine] = []
+    for line_no, raw in chunk:
+        if not raw.strip():
+            continue
+        try:
+            good.append(
+                prepare_line(raw, line_no=line_no, validator=validator, segmentation=segmentation)
+            )
+        except InvalidTrace as exc:
+            raw = bytes(raw)
+            digest = hashlib.sha256(raw).hexdigest()
+            bad.append(RejectedLine(line_no, exc.trace_id, exc.path, exc.message, raw, digest))
+    return good, bad
+
+
 @dataclass
 class IngestCounts:
     """What one ingest did; adds up across batches and files."""
@@ -104,23 +151,36 @@ class IngestCounts:
         }
 
 
+class Keyed(Protocol):
+    """Anything with a trace id and a content hash (a ``PreparedTrace``, a row key)."""
+
+    @property
+    def trace_id(self) -> str: ...  # noqa: D102
+
+    @property
+    def content_hash(self) -> str: ...  # noqa: D102
+
+
+K = TypeVar("K", bound=Keyed)
+
+
 @dataclass
-class Triage:
+class Triage(Generic[K]):
     """A batch split by what the store already holds."""
 
-    new: list[PreparedTrace] = field(default_factory=list)
-    duplicates: list[PreparedTrace] = field(default_factory=list)
-    conflicts: list[tuple[PreparedTrace, str]] = field(default_factory=list)
+    new: list[K] = field(default_factory=list)
+    duplicates: list[K] = field(default_factory=list)
+    conflicts: list[tuple[K, str]] = field(default_factory=list)
     """Each conflicting trace with the content hash it conflicts with (the one kept)."""
 
 
-def triage(batch: Iterable[PreparedTrace], stored: Mapping[str, str]) -> Triage:
+def triage(batch: Iterable[K], stored: Mapping[str, str]) -> Triage[K]:
     """Split ``batch`` given ``stored`` (trace id → content hash already in the store).
 
     The first occurrence of an id wins, whether it was stored earlier or came earlier in
     this batch: the same content again is a duplicate, different content is a conflict.
     """
-    out = Triage()
+    out: Triage[K] = Triage()
     seen = dict(stored)
     for p in batch:
         kept = seen.get(p.trace_id)

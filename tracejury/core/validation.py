@@ -18,6 +18,10 @@ from tracejury.core.trace import SUPPORTED_SCHEMA_VERSIONS, trace_json_schema
 __all__ = ["TraceValidator", "json_path"]
 
 _MAX_MESSAGE = 200
+_JSON_TYPE_NAMES = {
+    type(None): "null", bool: "boolean", int: "integer", float: "number",
+    str: "string", list: "array", dict: "object",
+}  # fmt: skip
 
 
 def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
@@ -40,8 +44,7 @@ def _describe(error: Any) -> str:
         return f"missing required field {error.kind.property!r}"
     if kind == "Type":
         want = error.kind.types if hasattr(error.kind, "types") else None
-        got = type(error.instance).__name__
-        got = {"NoneType": "null", "str": "string", "dict": "object", "list": "array"}.get(got, got)
+        got = _JSON_TYPE_NAMES.get(type(error.instance), type(error.instance).__name__)
         if want:
             return f"expected {' or '.join(map(str, want))}, got {got}"
     if kind == "Minimum" and isinstance(error.instance, int | float):
