@@ -1,8 +1,9 @@
 """Benchmark: ingest simulated traces into a fresh SQLite file through the real CLI.
 
-Each run is a separate `tracejury ingest` process on a fresh database, so its peak RSS is the
-ingest's own (ru_maxrss of the child). Sizes are run side by side to show memory staying flat
-in file size. Prints one row per (size, run) and the medians.
+Each run is a separate `tracejury ingest` process on a fresh database; peak RSS is sampled
+every 20 ms over its whole process tree (reader and ingest processes, summed; RSS and PSS).
+Sizes are run side by side to show memory staying flat in file size. Prints one row per
+(size, run) and the medians.
 
     .venv/bin/python bench/ingest.py [--sizes 50000,200000] [--runs 3] [--keep DIR]
 """
@@ -33,8 +34,27 @@ def write_traces(path: Path, n: int) -> int:
     return path.stat().st_size
 
 
-def ingest_once(path: Path, workdir: Path) -> tuple[float, float]:
-    """Run one ingest in a child process; return (seconds, child peak RSS in MiB)."""
+def tree_memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process and all its descendants, summed, from /proc (KiB).
+
+    RSS counts pages shared between the processes (libraries) once per process; PSS splits
+    them, so its sum is the memory the tree really holds."""
+    rss, pss, todo = 0, 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            rss += int(rollup.split("\nRss:")[1].split()[0])
+            pss += int(rollup.split("\nPss:")[1].split()[0])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue  # exited between listing and reading
+    return rss, pss
+
+
+def ingest_once(path: Path, workdir: Path) -> tuple[float, float, float]:
+    """Run one ingest in a child process; return (seconds, peak RSS and PSS of its tree, MiB)."""
     db = workdir / "bench.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -42,17 +62,20 @@ def ingest_once(path: Path, workdir: Path) -> tuple[float, float]:
     subprocess.run([EXE, "db", "upgrade"], env=env, check=True, capture_output=True)
     out = workdir / "ingest.out"
     start = time.perf_counter()
+    peak_rss = peak_pss = 0
     with out.open("wb") as stdout:
         proc = subprocess.Popen([EXE, "ingest", str(path), "--json"], env=env, stdout=stdout)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
+        while proc.poll() is None:  # sample the whole process tree: reader + ingest processes
+            rss, pss = tree_memory_kib(proc.pid)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            time.sleep(0.02)
     elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"ingest failed with exit code {proc.returncode}")
     counts = orjson.loads(out.read_bytes())
     if counts["ingested"] != int(path.stem.split("-")[1]):
         sys.exit(f"ingest stored {counts} traces, expected all of {path.name}")
-    return elapsed, usage.ru_maxrss / 1024  # Linux reports KiB
+    return elapsed, peak_rss / 1024, peak_pss / 1024
 
 
 def main() -> None:
@@ -71,17 +94,20 @@ def main() -> None:
         if not path.exists():
             write_traces(path, n)
         mib = path.stat().st_size / 2**20
-        rates, rss = [], []
+        rates, rss, pss = [], [], []
         for run in range(args.runs):
-            secs, peak = ingest_once(path, workdir)
+            secs, peak_rss, peak_pss = ingest_once(path, workdir)
             rates.append(n / secs)
-            rss.append(peak)
-            print(f"  n={n:>8} ({mib:6.0f} MiB)  run {run + 1}: {n / secs:8.0f} traces/s"
-                  f"  {secs:6.2f} s  peak RSS {peak:6.0f} MiB")  # fmt: skip
-        results[n] = (statistics.median(rates), max(rss), mib)
-    print("median traces/s and peak RSS (max over runs) per file size:")
-    for n, (rate, peak, mib) in results.items():
-        print(f"  {n:>8} traces ({mib:.0f} MiB): {rate:8.0f} traces/s, peak RSS {peak:.0f} MiB")
+            rss.append(peak_rss)
+            pss.append(peak_pss)
+            print(f"  n={n:>8} ({mib:4.0f} MiB)  run {run + 1}: {n / secs:7.0f} traces/s"
+                  f"  {secs:6.2f} s  peak RSS {peak_rss:4.0f} MiB,"
+                  f" PSS {peak_pss:4.0f} MiB")  # fmt: skip
+        results[n] = (statistics.median(rates), max(rss), max(pss), mib)
+    print("median traces/s; peak memory of the process tree (max over runs) per file size:")
+    for n, (rate, peak_rss, peak_pss, mib) in results.items():
+        print(f"  {n:>8} traces ({mib:.0f} MiB): {rate:7.0f} traces/s,"
+              f" peak RSS {peak_rss:.0f} MiB, PSS {peak_pss:.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

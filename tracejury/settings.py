@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the store; default a SQLite file in the working directory."""
     segmentation_path: str | None = None
     """A segmentation YAML to use instead of the shipped default."""
-    ingest_batch_size: int = 5000
-    """Traces per insert batch during ingest."""
-    ingest_workers: int = 1
-    """Processes that parse and validate while the main process writes; 0 = all in one."""
+    ingest_batch_size: int = 2000
+    """Lines per batch (one transaction) during ingest; bounds memory per ingest process."""
+    ingest_workers: int = 2
+    """Processes that prepare and write large inputs in parallel; 0 = all in this one."""

@@ -57,3 +57,12 @@ def test_trace_facts(example_trace: dict[str, Any]) -> None:
     assert (f.tool_timeout, f.tool_error, f.negative_feedback, f.format_invalid) == (
         True, False, True, True,
     )  # fmt: skip
+
+
+def test_row_tuple_order_matches_the_tables() -> None:
+    from tracejury.store.rows import STAGE_KEYS, TRACE_KEYS
+    from tracejury.store.tables import StoredTrace, TraceStage
+
+    assert set(StoredTrace.__table__.columns.keys()) == {*TRACE_KEYS, "ingested_at"}
+    assert len(set(TRACE_KEYS)) == len(TRACE_KEYS)
+    assert tuple(TraceStage.__table__.columns.keys()) == STAGE_KEYS

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+
+if TYPE_CHECKING:  # alembic costs ~11 MiB per process; ingest processes never migrate
+    from alembic.config import Config as AlembicConfig
 
 __all__ = ["alembic_config", "make_engine", "migrate", "open_engine"]
 
@@ -36,6 +36,8 @@ def make_engine(url: str) -> Engine:
 
 def alembic_config(engine: Engine) -> AlembicConfig:
     """An Alembic config pointing at the shipped migrations, bound to ``engine``."""
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(resources.files("tracejury.store") / "migrations"))
     cfg.attributes["engine"] = engine
@@ -44,6 +46,10 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` unless it is already there."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     cfg = alembic_config(engine)
     head = ScriptDirectory.from_config(cfg).get_current_head()
     with engine.connect() as conn:
