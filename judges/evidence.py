@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -56,6 +57,8 @@ class Evidence:
     """Final answer shown to the user (sampled traces only)."""
     rag_on: bool
     retrieval_empty: bool
+    retrieval_used: bool
+    """``evidence.retrieval.usedInFinalAnswer``."""
     retrieved_doc_ids: tuple[str, ...]
     retrieved_chunks: tuple[tuple[str, str], ...]
     """(doc id, text) of retrieved chunks whose text was kept."""
@@ -80,6 +83,7 @@ class Evidence:
             if not self.rag_on
             else {
                 "empty": self.retrieval_empty,
+                "used_in_final_answer": self.retrieval_used,
                 "doc_ids": list(self.retrieved_doc_ids),
                 "chunks": [{"doc_id": d, "text": t} for d, t in self.retrieved_chunks],
             },
@@ -97,7 +101,7 @@ class Evidence:
             "guardrails": [{"rule_id": r, "decision": d} for r, d in self.guardrail_decisions],
         }
 
-    @property
+    @cached_property
     def hash(self) -> str:
         """sha256 of the canonical evidence data (part of the judge cache key)."""
         canonical = orjson.dumps(self.as_data(), option=orjson.OPT_SORT_KEYS)
@@ -120,6 +124,7 @@ def evidence_from_trace(trace: Mapping[str, Any]) -> Evidence:
         retrieval_empty=bool(
             retrieval and (retrieval.get("empty") or not retrieval.get("topKDocIds"))
         ),
+        retrieval_used=bool((retrieval or {}).get("usedInFinalAnswer")),
         retrieved_doc_ids=tuple((retrieval or {}).get("topKDocIds") or ()),
         retrieved_chunks=chunks,
         tool_required=(trace.get("req") or {}).get("toolRequired"),

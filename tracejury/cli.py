@@ -30,7 +30,9 @@ app = typer.Typer(
 )
 quarantine_app = typer.Typer(help="Lines that ingest set aside, and why.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+rubrics_app = typer.Typer(help="Rubrics: list, show and lint.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(rubrics_app, name="rubrics")
 app.add_typer(db_app, name="db")
 
 out = Console()
@@ -219,6 +221,137 @@ def simulate(
             fh.write(orjson.dumps(trace) + b"\n")
             n += 1
     err.print(f"wrote {n} traces of release {release} to {output}")
+
+
+def _catalog(settings: Settings):  # noqa: ANN202 - judges.catalog.Catalog, imported lazily
+    from judges.catalog import load_catalog
+
+    return load_catalog(Path(settings.rubrics_dir))
+
+
+@app.command()
+def score(
+    release: Annotated[str, typer.Option(help="Release whose stored traces to score.")],
+    rubric: Annotated[
+        list[str] | None, typer.Option(help="Rubric id to run; repeatable (default: all).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Score at most this many traces.", min=1)
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
+) -> None:
+    """Run checkers and judges over stored traces in this process; store the evaluations."""
+    import asyncio
+
+    from workers.pipeline import score_release
+
+    settings = _settings()
+    catalog = _catalog(settings)
+    engine = _engine(settings)
+    summary = asyncio.run(
+        score_release(engine, settings, catalog, release, rubric_ids=rubric, limit=limit)
+    )
+    if json:
+        _print_json(summary.as_dict())
+        return
+    data = summary.as_dict()
+    out.print(f"batch [bold]{summary.batch_id}[/bold]: {summary.traces} traces"
+              f" x {len(summary.evaluators)} evaluators")  # fmt: skip
+    table = Table("status", "evaluations")
+    for status, n in data["status"].items():  # type: ignore[union-attr]
+        table.add_row(status, str(n))
+    out.print(table)
+    if summary.failures:
+        out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in summary.failures.items()))
+
+
+@rubrics_app.command("list")
+def rubrics_list(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The rubrics in the rubrics directory."""
+    catalog = _catalog(_settings())
+    rows = [
+        {"id": r.id, "version": r.version, "kind": r.kind, "fingerprint": r.fingerprint,
+         "description": r.description, "file": catalog.files[r.id]}
+        for r in catalog.select(None)
+    ]  # fmt: skip
+    if json:
+        _print_json(rows)
+        return
+    table = Table("id", "version", "kind", "fingerprint", "description")
+    for r in rows:
+        table.add_row(r["id"], r["version"], r["kind"], r["fingerprint"][7:19], r["description"])
+    out.print(table)
+
+
+@rubrics_app.command("show")
+def rubrics_show(rubric_id: Annotated[str, typer.Argument(help="Rubric id.")]) -> None:
+    """One rubric as validated, with its fingerprint and reply schema."""
+    (r,) = _catalog(_settings()).select([rubric_id])
+    data = r.model_dump(mode="json", exclude_defaults=True)
+    data["fingerprint"] = r.fingerprint
+    if r.judge is not None:
+        data["replySchema"] = r.output.reply_schema()
+    _print_json(data)
+
+
+@rubrics_app.command("lint")
+def rubrics_lint(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Rubric files (default: the rubrics directory).")
+    ] = None,
+) -> None:
+    """Validate rubrics: schema, checkers, template variables, and versions whose content
+    changed since the store saw them. Exit 1 on any problem."""
+    from judges.rubric import Rubric
+    from tracejury.core.errors import ConfigError
+    from tracejury.store.evaluations import seen_fingerprints
+
+    settings = _settings()
+    files = paths or sorted(
+        p for p in Path(settings.rubrics_dir).rglob("*.yaml")
+        if p.name != "profiles.yaml" and "gates" not in p.relative_to(settings.rubrics_dir).parts
+    )  # fmt: skip
+    seen = seen_fingerprints(_engine(settings))
+    problems = 0
+    for path in files:
+        try:
+            rubric = Rubric.from_yaml(path.read_text(), file=str(path))
+        except ConfigError as exc:
+            problems += 1
+            sys.stdout.write(f"{exc}\n")
+            continue
+        except OSError as exc:
+            problems += 1
+            sys.stdout.write(f"{path}: cannot read: {exc.strerror}\n")
+            continue
+        known = seen.get((rubric.id, rubric.version))
+        if known is not None and known != rubric.fingerprint:
+            problems += 1
+            sys.stdout.write(
+                f"{path}: version: rubric {rubric.id} changed but its version is still"
+                f" {rubric.version!r}; bump the version\n"
+            )
+    if problems:
+        sys.stdout.write(f"{problems} problem(s) in {len(files)} file(s)\n")
+        raise typer.Exit(1)
+    sys.stdout.write(f"{len(files)} rubric file(s) OK\n")
+
+
+@app.command("mock-judge")
+def mock_judge(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    latency_ms: Annotated[float, typer.Option(help="Reply latency (median), ms.")] = 0.0,
+    latency_sigma: Annotated[float, typer.Option(help="Lognormal sigma; 0 = fixed.")] = 0.0,
+    faults: Annotated[
+        str, typer.Option(help="Fault rates, e.g. http500=0.2,http429=0.1,hang=0.05.")
+    ] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
+) -> None:
+    """Serve an OpenAI-compatible mock judge whose verdicts follow the evidence."""
+    from judges.mock.server import serve
+
+    serve(host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed)
 
 
 @db_app.command("upgrade")

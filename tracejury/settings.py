@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -12,10 +14,21 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRACEJURY_", extra="ignore")
 
+    def api_key(self, env_name: str | None) -> str | None:
+        """The value of a judge profile's API key variable (this class reads the environment)."""
+        return os.environ.get(env_name) if env_name else None
+
     database_url: str = "sqlite:///tracejury.db"
     """SQLAlchemy URL of the store; default a SQLite file in the working directory."""
     segmentation_path: str | None = None
     """A segmentation YAML to use instead of the shipped default."""
+    rubrics_dir: str = "rubrics"
+    """Directory of rubric YAML files, judge profiles (``profiles.yaml``) and gates."""
+    judge_base_url: str = "http://127.0.0.1:8100/v1"
+    """Base URL for judge profiles that set none (the shipped ``default``): the mock judge."""
+    score_concurrency: int = 256
+    """Traces evaluated at once by ``tracejury score`` (judge calls are further bounded per
+    profile by its ``max_concurrency``)."""
     ingest_batch_size: int = 2000
     """Lines per batch (one transaction) during ingest; bounds memory per ingest process."""
     ingest_workers: int = 2

@@ -8,7 +8,16 @@ from datetime import datetime
 from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["QuarantinedLine", "StoredTrace", "TraceConflict", "TraceStage"]
+__all__ = [
+    "Batch",
+    "EvaluationRow",
+    "EvaluatorVersion",
+    "JudgeCacheEntry",
+    "QuarantinedLine",
+    "StoredTrace",
+    "TraceConflict",
+    "TraceStage",
+]
 
 
 class StoredTrace(SQLModel, table=True):
@@ -104,3 +113,95 @@ class TraceConflict(SQLModel, table=True):
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     """The incoming trace's canonical JSON."""
     at: datetime
+
+
+class Batch(SQLModel, table=True):
+    """A scoring batch: which traces were judged by which evaluators, under which config."""
+
+    __tablename__ = "batch"
+
+    id: str = Field(primary_key=True, max_length=64)
+    release_id: str = Field(max_length=256, index=True)
+    kind: str = Field(max_length=16)
+    """``inline`` (``tracejury score``) or ``queued`` (Celery)."""
+    state: str = Field(max_length=16)
+    """``running``, ``done`` or ``failed``."""
+    reason: str | None = None
+    """Why it failed."""
+    config: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """Frozen config snapshot (JSON): evaluator versions and fingerprints, judge profiles."""
+    sampled: int = 0
+    """Traces selected."""
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class EvaluationRow(SQLModel, table=True):
+    """One evaluator's result on one trace in one batch (``tracejury.core.evaluation``)."""
+
+    __tablename__ = "evaluation"
+    __table_args__ = (
+        UniqueConstraint(
+            "batch_id", "trace_id", "evaluator_id", "evaluator_version", name="uq_evaluation"
+        ),
+        Index("ix_evaluation_evaluator_status", "evaluator_id", "status"),
+        Index("ix_evaluation_trace", "trace_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: str = Field(foreign_key="batch.id", max_length=64)
+    trace_id: str = Field(foreign_key="trace.trace_id", max_length=256)
+    evaluator_id: str = Field(max_length=128)
+    evaluator_version: str = Field(max_length=64)
+    evaluator_fingerprint: str = Field(max_length=80)
+    evaluator_kind: str = Field(max_length=16)
+    status: str = Field(max_length=24)
+    label: str | None = None
+    passed: bool | None = None
+    score: float | None = None
+    confidence: float | None = None
+    rationale: str | None = None
+    failure_kind: str | None = Field(default=None, max_length=32)
+    http_status: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    judge_profile: str | None = None
+    judge_model: str | None = None
+    evidence_hash: str = Field(max_length=80)
+    latency_ms: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached: bool = False
+    sample_labels: str | None = None
+    """Self-consistency labels, comma-separated."""
+    created_at: datetime
+
+
+class JudgeCacheEntry(SQLModel, table=True):
+    """A judge verdict keyed by what determines it: the same evidence under the same rubric
+    and model is never judged twice."""
+
+    __tablename__ = "judge_cache"
+
+    model: str = Field(primary_key=True, max_length=128)
+    evaluator_fingerprint: str = Field(primary_key=True, max_length=80)
+    evidence_hash: str = Field(primary_key=True, max_length=80)
+    sample_index: int = Field(primary_key=True)
+    label: str
+    rationale: str
+    confidence: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    created_at: datetime
+
+
+class EvaluatorVersion(SQLModel, table=True):
+    """Every (evaluator, version) the store has seen, with its fingerprint: changed content
+    under an unchanged version is refused."""
+
+    __tablename__ = "evaluator_version"
+
+    evaluator_id: str = Field(primary_key=True, max_length=128)
+    version: str = Field(primary_key=True, max_length=64)
+    fingerprint: str = Field(max_length=80)
+    first_seen: datetime

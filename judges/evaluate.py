@@ -1,0 +1,176 @@
+"""Turning one trace into one evaluation per rubric: scope, evidence, checker or judge,
+self-consistency, cache — with every failure recorded as a ``judge_failed`` evaluation.
+
+Pure apart from the judge calls, which come in through ``JudgeAccess`` (the pipeline wires
+the real HTTP client; tests pass a fake).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from judges.checks import CHECKERS
+from judges.evidence import Evidence
+from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
+from judges.rubric import Rubric
+from tracejury.core.evaluation import Evaluation
+
+__all__ = ["CacheKey", "JudgeAccess", "cache_keys", "evaluate"]
+
+CacheKey = tuple[str, str, str, int]
+"""(model, rubric fingerprint, evidence hash, sample index)."""
+
+
+@dataclass
+class JudgeAccess:
+    """What evaluation needs from outside: judge calls, profile models and the cache."""
+
+    call: Callable[[str, JudgeRequest], Awaitable[JudgeOutcome]]
+    """Call the judge of a profile."""
+    models: Mapping[str, str]
+    """Profile name → model; a rubric naming another profile fails with ``config_error``."""
+    cached: Mapping[CacheKey, JudgeVerdict] = field(default_factory=dict)
+    """Verdicts known before this run."""
+    fresh: list[tuple[CacheKey, JudgeVerdict]] = field(default_factory=list)
+    """Verdicts obtained during this run (the caller stores them)."""
+
+
+def cache_keys(rubric: Rubric, ev: Evidence, models: Mapping[str, str]) -> list[CacheKey]:
+    """The cache keys a judge rubric would look up for this evidence."""
+    if rubric.judge is None or rubric.judge.profile not in models:
+        return []
+    model = models[rubric.judge.profile]
+    return [(model, rubric.fingerprint, ev.hash, i) for i in range(rubric.judge.samples)]
+
+
+def _base(rubric: Rubric, ev: Evidence) -> dict[str, Any]:
+    return {
+        "trace_id": ev.trace_id,
+        "evaluator_id": rubric.id,
+        "evaluator_version": rubric.version,
+        "evaluator_fingerprint": rubric.fingerprint,
+        "evaluator_kind": rubric.kind,
+        "evidence_hash": ev.hash,
+    }
+
+
+async def evaluate(
+    trace: Mapping[str, Any],
+    segment_key: str,
+    ev: Evidence,
+    rubric: Rubric,
+    judges: JudgeAccess,
+) -> Evaluation:
+    """One rubric's evaluation of one trace. Never raises for a bad trace or a failed judge."""
+    base = _base(rubric, ev)
+    if not rubric.applies_when.matches(trace, segment_key):
+        return Evaluation(**base, status="not_applicable", rationale="outside applies_when")
+    missing = rubric.missing_evidence(ev)
+    if missing is not None:
+        return Evaluation(**base, status="missing_evidence", rationale=f"missing {missing}")
+    if rubric.checker is not None:
+        return _check(rubric, ev, base)
+    return await _judge(rubric, ev, base, judges)
+
+
+def _check(rubric: Rubric, ev: Evidence, base: dict[str, Any]) -> Evaluation:
+    start = time.perf_counter()
+    try:
+        result = CHECKERS[rubric.checker].fn(ev, rubric.params)  # type: ignore[index]
+    except Exception as exc:  # a poison trace fails only itself, recorded with the error
+        return Evaluation(
+            **base, status="judge_failed", failure_kind="checker_error",
+            error=one_line(f"{type(exc).__name__}: {exc}"),
+        )  # fmt: skip
+    latency = int((time.perf_counter() - start) * 1000)
+    if result.status != "scored":
+        return Evaluation(**base, status=result.status, rationale=result.rationale)
+    label = "pass" if result.passed else "fail"
+    return Evaluation(
+        **base, status="scored", label=label, passed=bool(result.passed),
+        rationale=result.rationale, latency_ms=latency,
+    )  # fmt: skip
+
+
+async def _judge(
+    rubric: Rubric, ev: Evidence, base: dict[str, Any], judges: JudgeAccess
+) -> Evaluation:
+    spec = rubric.judge
+    assert spec is not None
+    base = {**base, "judge_profile": spec.profile}
+    model = judges.models.get(spec.profile)
+    if model is None:
+        return Evaluation(
+            **base, status="judge_failed", failure_kind="config_error",
+            error=f"unknown judge profile {spec.profile!r}",
+        )  # fmt: skip
+    base["judge_model"] = model
+    messages = rubric.messages(ev)
+    keys = cache_keys(rubric, ev, judges.models)
+
+    async def sample(i: int) -> tuple[JudgeOutcome, bool]:
+        hit = judges.cached.get(keys[i])
+        if hit is not None:
+            return hit, True
+        request = JudgeRequest(
+            messages=messages,
+            output_schema=rubric.output.reply_schema(),
+            labels=rubric.output.labels,
+            schema_name=rubric.id,
+            temperature=spec.temperature,
+            seed=i if spec.samples > 1 else None,
+        )
+        outcome = await judges.call(spec.profile, request)
+        if isinstance(outcome, JudgeVerdict):
+            judges.fresh.append((keys[i], outcome))
+        return outcome, False
+
+    start = time.perf_counter()
+    results = await asyncio.gather(*(sample(i) for i in range(spec.samples)))
+    latency = int((time.perf_counter() - start) * 1000)
+    outcomes = [o for o, _ in results]
+    attempts = sum(o.attempts for o, hit in results if not hit)
+    tokens = _tokens(outcomes)
+    failure = next((o for o in outcomes if isinstance(o, JudgeFailure)), None)
+    if failure is not None:  # any failed sample: no verdict from partial evidence
+        return Evaluation(
+            **base, status="judge_failed", failure_kind=failure.kind,
+            http_status=failure.http_status, attempts=attempts, error=failure.message,
+            latency_ms=latency, **tokens,
+        )  # fmt: skip
+    verdicts: list[JudgeVerdict] = outcomes  # type: ignore[assignment]
+    label, confidence = _majority(verdicts, rubric)
+    rationale = next(v.rationale for v in verdicts if v.label == label)
+    return Evaluation(
+        **base, status="scored", label=label, passed=rubric.output.passed(label),
+        score=rubric.output.score(label), confidence=confidence, rationale=rationale,
+        attempts=attempts, latency_ms=latency, cached=all(hit for _, hit in results),
+        sample_labels=tuple(v.label for v in verdicts) if len(verdicts) > 1 else (),
+        **tokens,
+    )  # fmt: skip
+
+
+def _tokens(outcomes: Sequence[JudgeOutcome]) -> dict[str, int | None]:
+    verdicts = [o for o in outcomes if isinstance(o, JudgeVerdict)]
+    prompt = [v.prompt_tokens for v in verdicts if v.prompt_tokens is not None]
+    completion = [v.completion_tokens for v in verdicts if v.completion_tokens is not None]
+    return {
+        "prompt_tokens": sum(prompt) if prompt else None,
+        "completion_tokens": sum(completion) if completion else None,
+    }
+
+
+def _majority(verdicts: Sequence[JudgeVerdict], rubric: Rubric) -> tuple[str, float | None]:
+    """Majority label; a tie goes to the label that does not pass (never a free pass).
+    Confidence: the judge's own for one sample, the agreement share for several."""
+    if len(verdicts) == 1:
+        return verdicts[0].label, verdicts[0].confidence
+    counts = Counter(v.label for v in verdicts)
+    out = rubric.output
+    label = max(counts, key=lambda lab: (counts[lab], not out.passed(lab), -out.labels.index(lab)))
+    return label, counts[label] / len(verdicts)

@@ -1,0 +1,56 @@
+"""OpenAI-compatible LLM judges: requests, profiles, retry decisions, parsing, the client.
+
+Everything a caller needs is re-exported here; the submodules hold one concept each.
+"""
+
+from __future__ import annotations
+
+from judges.llm.client import JudgeClient
+from judges.llm.limiter import BURST_S, Limiter, RateLimiter, TokenBucket, estimate_tokens
+from judges.llm.parse import ParsedReply, ReplyProblem, parse_completion, reply_validator
+from judges.llm.profiles import (
+    DEFAULT_JUDGE_BASE_URL,
+    DEFAULT_PROFILE_NAME,
+    JudgeProfile,
+    default_profile,
+)
+from judges.llm.retry import (
+    RetryDecision,
+    decision_for_status,
+    is_retryable_status,
+    next_wait,
+    parse_retry_after,
+)
+from judges.llm.transport import TRANSPORTS, JudgeTransport, TransportName, make_http_client
+from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
+
+__all__ = [
+    "BURST_S",
+    "DEFAULT_JUDGE_BASE_URL",
+    "DEFAULT_PROFILE_NAME",
+    "TRANSPORTS",
+    "JudgeClient",
+    "JudgeFailure",
+    "JudgeOutcome",
+    "JudgeProfile",
+    "JudgeRequest",
+    "JudgeTransport",
+    "JudgeVerdict",
+    "Limiter",
+    "ParsedReply",
+    "RateLimiter",
+    "ReplyProblem",
+    "RetryDecision",
+    "TokenBucket",
+    "TransportName",
+    "decision_for_status",
+    "default_profile",
+    "estimate_tokens",
+    "is_retryable_status",
+    "make_http_client",
+    "next_wait",
+    "one_line",
+    "parse_completion",
+    "parse_retry_after",
+    "reply_validator",
+]

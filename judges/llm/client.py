@@ -1,0 +1,212 @@
+"""The judge client: one OpenAI-compatible chat completion per call, every failure explicit.
+
+``JudgeClient.judge`` never raises for an HTTP, timeout or parsing problem: it returns a
+:class:`JudgeVerdict` or a :class:`JudgeFailure` whose kind the evaluation record stores.
+
+    attempt ──► 2xx ──► parse_completion ──► verdict
+       │                      └──► invalid_output / refused / rubric_mismatch (no retry)
+       ├──► 429 ──────────────► retry (Retry-After, else backoff) … budget → rate_limited
+       ├──► 408/409/425/5xx ───► retry (backoff) ………………………… budget → http_error
+       ├──► timeout ──────────► retry (backoff) ………………………… budget → timeout
+       ├──► connection error ─► retry (backoff) ………………………… budget → http_error
+       └──► other 4xx ────────► http_error at once
+
+Retries are one tenacity loop (``_run``) whose attempts return results instead of raising, so
+nothing is unwrapped from a ``RetryError``; what to retry and how long to wait are the pure
+decisions of ``retry.py``. Calls in flight are bounded by ``profile.max_concurrency`` (an
+``asyncio.Semaphore``) and budgeted by a :class:`~judges.llm.limiter.Limiter` (in-process by
+default; a cross-process limiter can be passed in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
+
+from judges.llm.limiter import Limiter, RateLimiter, estimate_tokens
+from judges.llm.parse import ParsedReply, parse_completion, reply_validator
+from judges.llm.profiles import JudgeProfile
+from judges.llm.retry import RetryDecision, decision_for_status, next_wait, parse_retry_after
+from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
+from tracejury.core.evaluation import FailureKind
+
+__all__ = ["JudgeClient"]
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What one HTTP attempt produced: a parsed reply, or a failure and whether to retry."""
+
+    decision: RetryDecision
+    reply: ParsedReply | None = None
+    model: str | None = None
+    kind: FailureKind | None = None
+    message: str = ""
+    http_status: int | None = None
+
+
+class JudgeClient:
+    """Calls one judge profile's endpoint through an injected ``httpx.AsyncClient``.
+
+    ``base_url`` is the profile's base URL, or the caller's default when the profile has none;
+    ``api_key`` is the value of the profile's ``api_key_env`` (the caller reads it). ``sleep``,
+    ``jitter`` and ``clock`` are injectable for tests; ``limiter`` replaces the in-process
+    requests/tokens-per-minute limiter (the seam for a cross-process one).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        profile: JudgeProfile,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+        limiter: Limiter | None = None,
+    ) -> None:
+        self.profile = profile
+        """The profile this client calls."""
+        self.url = (profile.base_url or base_url).rstrip("/") + "/chat/completions"
+        """The ``/chat/completions`` URL every call posts to."""
+        self._http = http
+        self._api_key = api_key
+        self._sleep = sleep
+        self._jitter = jitter
+        self._clock = clock
+        self._limiter = limiter or RateLimiter.for_profile(profile, clock=clock, sleep=sleep)
+        self._slots = asyncio.Semaphore(profile.max_concurrency)
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    async def judge(self, request: JudgeRequest) -> JudgeOutcome:
+        """Ask the judge for a verdict on ``request``; a failure is returned, not raised."""
+        start = self._clock()
+        problem = self._config_problem(request)
+        if problem is not None:
+            return JudgeFailure("config_error", problem, None, 0, self._elapsed_ms(start))
+        body = request.body(self.profile.model, json_schema=self.profile.supports_json_schema)
+        attempt, attempts = await self._run(orjson.dumps(body), request, estimate_tokens(request))
+        latency_ms = self._elapsed_ms(start)
+        if attempt.reply is not None:
+            label, rationale, confidence, prompt_tokens, completion_tokens = attempt.reply
+            return JudgeVerdict(
+                label=label,
+                rationale=rationale,
+                confidence=confidence,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                attempts=attempts,
+                latency_ms=latency_ms,
+                model=attempt.model or self.profile.model,
+            )
+        assert attempt.kind is not None
+        return JudgeFailure(
+            attempt.kind, attempt.message, attempt.http_status, attempts, latency_ms
+        )
+
+    def _config_problem(self, request: JudgeRequest) -> str | None:
+        if self.profile.api_key_env and not self._api_key:
+            return (
+                f"judge profile {self.profile.name!r} needs an API key in"
+                f" ${self.profile.api_key_env}, and none was given"
+            )
+        try:
+            url = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            return f"judge profile {self.profile.name!r} has a bad base URL: {exc}"
+        if url.scheme not in ("http", "https"):
+            return f"judge profile {self.profile.name!r} has a non-HTTP base URL: {self.url}"
+        try:
+            reply_validator(request.output_schema)
+        except (ValueError, TypeError) as exc:
+            return f"the output schema {request.schema_name!r} is not a valid JSON Schema: {exc}"
+        return None
+
+    def _elapsed_ms(self, start: float) -> int:
+        return max(0, round((self._clock() - start) * 1000))
+
+    def _wait(self, state: RetryCallState) -> float:
+        assert state.outcome is not None
+        decision = state.outcome.result().decision
+        return next_wait(decision, state.attempt_number, self.profile, self._jitter())
+
+    async def _run(
+        self, payload: bytes, request: JudgeRequest, tokens: int
+    ) -> tuple[_Attempt, int]:
+        """The one retry loop: attempts until a result that needs no retry, or the budget."""
+        count = 0
+
+        async def attempt() -> _Attempt:
+            nonlocal count
+            count += 1
+            await self._limiter.acquire(tokens)
+            async with self._slots:
+                return await self._attempt(payload, request)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.profile.max_attempts),
+            wait=self._wait,
+            retry=retry_if_result(lambda result: result.decision.retry),
+            sleep=self._sleep,
+            retry_error_callback=lambda state: state.outcome.result(),  # the last attempt
+            reraise=True,
+        )
+        last = await retrying(attempt)
+        return last, count
+
+    async def _attempt(self, payload: bytes, request: JudgeRequest) -> _Attempt:
+        """One POST; every outcome becomes an :class:`_Attempt` (bugs still raise)."""
+        try:
+            async with asyncio.timeout(self.profile.timeout_s):
+                response = await self._http.post(self.url, content=payload, headers=self._headers)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            what = type(exc).__name__
+            return _Attempt(
+                RetryDecision.transient(),
+                kind="timeout",
+                message=f"no reply from {self.url} within {self.profile.timeout_s:g} s ({what})",
+            )
+        except (httpx.HTTPError, OSError) as exc:
+            return _Attempt(
+                RetryDecision.transient(),
+                kind="http_error",
+                message=f"{type(exc).__name__} calling {self.url}: {exc}",
+            )
+        status = response.status_code
+        if status >= 300:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+            return _Attempt(
+                decision_for_status(status, retry_after),
+                kind="rate_limited" if status == 429 else "http_error",
+                message=f"HTTP {status} from {self.url}: {one_line(response.text, 160)}",
+                http_status=status,
+            )
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            return _Attempt(
+                RetryDecision.no(),
+                kind="invalid_output",
+                message=f"HTTP {status} reply is not JSON: {response.text[:80]!r}",
+                http_status=status,
+            )
+        parsed = parse_completion(body, request)
+        if isinstance(parsed, ParsedReply):
+            model = body.get("model")
+            return _Attempt(
+                RetryDecision.no(), reply=parsed, model=model if isinstance(model, str) else None
+            )
+        return _Attempt(
+            RetryDecision.no(), kind=parsed.kind, message=parsed.message, http_status=status
+        )

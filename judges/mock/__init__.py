@@ -1,0 +1,49 @@
+"""The mock judge: an OpenAI-compatible server whose verdicts follow the evidence.
+
+Pure parts (verdicts, fault plans, response bodies) are importable without aiohttp running;
+``serve`` and ``start_mock_judge`` run the server.
+"""
+
+from __future__ import annotations
+
+from judges.mock.faults import FAULT_KINDS, HANG_S, FaultKind, FaultPlan, faulty_reply, parse_faults
+from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_list
+from judges.mock.server import MockJudge, build_app, running_mock_judge, serve, start_mock_judge
+from judges.mock.verdict import (
+    CONFIDENCE,
+    DEFAULT_LABELS,
+    Assessment,
+    Outcome,
+    assess,
+    choose_label,
+    evidence_of,
+    labels_of,
+    reply_for,
+)
+
+__all__ = [
+    "CONFIDENCE",
+    "DEFAULT_LABELS",
+    "FAULT_KINDS",
+    "HANG_S",
+    "MOCK_MODEL",
+    "Assessment",
+    "FaultKind",
+    "FaultPlan",
+    "MockJudge",
+    "Outcome",
+    "assess",
+    "build_app",
+    "chat_completion",
+    "choose_label",
+    "error_body",
+    "evidence_of",
+    "faulty_reply",
+    "labels_of",
+    "model_list",
+    "parse_faults",
+    "reply_for",
+    "running_mock_judge",
+    "serve",
+    "start_mock_judge",
+]

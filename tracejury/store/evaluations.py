@@ -1,0 +1,205 @@
+"""Queries of the scoring pipeline: batches, evaluations, the judge cache, evaluator versions,
+and loading traces for scoring. Every write is idempotent on its unique key, so a rerun or a
+redelivered chunk duplicates nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, bindparam, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tracejury.core.errors import ConfigError
+from tracejury.core.evaluation import Evaluation
+from tracejury.store.tables import (
+    Batch,
+    EvaluationRow,
+    EvaluatorVersion,
+    JudgeCacheEntry,
+    StoredTrace,
+)
+
+__all__ = [
+    "CacheKey",
+    "CachedVerdict",
+    "batch_counts",
+    "cache_get",
+    "cache_put",
+    "create_batch",
+    "finish_batch",
+    "load_traces",
+    "register_evaluator_versions",
+    "release_trace_ids",
+    "save_evaluations",
+    "seen_fingerprints",
+]
+
+_E = EvaluationRow.__table__
+_B = Batch.__table__
+_C = JudgeCacheEntry.__table__
+_V = EvaluatorVersion.__table__
+_T = StoredTrace.__table__
+
+
+def _insert_ignore(engine: Engine, table: Any) -> Any:
+    dialect = engine.dialect.name
+    module = sqlite if dialect == "sqlite" else postgresql
+    return module.insert(table).on_conflict_do_nothing()
+
+
+def create_batch(
+    engine: Engine, *, release: str, kind: str, config: dict[str, Any], sampled: int
+) -> str:
+    """A new running batch; returns its id."""
+    batch_id = f"b_{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(
+            _B.insert().values(
+                id=batch_id, release_id=release, kind=kind, state="running", sampled=sampled,
+                config=orjson.dumps(config, option=orjson.OPT_SORT_KEYS),
+                created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    return batch_id
+
+
+def finish_batch(engine: Engine, batch_id: str, *, state: str, reason: str | None = None) -> None:
+    """Mark a batch ``done`` or ``failed`` (with the reason)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(_B)
+            .where(_B.c.id == batch_id)
+            .values(state=state, reason=reason, finished_at=datetime.now(UTC))
+        )
+
+
+def release_trace_ids(engine: Engine, release: str, *, limit: int | None = None) -> list[str]:
+    """Trace ids of a release, oldest first."""
+    stmt = select(_T.c.trace_id).where(_T.c.release_id == release).order_by(_T.c.ts, _T.c.trace_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with engine.connect() as conn:
+        return list(conn.execute(stmt).scalars())
+
+
+def load_traces(engine: Engine, trace_ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], str]]:
+    """``{trace id: (trace dict, segment key)}``; ids not in the store are absent."""
+    stmt = select(_T.c.trace_id, _T.c.body, _T.c.segment_key).where(
+        _T.c.trace_id.in_(bindparam("ids", expanding=True))
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt, {"ids": list(trace_ids)}).all()
+    return {r.trace_id: (orjson.loads(r.body), r.segment_key) for r in rows}
+
+
+def save_evaluations(engine: Engine, batch_id: str, evaluations: Iterable[Evaluation]) -> None:
+    """Store evaluations; one already stored for (batch, trace, evaluator, version) is kept."""
+    now = datetime.now(UTC)
+    rows = []
+    for e in evaluations:
+        row = e.model_dump()
+        row["sample_labels"] = ",".join(e.sample_labels) or None
+        rows.append({**row, "batch_id": batch_id, "created_at": now})
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(_insert_ignore(engine, _E), rows)
+
+
+CacheKey = tuple[str, str, str, int]
+"""(model, evaluator fingerprint, evidence hash, sample index)."""
+
+
+@dataclass(frozen=True)
+class CachedVerdict:
+    """A cached judge verdict."""
+
+    label: str
+    rationale: str
+    confidence: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def cache_get(engine: Engine, keys: Sequence[CacheKey]) -> dict[CacheKey, CachedVerdict]:
+    """Cached verdicts for the keys that have one."""
+    if not keys:
+        return {}
+    cols = (_C.c.model, _C.c.evaluator_fingerprint, _C.c.evidence_hash, _C.c.sample_index)
+    wanted = list(keys)
+    found: dict[CacheKey, CachedVerdict] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            for r in conn.execute(select(_C).where(tuple_(*cols).in_(part))):
+                key = (r.model, r.evaluator_fingerprint, r.evidence_hash, r.sample_index)
+                found[key] = CachedVerdict(
+                    r.label, r.rationale, r.confidence, r.prompt_tokens, r.completion_tokens
+                )
+    return found
+
+
+def cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, CachedVerdict]]) -> None:
+    """Remember verdicts (first one wins for a key)."""
+    if not entries:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {"model": k[0], "evaluator_fingerprint": k[1], "evidence_hash": k[2],
+         "sample_index": k[3], "label": v.label, "rationale": v.rationale,
+         "confidence": v.confidence, "prompt_tokens": v.prompt_tokens,
+         "completion_tokens": v.completion_tokens, "created_at": now}
+        for k, v in entries
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(_insert_ignore(engine, _C), rows)
+
+
+def seen_fingerprints(engine: Engine) -> dict[tuple[str, str], str]:
+    """``{(evaluator id, version): fingerprint}`` of every version the store has seen."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(_V.c.evaluator_id, _V.c.version, _V.c.fingerprint)).all()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def register_evaluator_versions(engine: Engine, versions: Iterable[tuple[str, str, str]]) -> None:
+    """Record (id, version, fingerprint); refuse changed content under a version already seen."""
+    versions = list(versions)
+    seen = seen_fingerprints(engine)
+    for evaluator_id, version, fingerprint in versions:
+        known = seen.get((evaluator_id, version))
+        if known is not None and known != fingerprint:
+            raise ConfigError(
+                f"rubric {evaluator_id} changed but its version is still {version!r}:"
+                " bump the version (the store has evaluations under the old content)"
+            )
+    now = datetime.now(UTC)
+    rows = [{"evaluator_id": i, "version": v, "fingerprint": f, "first_seen": now}
+            for i, v, f in versions]  # fmt: skip
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(_insert_ignore(engine, _V), rows)
+
+
+def batch_counts(engine: Engine, batch_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(count by status, count of judge failures by kind) of a batch's evaluations."""
+    with engine.connect() as conn:
+        by_status = dict(
+            conn.execute(
+                select(_E.c.status, func.count())
+                .where(_E.c.batch_id == batch_id)
+                .group_by(_E.c.status)
+            ).all()
+        )
+        by_kind = dict(
+            conn.execute(
+                select(_E.c.failure_kind, func.count())
+                .where(_E.c.batch_id == batch_id, _E.c.status == "judge_failed")
+                .group_by(_E.c.failure_kind)
+            ).all()
+        )
+    return by_status, by_kind

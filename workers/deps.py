@@ -1,0 +1,101 @@
+"""The one dependency object of the scoring pipeline, built in one place.
+
+``ScoringDeps`` holds every I/O the pipeline does (load traces, judge cache, save, judge
+calls). ``production_deps`` wires the store and real HTTP judge clients; tests build a
+``ScoringDeps`` directly with fakes, overriding one dependency per scenario.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Engine
+
+from judges.catalog import Catalog
+from judges.evaluate import CacheKey
+from judges.llm.client import JudgeClient
+from judges.llm.transport import make_http_client
+from judges.llm.types import JudgeOutcome, JudgeRequest, JudgeVerdict
+from tracejury.core.evaluation import Evaluation
+from tracejury.settings import Settings
+from tracejury.store import evaluations as store
+
+__all__ = ["ScoringDeps", "production_deps"]
+
+
+@dataclass
+class ScoringDeps:
+    """Everything the scoring pipeline reads, writes or calls."""
+
+    load_traces: Callable[[Sequence[str]], Mapping[str, tuple[dict[str, Any], str]]]
+    """Trace ids → {id: (trace dict, segment key)}; unknown ids are absent."""
+    cache_get: Callable[[Sequence[CacheKey]], Mapping[CacheKey, JudgeVerdict]]
+    """Cached verdicts for the keys that have one."""
+    cache_put: Callable[[Sequence[tuple[CacheKey, JudgeVerdict]]], None]
+    """Remember fresh verdicts."""
+    save: Callable[[str, Sequence[Evaluation]], None]
+    """Store a batch's evaluations (idempotent)."""
+    judge_call: Callable[[str, JudgeRequest], Awaitable[JudgeOutcome]]
+    """Call the judge of a profile."""
+    models: Mapping[str, str]
+    """Profile name → model."""
+
+
+def _cache_get(engine: Engine, keys: Sequence[CacheKey]) -> dict[CacheKey, JudgeVerdict]:
+    return {
+        k: JudgeVerdict(
+            label=v.label,
+            rationale=v.rationale,
+            confidence=v.confidence,
+            prompt_tokens=v.prompt_tokens,
+            completion_tokens=v.completion_tokens,
+            attempts=0,
+            latency_ms=0,
+            model=k[0],
+        )  # fmt: skip
+        for k, v in store.cache_get(engine, keys).items()
+    }
+
+
+def _cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, JudgeVerdict]]) -> None:
+    store.cache_put(engine, [
+        (k, store.CachedVerdict(v.label, v.rationale, v.confidence, v.prompt_tokens,
+                                v.completion_tokens))
+        for k, v in entries
+    ])  # fmt: skip
+
+
+@asynccontextmanager
+async def production_deps(
+    engine: Engine, settings: Settings, catalog: Catalog
+) -> AsyncIterator[ScoringDeps]:
+    """Deps on the store and real judge clients (one HTTP client per profile), closed on exit."""
+    clients: dict[str, JudgeClient] = {}
+    http_clients = []
+    try:
+        for name, profile in catalog.profiles.items():
+            http = make_http_client(profile)
+            http_clients.append(http)
+            clients[name] = JudgeClient(
+                http, profile, base_url=settings.judge_base_url,
+                api_key=settings.api_key(profile.api_key_env),
+            )  # fmt: skip
+
+        async def judge_call(profile: str, request: JudgeRequest) -> JudgeOutcome:
+            return await clients[profile].judge(request)
+
+        yield ScoringDeps(
+            load_traces=partial(store.load_traces, engine),
+            cache_get=partial(_cache_get, engine),
+            cache_put=partial(_cache_put, engine),
+            save=partial(store.save_evaluations, engine),
+            judge_call=judge_call,
+            models={name: p.model for name, p in catalog.profiles.items()},
+        )
+    finally:
+        for http in http_clients:
+            await http.aclose()

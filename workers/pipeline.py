@@ -1,0 +1,133 @@
+"""The scoring pipeline: a chunk of trace ids in, one evaluation per (trace, rubric) stored.
+
+``score_chunk`` is what a Celery task (queued batches) and ``tracejury score`` (inline) both
+run: load the traces, replay their evidence, prefetch the judge cache for the whole chunk,
+evaluate every (trace, rubric) concurrently, then store fresh verdicts and evaluations in one
+write each. All I/O goes through ``ScoringDeps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from judges.catalog import Catalog
+from judges.evaluate import JudgeAccess, cache_keys, evaluate
+from judges.evidence import evidence_from_trace
+from judges.rubric import Rubric
+from tracejury.core.evaluation import EVALUATION_STATUSES, Evaluation
+from tracejury.settings import Settings
+from tracejury.store import evaluations as store
+from workers.deps import ScoringDeps, production_deps
+
+__all__ = ["ScoreSummary", "batch_config", "score_chunk", "score_release"]
+
+CHUNK = 512
+"""Traces per chunk: one trace load, one cache read, one cache write and one save each."""
+
+
+async def score_chunk(
+    deps: ScoringDeps,
+    batch_id: str,
+    trace_ids: Sequence[str],
+    rubrics: Sequence[Rubric],
+    *,
+    concurrency: int = 256,
+) -> list[Evaluation]:
+    """Evaluate a chunk of traces with every rubric and store the results; ids no longer in
+    the store are skipped (a redelivered chunk of deleted traces is a no-op)."""
+    traces = deps.load_traces(trace_ids)
+    evidence = {tid: evidence_from_trace(body) for tid, (body, _) in traces.items()}
+    keys = [k for tid in traces for r in rubrics for k in cache_keys(r, evidence[tid], deps.models)]
+    access = JudgeAccess(call=deps.judge_call, models=deps.models, cached=deps.cache_get(keys))
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(trace_id: str, rubric: Rubric) -> Evaluation:
+        body, segment_key = traces[trace_id]
+        async with slots:
+            return await evaluate(body, segment_key, evidence[trace_id], rubric, access)
+
+    evaluations = await asyncio.gather(*(one(t, r) for t in traces for r in rubrics))
+    deps.cache_put(access.fresh)
+    deps.save(batch_id, evaluations)
+    return list(evaluations)
+
+
+def batch_config(rubrics: Sequence[Rubric], catalog: Catalog) -> dict[str, object]:
+    """The frozen config snapshot a batch records."""
+    profiles = {r.judge.profile for r in rubrics if r.judge is not None}
+    return {
+        "evaluators": [
+            {"id": r.id, "version": r.version, "fingerprint": r.fingerprint, "kind": r.kind}
+            for r in rubrics
+        ],
+        "judgeProfiles": {
+            name: catalog.profiles[name].model_dump(mode="json")
+            for name in sorted(profiles)
+            if name in catalog.profiles
+        },
+    }
+
+
+@dataclass
+class ScoreSummary:
+    """What ``tracejury score`` reports."""
+
+    batch_id: str
+    traces: int
+    evaluators: list[str]
+    status: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``--json`` shape."""
+        return {
+            "batchId": self.batch_id,
+            "traces": self.traces,
+            "evaluators": self.evaluators,
+            "status": {s: self.status.get(s, 0) for s in EVALUATION_STATUSES},
+            "failures": dict(sorted(self.failures.items())),
+        }
+
+
+async def score_release(
+    engine: Engine,
+    settings: Settings,
+    catalog: Catalog,
+    release: str,
+    *,
+    rubric_ids: list[str] | None = None,
+    limit: int | None = None,
+    deps: ScoringDeps | None = None,
+) -> ScoreSummary:
+    """Score a release's stored traces in-process (an ``inline`` batch)."""
+    rubrics = catalog.select(rubric_ids)
+    store.register_evaluator_versions(engine, [(r.id, r.version, r.fingerprint) for r in rubrics])
+    trace_ids = store.release_trace_ids(engine, release, limit=limit)
+    batch_id = store.create_batch(
+        engine, release=release, kind="inline", config=batch_config(rubrics, catalog),
+        sampled=len(trace_ids),
+    )  # fmt: skip
+    try:
+        if deps is None:
+            async with production_deps(engine, settings, catalog) as real:
+                await _score_all(real, batch_id, trace_ids, rubrics, settings.score_concurrency)
+        else:
+            await _score_all(deps, batch_id, trace_ids, rubrics, settings.score_concurrency)
+    except BaseException as exc:
+        store.finish_batch(engine, batch_id, state="failed", reason=f"{type(exc).__name__}: {exc}")
+        raise
+    store.finish_batch(engine, batch_id, state="done")
+    status, failures = store.batch_counts(engine, batch_id)
+    return ScoreSummary(batch_id, len(trace_ids), [r.id for r in rubrics], status, failures)
+
+
+async def _score_all(
+    deps: ScoringDeps, batch_id: str, trace_ids: list[str], rubrics: list[Rubric], concurrency: int
+) -> None:
+    for start in range(0, len(trace_ids), CHUNK):
+        chunk = trace_ids[start : start + CHUNK]
+        await score_chunk(deps, batch_id, chunk, rubrics, concurrency=concurrency)
