@@ -126,6 +126,12 @@ async def _judge(
             seed=i if spec.samples > 1 else None,
         )
         outcome = await judges.call(spec.profile, request)
+        if isinstance(outcome, JudgeVerdict) and outcome.label not in rubric.output.labels:
+            # the client checks this too; a verdict outside the rubric is never scored
+            outcome = JudgeFailure(
+                "rubric_mismatch", f"label {outcome.label!r} is not one of the rubric's labels",
+                None, outcome.attempts, outcome.latency_ms,
+            )  # fmt: skip
         if isinstance(outcome, JudgeVerdict):
             judges.fresh.append((keys[i], outcome))
         return outcome, False

@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 TEMPLATE_VARIABLES = frozenset({*EVIDENCE_FIELDS, "labels"})
-"""Names a prompt template may use: evidence fields (rendered as escaped JSON) and labels."""
+"""Names a prompt template may use: evidence fields (rendered as ``evidence.<field>``, a
+reference into the data block) and ``labels``."""
 
 SYSTEM_PROMPT = """\
 You are an evaluation judge for a production LLM application. You grade one trace against \
@@ -137,7 +138,7 @@ class JudgeSpec(_Strict):
     profile: str = "default"
     """Judge profile name (base URL, model, limits)."""
     prompt: str = Field(min_length=1)
-    """Jinja template of the instructions; evidence fields render as escaped JSON."""
+    """Jinja template of the instructions (sandboxed); evidence fields render as references."""
     samples: int = Field(default=1, ge=1, le=15)
     """Self-consistency: calls per trace; majority label, agreement as confidence."""
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
@@ -251,7 +252,7 @@ class Rubric(_Strict):
         data = ev.as_data()
         labels = ", ".join(self.output.labels)
         rendered = _ENV.from_string(self.judge.prompt).render(
-            {**{k: _DataRef(data.get(k)) for k in EVIDENCE_FIELDS}, "labels": labels}
+            {**{k: _DataRef(k) for k in EVIDENCE_FIELDS}, "labels": labels}
         )
         return (
             {"role": "system", "content": SYSTEM_PROMPT.format(labels=labels)},
@@ -260,14 +261,14 @@ class Rubric(_Strict):
 
 
 class _DataRef:
-    """An evidence value inside a template: renders as escaped JSON, never as raw text."""
+    """An evidence field named in a template: renders as a reference into the evidence block,
+    so trace text appears in the prompt exactly once, inside the delimited data."""
 
-    def __init__(self, value: Any) -> None:
-        self._value = value
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __str__(self) -> str:
-        text = orjson.dumps(self._value, option=orjson.OPT_SORT_KEYS).decode()
-        return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+        return f"evidence.{self._name}"
 
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)

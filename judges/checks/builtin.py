@@ -91,14 +91,14 @@ def format_invariants(ev: Evidence, params: Mapping[str, Any]) -> CheckResult:
     return CheckResult.ok("answer meets the format invariants")
 
 
-@checker("tool_grounding", "1", params=("key_fields", "exclusive_values", "check_dates"))
+@checker("tool_grounding", "1", params=("key_fields", "check_dates"))
 def tool_grounding(ev: Evidence, params: Mapping[str, Any]) -> CheckResult:
     """A required tool was called and succeeded, and the answer agrees with its snapshot.
 
     ``key_fields`` (default ``[state]``): snapshot values the answer must state (underscores
-    read as spaces, case-insensitive). ``exclusive_values``: per field, the other values the
-    answer must not state (e.g. every order state). ``check_dates`` (default true): every ISO
-    date in the answer must be a date in the snapshot.
+    read as spaces, case-insensitive). ``check_dates`` (default true): every ISO date in the
+    answer must be a date in the snapshot. (An answer may mention other states in passing —
+    "shipped on the 18th, out for delivery today" — so stating the true one is what counts.)
     """
     if not ev.tool_required:
         return CheckResult.skip("no tool required")
@@ -117,14 +117,6 @@ def tool_grounding(ev: Evidence, params: Mapping[str, Any]) -> CheckResult:
     for key in params.get("key_fields", ["state"]):
         if key in snapshot and _phrase(snapshot[key]) not in text:
             return CheckResult.fail(f"answer does not state {key}={snapshot[key]!r} from the tool")
-    for key, values in (params.get("exclusive_values") or {}).items():
-        truth = _phrase(snapshot.get(key, ""))
-        for other in values:
-            phrase = _phrase(other)
-            if phrase != truth and re.search(rf"\b{re.escape(phrase)}\b", text):
-                return CheckResult.fail(
-                    f"answer states {key}={other!r}, the tool said {snapshot.get(key)!r}"
-                )
     if params.get("check_dates", True):
         known = {d for v in snapshot.values() if isinstance(v, str) for d in _ISO_DATE.findall(v)}
         for date in _ISO_DATE.findall(text):

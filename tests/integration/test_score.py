@@ -1,0 +1,128 @@
+"""`tracejury score` end to end: real CLI processes, a real mock judge over loopback with
+faults, a real SQLite store. Every (trace, evaluator) ends scored or explicitly failed."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).parent / "tracejury")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def mock_judge(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real `tracejury mock-judge` process; yields its base URL."""
+    port = _free_port()
+    faults = getattr(request, "param", "")
+    proc = subprocess.Popen(
+        [EXE, "mock-judge", "--port", str(port), "--faults", faults, "--seed", "7"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("mock judge did not start")
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> dict[str, str]:
+    """A store with 120 simulated traces (some answers contradict the tool) and a rubrics
+    directory whose judge profile fails fast (1 s timeout, 3 attempts, short backoff)."""
+    rubrics = tmp_path / "rubrics"
+    shutil.copytree(ROOT / "rubrics", rubrics)
+    profiles = {"profiles": [{"name": "default", "model": "mock-judge", "timeout_s": 1.0,
+                              "max_attempts": 3, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}]}  # fmt: skip
+    (rubrics / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path),
+           "TRACEJURY_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}",
+           "TRACEJURY_RUBRICS_DIR": str(rubrics)}  # fmt: skip
+    traces = tmp_path / "t.jsonl"
+    sim = _run("simulate", "--release", "r1", "--traces", "120", "--seed", "3", "-o", str(traces),
+               "--regress", "answer_contradicts_tool:0.5", env=env)  # fmt: skip
+    assert sim.returncode == 0, sim.stderr
+    assert _run("ingest", str(traces), env=env).returncode == 0
+    return env
+
+
+def _score(env: dict[str, str], base_url: str, *rubrics: str) -> dict:
+    args = [a for r in rubrics for a in ("--rubric", r)]
+    proc = _run("score", "--release", "r1", "--json", *args,
+                env={**env, "TRACEJURY_JUDGE_BASE_URL": base_url})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return orjson.loads(proc.stdout)
+
+
+def test_clean_judge_scores_and_agrees_with_the_checker(
+    workspace: dict[str, str], mock_judge: str
+) -> None:
+    out = _score(workspace, mock_judge, "tool_grounded_correctness", "tool_grounding")
+    assert out["traces"] == 120
+    assert sum(out["status"].values()) == 120 * 2
+    assert out["status"]["judge_failed"] == 0 and out["failures"] == {}
+    assert out["status"]["scored"] > 0
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(workspace["TRACEJURY_DATABASE_URL"])
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "select j.passed, c.passed from evaluation j join evaluation c using (trace_id)"
+            " where j.evaluator_id = 'tool_grounded_correctness' and c.evaluator_id = 'tool_grounding'"
+            " and j.status = 'scored' and c.status = 'scored'"
+        )).all()  # fmt: skip
+    assert rows, "no trace scored by both"
+    assert sum(not p for p, _ in rows) > 0, "the planted contradictions should fail"
+    assert all(j == c for j, c in rows), "the mock judge follows the evidence like the checker"
+
+
+@pytest.mark.parametrize(
+    "mock_judge", ["http500=0.2,http429=0.1,hang=0.05,malformed=0.05"], indirect=True
+)
+def test_faults_end_as_scores_or_explicit_failures(
+    workspace: dict[str, str], mock_judge: str
+) -> None:
+    out = _score(workspace, mock_judge, "answer_correctness", "helpfulness", "json_valid")
+    n = 120 * 3
+    assert sum(out["status"].values()) == n  # scored + failed + n/a + missing = traces x evaluators
+    assert out["status"]["judge_failed"] == sum(out["failures"].values())
+    assert out["status"]["judge_failed"] > 0
+    assert set(out["failures"]) <= {"timeout", "http_error", "rate_limited", "invalid_output"}
+    assert "invalid_output" in out["failures"]  # malformed is not retried into a verdict
+
+
+@pytest.mark.parametrize("mock_judge", ["label=1.0"], indirect=True)
+def test_label_outside_the_rubric_is_rubric_mismatch(
+    workspace: dict[str, str], mock_judge: str
+) -> None:
+    out = _score(workspace, mock_judge, "answer_correctness")
+    assert out["failures"] == {"rubric_mismatch": out["status"]["judge_failed"]}
+    assert out["status"]["scored"] == 0
