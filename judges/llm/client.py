@@ -78,6 +78,17 @@ class JudgeClient:
         """The profile this client calls."""
         self.url = (profile.base_url or base_url).rstrip("/") + "/chat/completions"
         """The ``/chat/completions`` URL every call posts to."""
+        self._url: httpx.URL | None = None  # parsed once: httpx parses a str on every request
+        self._url_problem: str | None = None
+        try:
+            self._url = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            self._url_problem = f"judge profile {profile.name!r} has a bad base URL: {exc}"
+        else:
+            if self._url.scheme not in ("http", "https"):
+                self._url_problem = (
+                    f"judge profile {profile.name!r} has a non-HTTP base URL: {self.url}"
+                )
         self._http = http
         self._api_key = api_key
         self._sleep = sleep
@@ -121,12 +132,8 @@ class JudgeClient:
                 f"judge profile {self.profile.name!r} needs an API key in"
                 f" ${self.profile.api_key_env}, and none was given"
             )
-        try:
-            url = httpx.URL(self.url)
-        except httpx.InvalidURL as exc:
-            return f"judge profile {self.profile.name!r} has a bad base URL: {exc}"
-        if url.scheme not in ("http", "https"):
-            return f"judge profile {self.profile.name!r} has a non-HTTP base URL: {self.url}"
+        if self._url_problem is not None:
+            return self._url_problem
         try:
             reply_validator(request.output_schema)
         except (ValueError, TypeError) as exc:
@@ -169,7 +176,9 @@ class JudgeClient:
         """One POST; every outcome becomes an :class:`_Attempt` (bugs still raise)."""
         try:
             async with asyncio.timeout(self.profile.timeout_s):
-                response = await self._http.post(self.url, content=payload, headers=self._headers)
+                response = await self._http.post(
+                    self._url or self.url, content=payload, headers=self._headers
+                )
         except (httpx.TimeoutException, TimeoutError) as exc:
             what = type(exc).__name__
             return _Attempt(
