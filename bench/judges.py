@@ -66,6 +66,12 @@ def requests(n: int) -> list[JudgeRequest]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_mock(latency_ms: int) -> tuple[subprocess.Popen[str], str]:
     """A mock judge process on a free loopback port; returns it and its base URL."""
     code = ("import sys; from judges.mock import serve;"
@@ -88,6 +94,7 @@ class Cell:
     failures: int
     seconds: float
     cpu_s: float
+    mock_cpu_s: float
     latencies: list[float]
 
     @property
@@ -101,8 +108,9 @@ class Cell:
 
 
 async def run_cell(
-    base_url: str, kind: str, inflight: int, seconds: float, reqs: list[JudgeRequest]
-) -> Cell:
+    base_url: str, mock_pid: int, kind: str, inflight: int, seconds: float,
+    reqs: list[JudgeRequest],
+) -> Cell:  # fmt: skip
     """``inflight`` tasks calling the judge back to back for ``seconds``."""
     profile = JudgeProfile(name="bench", model="mock-judge", max_concurrency=inflight,
                            timeout_s=30, max_attempts=1)  # fmt: skip
@@ -124,10 +132,11 @@ async def run_cell(
 
         warm = time.perf_counter() + min(1.0, seconds / 4)
         await asyncio.gather(*(worker(i, warm, False) for i in range(inflight)))
-        cpu0, t0 = time.process_time(), time.perf_counter()
+        mock0, cpu0, t0 = cpu_seconds(mock_pid), time.process_time(), time.perf_counter()
         await asyncio.gather(*(worker(i, t0 + seconds, True) for i in range(inflight)))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return Cell(len(latencies), failures, elapsed, cpu, latencies)
+        mock_cpu = cpu_seconds(mock_pid) - mock0
+    return Cell(len(latencies), failures, elapsed, cpu, mock_cpu, latencies)
 
 
 def main() -> None:
@@ -144,7 +153,8 @@ def main() -> None:
           f" mock judge in its own process on 127.0.0.1")  # fmt: skip
     head = f"{'latency':>8} {'in flight':>9} {'ceiling/s':>9}"
     for kind in kinds:
-        head += f" | {kind + ' calls/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/call':>11} {'fail':>4}"  # noqa: E501
+        head += (f" | {kind + ' calls/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/call':>11}"
+                 f" {'mock µs':>7} {'fail':>4}")  # fmt: skip
     print(head)
     for latency in (int(x) for x in args.latency.split(",")):
         proc, base_url = start_mock(latency)
@@ -153,9 +163,11 @@ def main() -> None:
                 ceiling = f"{n / (latency / 1000):9.0f}" if latency else f"{'-':>9}"
                 row = f"{latency:>6}ms {n:>9} {ceiling}"
                 for kind in kinds:
-                    cell = asyncio.run(run_cell(base_url, kind, n, args.seconds, reqs))
+                    cell = asyncio.run(run_cell(base_url, proc.pid, kind, n, args.seconds, reqs))
+                    per_call = 1e6 / max(cell.calls, 1)
                     row += (f" | {cell.rate:16.0f} {cell.pct(50):7.1f} {cell.pct(99):7.1f}"
-                            f" {cell.cpu_s / max(cell.calls, 1) * 1e6:11.0f} {cell.failures:>4}")  # fmt: skip
+                            f" {cell.cpu_s * per_call:11.0f} {cell.mock_cpu_s * per_call:7.0f}"
+                            f" {cell.failures:>4}")  # fmt: skip
                 print(row, flush=True)
         finally:
             proc.terminate()

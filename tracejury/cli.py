@@ -257,10 +257,23 @@ def score(
     data = summary.as_dict()
     out.print(f"batch [bold]{summary.batch_id}[/bold]: {summary.traces} traces"
               f" x {len(summary.evaluators)} evaluators")  # fmt: skip
-    table = Table("status", "evaluations")
-    for status, n in data["status"].items():  # type: ignore[union-attr]
-        table.add_row(status, str(n))
+    from tracejury.store.evaluations import batch_evaluator_summary
+
+    table = Table("evaluator", "scored", "fail verdicts", "judge failed", "n/a", "missing")
+    for row in batch_evaluator_summary(engine, summary.batch_id):
+        scored = row.get("scored", 0)
+        fails = (
+            f"{row['failed_verdicts']} ({100 * row['failed_verdicts'] / scored:.1f}%)"
+            if scored
+            else "-"
+        )
+        counts = [
+            str(row.get(k, 0)) for k in ("judge_failed", "not_applicable", "missing_evidence")
+        ]
+        table.add_row(row["evaluator"], str(scored), fails, *counts)
     out.print(table)
+    status = data["status"]
+    out.print("total: " + ", ".join(f"{k} {v}" for k, v in status.items()))  # type: ignore[union-attr]
     if summary.failures:
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in summary.failures.items()))
 

@@ -28,6 +28,7 @@ __all__ = [
     "CacheKey",
     "CachedVerdict",
     "batch_counts",
+    "batch_evaluator_summary",
     "cache_get",
     "cache_put",
     "create_batch",
@@ -203,3 +204,20 @@ def batch_counts(engine: Engine, batch_id: str) -> tuple[dict[str, int], dict[st
             ).all()
         )
     return by_status, by_kind
+
+
+def batch_evaluator_summary(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
+    """Per evaluator of a batch: counts by status, and scored verdicts that failed."""
+    stmt = (
+        select(_E.c.evaluator_id, _E.c.status, _E.c.passed, func.count())
+        .where(_E.c.batch_id == batch_id)
+        .group_by(_E.c.evaluator_id, _E.c.status, _E.c.passed)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for evaluator, status, passed, n in conn.execute(stmt):
+            row = out.setdefault(evaluator, {"evaluator": evaluator, "failed_verdicts": 0})
+            row[status] = row.get(status, 0) + n
+            if status == "scored" and passed is False:
+                row["failed_verdicts"] += n
+    return [out[k] for k in sorted(out)]
