@@ -7,6 +7,7 @@ never print a traceback.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,8 @@ app = typer.Typer(
 quarantine_app = typer.Typer(help="Lines that ingest set aside, and why.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 rubrics_app = typer.Typer(help="Rubrics: list, show and lint.", no_args_is_help=True)
+batch_app = typer.Typer(help="Queued scoring batches.", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(rubrics_app, name="rubrics")
 app.add_typer(db_app, name="db")
@@ -365,6 +368,154 @@ def mock_judge(
     from judges.mock.server import serve
 
     serve(host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes (Celery prefork).")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Start a Celery worker on the configured broker."""
+    from workers.celery_app import QUEUE, create_app
+
+    celery = create_app(_settings())
+    argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
+    celery.worker_main([*argv, "-Q", QUEUE, "--without-gossip", "--without-mingle"])
+
+
+@batch_app.command("create")
+def batch_create(
+    release: Annotated[str, typer.Option(help="Release to sample and score.")],
+    rubric: Annotated[
+        list[str] | None, typer.Option(help="Rubric id; repeatable (default: all).")
+    ] = None,
+    sample_size: Annotated[
+        int | None, typer.Option(help="Expected number of sampled traces.", min=1)
+    ] = None,
+    budget: Annotated[
+        int | None, typer.Option(help="Judge calls to spend (sets the sample size).", min=1)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed; same seed, same sample.")] = 0,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Sample a release (failure-aware), freeze the config and enqueue chunks for workers."""
+    from tracejury.core.sampling import default_sampling
+    from workers.batches import create_queued_batch
+    from workers.celery_app import create_app
+    from workers.tasks import enqueue_chunk
+
+    if sample_size is not None and budget is not None:
+        raise TracejuryError("use --sample-size or --budget, not both")
+    settings = _settings()
+    with create_app(settings).connection_for_write():
+        created = create_queued_batch(
+            _engine(settings), settings, _catalog(settings), default_sampling(),
+            release=release, rubric_ids=rubric, sample_size=sample_size, budget=budget,
+            seed=seed, enqueue=enqueue_chunk,
+        )  # fmt: skip
+    data = {
+        "batchId": created.batch_id,
+        "population": created.population,
+        "sampled": created.sampled,
+        "chunks": created.chunks,
+        "baseRate": created.base_rate,
+    }
+    if json:
+        _print_json(data)
+    else:
+        out.print(f"batch [bold]{created.batch_id}[/bold]: sampled {created.sampled} of"
+                  f" {created.population} traces into {created.chunks} chunk(s)")  # fmt: skip
+
+
+def _batch_status(batch_id: str) -> dict:
+    from tracejury.core.evaluation import EVALUATION_STATUSES
+    from tracejury.store.batches import batch_progress
+
+    progress = batch_progress(_engine(_settings()), batch_id)
+    if progress is None:
+        raise TracejuryError(f"no batch {batch_id!r}")
+    b = progress["batch"]
+    done = sum(progress["status"].values())
+    elapsed = ((b.finished_at or datetime.now(UTC)) - b.created_at).total_seconds()
+    rate = progress["doneTraces"] / elapsed if elapsed > 0 else 0.0
+    left = b.sampled - progress["doneTraces"]
+    return {
+        "batchId": b.id, "release": b.release_id, "state": b.state, "reason": b.reason,
+        "sampled": b.sampled, "tracesDone": progress["doneTraces"], "evaluations": done,
+        "chunks": progress["chunks"],
+        "status": {s: progress["status"].get(s, 0) for s in EVALUATION_STATUSES},
+        "failures": dict(sorted(progress["failures"].items())),
+        "tracesPerSecond": round(rate, 1),
+        "etaSeconds": round(left / rate, 1) if rate > 0 and b.state == "running" else None,
+    }  # fmt: skip
+
+
+@batch_app.command("status")
+def batch_status(
+    batch_id: Annotated[str, typer.Argument(help="Batch id.")],
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Counts by status and failure kind, progress, rate and ETA."""
+    data = _batch_status(batch_id)
+    if json:
+        _print_json(data)
+        return
+    out.print(f"batch {data['batchId']} ({data['release']}): [bold]{data['state']}[/bold]"
+              + (f" — {data['reason']}" if data["reason"] else ""))  # fmt: skip
+    eta = "-" if data["etaSeconds"] is None else f"{data['etaSeconds']} s"
+    out.print(
+        f"traces {data['tracesDone']}/{data['sampled']}, {data['tracesPerSecond']}/s, ETA {eta}"
+    )
+    out.print("evaluations: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))
+    if data["failures"]:
+        out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in data["failures"].items()))
+
+
+@batch_app.command("wait")
+def batch_wait(
+    batch_id: Annotated[str, typer.Argument(help="Batch id.")],
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600,
+) -> None:
+    """Show a progress bar until the batch ends; exit 0 if done, 1 if failed or timed out."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    data = _batch_status(batch_id)
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} traces"), TimeRemainingColumn(),
+                  console=err) as bar:  # fmt: skip
+        task = bar.add_task(batch_id, total=data["sampled"] or 1)
+        while data["state"] == "running" and time.monotonic() < deadline:
+            bar.update(task, completed=data["tracesDone"])
+            time.sleep(0.5)
+            data = _batch_status(batch_id)
+        bar.update(task, completed=data["tracesDone"])
+    out.print(f"batch {batch_id}: [bold]{data['state']}[/bold]"
+              + (f" — {data['reason']}" if data["reason"] else ""))  # fmt: skip
+    out.print("evaluations: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))
+    if data["state"] != "done":
+        raise typer.Exit(1)
+
+
+@batch_app.command("list")
+def batch_list(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Recent batches, newest first."""
+    from tracejury.store.batches import list_batches
+
+    rows = [{"batchId": b.id, "release": b.release_id, "kind": b.kind, "state": b.state,
+             "sampled": b.sampled, "createdAt": b.created_at.isoformat()}
+            for b in list_batches(_engine(_settings()))]  # fmt: skip
+    if json:
+        _print_json(rows)
+        return
+    table = Table("batch", "release", "kind", "state", "sampled", "created")
+    for r in rows:
+        table.add_row(
+            r["batchId"], r["release"], r["kind"], r["state"], str(r["sampled"]), r["createdAt"]
+        )
+    out.print(table)
 
 
 @db_app.command("upgrade")

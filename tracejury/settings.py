@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     score_concurrency: int = 256
     """Traces evaluated at once by ``tracejury score`` (judge calls are further bounded per
     profile by its ``max_concurrency``)."""
+    broker_url: str = "sqla+sqlite:///tracejury-broker.db"
+    """Celery broker: Redis (``redis://host:6379/0``) in production; by default an embedded
+    SQLite broker (kombu's SQLAlchemy transport), so one machine runs with no server."""
+    chunk_size: int = 256
+    """Traces per queued chunk: one task, all its judge calls concurrent with asyncio."""
+    chunk_lease_s: float = 30.0
+    """A running chunk's lease; renewed every third of it. A dead worker's chunk is redone
+    after the lease expires plus one sweep."""
+    sweep_interval_s: float = 5.0
+    """How often each worker looks for expired leases to re-enqueue."""
+    stale_pending_s: float = 300.0
+    """A chunk pending this long without a worker is enqueued again (its message may be lost)."""
     ingest_batch_size: int = 2000
     """Lines per batch (one transaction) during ingest; bounds memory per ingest process."""
     ingest_workers: int = 2

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from judges.catalog import Catalog
 from judges.evaluate import CacheKey
 from judges.llm.client import JudgeClient
+from judges.llm.profiles import JudgeProfile
 from judges.llm.transport import make_http_client
 from judges.llm.types import JudgeOutcome, JudgeRequest, JudgeVerdict
 from tracejury.core.evaluation import Evaluation
@@ -71,13 +71,13 @@ def _cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, JudgeVerdict]])
 
 @asynccontextmanager
 async def production_deps(
-    engine: Engine, settings: Settings, catalog: Catalog
+    engine: Engine, settings: Settings, profiles: Mapping[str, JudgeProfile]
 ) -> AsyncIterator[ScoringDeps]:
     """Deps on the store and real judge clients (one HTTP client per profile), closed on exit."""
     clients: dict[str, JudgeClient] = {}
     http_clients = []
     try:
-        for name, profile in catalog.profiles.items():
+        for name, profile in profiles.items():
             http = make_http_client(profile)
             http_clients.append(http)
             clients[name] = JudgeClient(
@@ -94,7 +94,7 @@ async def production_deps(
             cache_put=partial(_cache_put, engine),
             save=partial(store.save_evaluations, engine),
             judge_call=judge_call,
-            models={name: p.model for name, p in catalog.profiles.items()},
+            models={name: p.model for name, p in profiles.items()},
         )
     finally:
         for http in http_clients:

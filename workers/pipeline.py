@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -56,14 +57,16 @@ async def score_chunk(
     return list(evaluations)
 
 
-def batch_config(rubrics: Sequence[Rubric], catalog: Catalog) -> dict[str, object]:
-    """The frozen config snapshot a batch records."""
+def batch_config(rubrics: Sequence[Rubric], catalog: Catalog) -> dict[str, Any]:
+    """The frozen config snapshot a batch records: evaluator versions and fingerprints, the
+    full rubric content (workers score with exactly this), and the judge profiles."""
     profiles = {r.judge.profile for r in rubrics if r.judge is not None}
     return {
         "evaluators": [
             {"id": r.id, "version": r.version, "fingerprint": r.fingerprint, "kind": r.kind}
             for r in rubrics
         ],
+        "rubrics": [r.model_dump(mode="json") for r in rubrics],
         "judgeProfiles": {
             name: catalog.profiles[name].model_dump(mode="json")
             for name in sorted(profiles)
@@ -113,7 +116,7 @@ async def score_release(
     )  # fmt: skip
     try:
         if deps is None:
-            async with production_deps(engine, settings, catalog) as real:
+            async with production_deps(engine, settings, catalog.profiles) as real:
                 await _score_all(real, batch_id, trace_ids, rubrics, settings.score_concurrency)
         else:
             await _score_all(deps, batch_id, trace_ids, rubrics, settings.score_concurrency)

@@ -21,7 +21,13 @@ from judges.llm.retry import (
     next_wait,
     parse_retry_after,
 )
-from judges.llm.transport import TRANSPORTS, JudgeTransport, TransportName, make_http_client
+from judges.llm.transport import (
+    TRANSPORTS,
+    JudgeHTTPClient,
+    JudgeTransport,
+    TransportName,
+    make_http_client,
+)
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "TRANSPORTS",
     "JudgeClient",
     "JudgeFailure",
+    "JudgeHTTPClient",
     "JudgeOutcome",
     "JudgeProfile",
     "JudgeRequest",

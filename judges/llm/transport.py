@@ -6,14 +6,17 @@ fleet lives at hundreds of calls in flight. ``bench/judges.py`` measures both tr
 by side; the aiohttp one (``httpx-aiohttp``) holds its throughput at 256 in flight, so it is
 the default. Code and tests still speak httpx (``httpx.AsyncClient``, ``httpx.MockTransport``).
 
-:class:`JudgeTransport` corrects how ``httpx-aiohttp`` translates aiohttp's errors: it maps
-every ``ClientConnectionError`` (a refused connection, a server that hung up) to
-``httpx.ConnectTimeout``, which would make a dead endpoint look like a slow one.
+:class:`JudgeHTTPClient` drops httpx's cookie jar, which a judge API does not need and
+which costs CPU on every reply. :class:`JudgeTransport` corrects how ``httpx-aiohttp``
+translates aiohttp's errors: it maps every ``ClientConnectionError`` (a refused connection,
+a server that hung up) to ``httpx.ConnectTimeout``, which would make a dead endpoint look
+like a slow one.
 """
 
 from __future__ import annotations
 
 import asyncio
+from http.cookiejar import Cookie, CookieJar
 from typing import Literal
 
 import aiohttp
@@ -22,7 +25,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from judges.llm.profiles import JudgeProfile
 
-__all__ = ["TRANSPORTS", "JudgeTransport", "TransportName", "make_http_client"]
+__all__ = ["TRANSPORTS", "JudgeHTTPClient", "JudgeTransport", "TransportName", "make_http_client"]
 
 TransportName = Literal["aiohttp", "httpcore"]
 """``aiohttp``: :class:`JudgeTransport` (default); ``httpcore``: httpx's own (for comparison)."""
@@ -63,11 +66,50 @@ class JudgeTransport(AiohttpTransport):
             raise (_translate(exc) or httpx.TransportError(str(exc))) from exc
 
 
+class _NullJar(CookieJar):
+    """A cookie jar that never stores a cookie."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Drop ``cookie``."""
+
+
+class _NoCookies(httpx.Cookies):
+    """Cookies that stay empty, and skip httpx's urllib round trip on every reply."""
+
+    def __init__(self) -> None:
+        super().__init__(_NullJar())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Keep no cookie from ``response``."""
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        """Send no cookie."""
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class JudgeHTTPClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` without cookies: a judge API needs none, and httpx's cookie jar
+    rebuilds the request and reply as urllib objects for every response (measurable CPU at
+    a thousand calls a second)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """Always empty; setting cookies has no effect."""
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        pass
+
+
 def make_http_client(profile: JudgeProfile, kind: TransportName = "aiohttp") -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for ``profile``: its timeout, a pool of ``max_concurrency``.
 
-    ``kind`` picks the transport (see :data:`TransportName`). The aiohttp session is created
-    on first use, inside the running event loop; close the client with ``aclose()``.
+    ``kind`` picks the transport (see :data:`TransportName`); ``aiohttp`` gives a
+    :class:`JudgeHTTPClient` over a :class:`JudgeTransport`, whose aiohttp session is created
+    on first use, inside the running event loop. Close the client with ``aclose()``.
     """
     limits = httpx.Limits(
         max_connections=profile.max_concurrency,
@@ -79,4 +121,4 @@ def make_http_client(profile: JudgeProfile, kind: TransportName = "aiohttp") -> 
         return httpx.AsyncClient(limits=limits, timeout=timeout)
     if kind != "aiohttp":
         raise ValueError(f"unknown transport {kind!r} (known: {', '.join(TRANSPORTS)})")
-    return httpx.AsyncClient(transport=JudgeTransport(limits=limits), timeout=timeout)
+    return JudgeHTTPClient(transport=JudgeTransport(limits=limits), timeout=timeout)

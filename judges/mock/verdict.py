@@ -12,7 +12,7 @@ the system message. Rules, first match wins:
 3. a snapshot agrees with the answer → pass;
 4. a tool was required but no call succeeded → fail;
 5. retrieval was on, non-empty, with chunk texts: the answer shares ≥ 3 content words with
-   them → pass, 1–2 → borderline, none → fail;
+   them → pass (borderline if it hedges, "not sure …"), 1–2 → borderline, none → fail;
 6. otherwise → pass.
 
 Binary labels map pass/fail to the label that reads as a pass (``pass``, ``yes``, …; else
@@ -51,6 +51,7 @@ DEFAULT_LABELS = ("pass", "fail")
 
 _PASS_WORDS = frozenset({"pass", "yes", "true", "correct", "good", "grounded", "supported",
                          "appropriate", "helpful", "ok"})  # fmt: skip
+_HEDGES = ("not sure", "not certain", "might be wrong", "may be wrong")
 _ALLOWED = re.compile(r"^\s*Allowed labels:\s*(.+?)\s*$", re.M)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
@@ -230,6 +231,9 @@ def assess(evidence: dict[str, Any] | None) -> Assessment:
         texts = [t for t in chunks if isinstance(t, str)]
         if texts:
             shared = _content_words(answer) & _content_words(" ".join(texts))
+            if len(shared) >= 3 and any(h in answer.lower() for h in _HEDGES):
+                why = "The answer repeats retrieved text but hedges that it may not fit."
+                return Assessment("borderline", why)
             if len(shared) >= 3:
                 why = f"The answer agrees with the retrieved text ({len(shared)} shared words)."
                 return Assessment("pass", why)

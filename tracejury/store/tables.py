@@ -10,6 +10,8 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "Batch",
+    "BatchChunk",
+    "BatchTrace",
     "EvaluationRow",
     "EvaluatorVersion",
     "JudgeCacheEntry",
@@ -205,3 +207,35 @@ class EvaluatorVersion(SQLModel, table=True):
     version: str = Field(primary_key=True, max_length=64)
     fingerprint: str = Field(max_length=80)
     first_seen: datetime
+
+
+class BatchTrace(SQLModel, table=True):
+    """A trace sampled into a batch, with its inclusion probability and chunk."""
+
+    __tablename__ = "batch_trace"
+    __table_args__ = (Index("ix_batch_trace_chunk", "batch_id", "chunk_no"),)
+
+    batch_id: str = Field(primary_key=True, foreign_key="batch.id", max_length=64)
+    trace_id: str = Field(primary_key=True, foreign_key="trace.trace_id", max_length=256)
+    inclusion_prob: float
+    """p_i: the probability this trace had of being sampled (estimates weight by 1/p_i)."""
+    chunk_no: int
+
+
+class BatchChunk(SQLModel, table=True):
+    """One unit of queued work: a chunk of a batch's traces, with a lease while it runs."""
+
+    __tablename__ = "batch_chunk"
+
+    batch_id: str = Field(primary_key=True, foreign_key="batch.id", max_length=64)
+    chunk_no: int = Field(primary_key=True)
+    state: str = Field(max_length=16)
+    """``pending``, ``running``, ``done`` or ``failed``."""
+    size: int
+    attempts: int = 0
+    """Times a worker claimed it."""
+    lease_until: datetime | None = None
+    """While running: the worker's lease; renewed by its heartbeat, expired = redo."""
+    worker: str | None = None
+    error: str | None = None
+    updated_at: datetime

@@ -1,0 +1,277 @@
+"""Queries of queued scoring batches: sampling inputs, chunks with leases, progress, end.
+
+A chunk moves ``pending → running → done`` (or ``failed``). ``claim_chunk`` is an atomic
+compare-and-set: only one worker holds a chunk, and a chunk whose lease expired (its worker
+died) can be claimed again. Evaluation writes are idempotent, so a chunk run twice stores
+each evaluation once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, func, or_, select, update
+
+from tracejury.core.sampling import SampleDraw
+from tracejury.store.tables import Batch, BatchChunk, BatchTrace, EvaluationRow, StoredTrace
+
+__all__ = [
+    "add_batch_traces",
+    "batch_config",
+    "batch_progress",
+    "chunk_trace_ids",
+    "claim_chunk",
+    "complete_chunk",
+    "expired_chunks",
+    "fail_chunk",
+    "stale_pending_chunks",
+    "list_batches",
+    "release_expired",
+    "renew_lease",
+    "sampling_rows",
+    "try_finish_batch",
+]
+
+_B = Batch.__table__
+_BC = BatchChunk.__table__
+_BT = BatchTrace.__table__
+_E = EvaluationRow.__table__
+_T = StoredTrace.__table__
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def sampling_rows(engine: Engine, release: str) -> list[Any]:
+    """Per trace of a release: id, latency and the failure-signal columns sampling weighs."""
+    stmt = select(
+        _T.c.trace_id, _T.c.latency_ms, _T.c.truncated, _T.c.tool_error, _T.c.tool_timeout,
+        _T.c.retrieval_empty, _T.c.negative_feedback, _T.c.fallback_used, _T.c.segment_key,
+    ).where(_T.c.release_id == release).order_by(_T.c.trace_id)  # fmt: skip
+    with engine.connect() as conn:
+        return list(conn.execute(stmt))
+
+
+def add_batch_traces(
+    engine: Engine, batch_id: str, draws: Sequence[SampleDraw], chunk_size: int
+) -> int:
+    """Store a batch's sampled traces in chunks (all pending); returns the number of chunks."""
+    now = _now()
+    chunks = (len(draws) + chunk_size - 1) // chunk_size
+    with engine.begin() as conn:
+        if draws:
+            conn.execute(_BT.insert(), [
+                {"batch_id": batch_id, "trace_id": d.trace_id, "inclusion_prob": d.probability,
+                 "chunk_no": i // chunk_size}
+                for i, d in enumerate(draws)
+            ])  # fmt: skip
+        if chunks:
+            conn.execute(_BC.insert(), [
+                {"batch_id": batch_id, "chunk_no": c, "state": "pending", "updated_at": now,
+                 "size": min(chunk_size, len(draws) - c * chunk_size)}
+                for c in range(chunks)
+            ])  # fmt: skip
+    return chunks
+
+
+def batch_config(engine: Engine, batch_id: str) -> dict[str, Any] | None:
+    """The frozen config snapshot of a batch, or None if there is no such batch."""
+    with engine.connect() as conn:
+        raw = conn.execute(select(_B.c.config).where(_B.c.id == batch_id)).scalar_one_or_none()
+    return orjson.loads(raw) if raw is not None else None
+
+
+def claim_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str, lease_s: float) -> bool:
+    """Take a chunk if it is pending or its lease expired; False if done or held by another."""
+    now = _now()
+    stmt = (
+        update(_BC)
+        .where(
+            _BC.c.batch_id == batch_id,
+            _BC.c.chunk_no == chunk_no,
+            or_(_BC.c.state == "pending", and_(_BC.c.state == "running", _BC.c.lease_until < now)),
+        )
+        .values(
+            state="running",
+            worker=worker,
+            attempts=_BC.c.attempts + 1,
+            lease_until=now + timedelta(seconds=lease_s),
+            updated_at=now,
+        )  # fmt: skip
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def renew_lease(engine: Engine, batch_id: str, chunk_no: int, worker: str, lease_s: float) -> bool:
+    """Extend this worker's lease (heartbeat); False if it lost the chunk."""
+    now = _now()
+    stmt = (
+        update(_BC)
+        .where(
+            _BC.c.batch_id == batch_id,
+            _BC.c.chunk_no == chunk_no,
+            _BC.c.state == "running",
+            _BC.c.worker == worker,
+        )  # fmt: skip
+        .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def complete_chunk(engine: Engine, batch_id: str, chunk_no: int) -> None:
+    """Mark a chunk done."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(_BC)
+            .where(_BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no)
+            .values(state="done", lease_until=None, updated_at=_now())
+        )
+
+
+def fail_chunk(engine: Engine, batch_id: str, chunk_no: int, error: str) -> None:
+    """Mark a chunk failed for good (its batch will end ``failed`` with this reason)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(_BC)
+            .where(_BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no)
+            .values(state="failed", error=error, lease_until=None, updated_at=_now())
+        )
+
+
+def chunk_trace_ids(engine: Engine, batch_id: str, chunk_no: int) -> list[str]:
+    """The trace ids of one chunk."""
+    stmt = select(_BT.c.trace_id).where(_BT.c.batch_id == batch_id, _BT.c.chunk_no == chunk_no)
+    with engine.connect() as conn:
+        return list(conn.execute(stmt.order_by(_BT.c.trace_id)).scalars())
+
+
+def expired_chunks(engine: Engine) -> list[tuple[str, int]]:
+    """Running chunks whose lease expired (their worker died): to be enqueued again."""
+    stmt = select(_BC.c.batch_id, _BC.c.chunk_no).where(
+        _BC.c.state == "running", _BC.c.lease_until < _now()
+    )
+    with engine.connect() as conn:
+        return [(r[0], r[1]) for r in conn.execute(stmt)]
+
+
+def stale_pending_chunks(engine: Engine, older_than_s: float) -> list[tuple[str, int]]:
+    """Pending chunks untouched for ``older_than_s`` (their message may be lost: a broker
+    restarted without persistence, an enqueue that failed). Marks them touched, so each is
+    returned at most once per period; a duplicate message is harmless (claims are CAS)."""
+    cutoff = _now() - timedelta(seconds=older_than_s)
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(_BC.c.batch_id, _BC.c.chunk_no).where(
+                _BC.c.state == "pending", _BC.c.updated_at < cutoff
+            )
+        ).all()
+        for batch_id, chunk_no in rows:
+            conn.execute(
+                update(_BC)
+                .where(
+                    _BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no, _BC.c.state == "pending"
+                )
+                .values(updated_at=_now())
+            )
+    return [(r[0], r[1]) for r in rows]
+
+
+def release_expired(engine: Engine, batch_id: str, chunk_no: int) -> bool:
+    """Put an expired running chunk back to pending; True for the one caller that did."""
+    stmt = (
+        update(_BC)
+        .where(
+            _BC.c.batch_id == batch_id,
+            _BC.c.chunk_no == chunk_no,
+            _BC.c.state == "running",
+            _BC.c.lease_until < _now(),
+        )  # fmt: skip
+        .values(state="pending", worker=None, lease_until=None, updated_at=_now())
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def try_finish_batch(engine: Engine, batch_id: str) -> str | None:
+    """End the batch if no chunk is left pending or running: ``done``, or ``failed`` when a
+    chunk failed. Returns the new state if this call ended it (exactly one caller does)."""
+    with engine.begin() as conn:
+        states = dict(
+            conn.execute(
+                select(_BC.c.state, func.count())
+                .where(_BC.c.batch_id == batch_id)
+                .group_by(_BC.c.state)
+            ).all()
+        )
+        if states.get("pending") or states.get("running"):
+            return None
+        errors = conn.execute(
+            select(_BC.c.chunk_no, _BC.c.error).where(
+                _BC.c.batch_id == batch_id, _BC.c.state == "failed"
+            )
+        ).all()
+        state = "failed" if errors else "done"
+        reason = (
+            f"{len(errors)} chunk(s) failed; chunk {errors[0][0]}: {errors[0][1]}"
+            if errors
+            else None
+        )
+        ended = conn.execute(
+            update(_B)
+            .where(_B.c.id == batch_id, _B.c.state == "running")
+            .values(state=state, reason=reason, finished_at=_now())
+        ).rowcount
+    return state if ended == 1 else None
+
+
+def batch_progress(engine: Engine, batch_id: str) -> dict[str, Any] | None:
+    """State, chunk counts, sampled traces, evaluation counts by status and failure kind."""
+    with engine.connect() as conn:
+        batch = conn.execute(select(_B).where(_B.c.id == batch_id)).one_or_none()
+        if batch is None:
+            return None
+        chunks = dict(
+            conn.execute(
+                select(_BC.c.state, func.count())
+                .where(_BC.c.batch_id == batch_id)
+                .group_by(_BC.c.state)
+            ).all()
+        )
+        done_traces = conn.execute(
+            select(func.coalesce(func.sum(_BC.c.size), 0)).where(
+                _BC.c.batch_id == batch_id, _BC.c.state == "done"
+            )
+        ).scalar_one()
+        status = dict(
+            conn.execute(
+                select(_E.c.status, func.count())
+                .where(_E.c.batch_id == batch_id)
+                .group_by(_E.c.status)
+            ).all()
+        )
+        failures = dict(
+            conn.execute(
+                select(_E.c.failure_kind, func.count())
+                .where(_E.c.batch_id == batch_id, _E.c.status == "judge_failed")
+                .group_by(_E.c.failure_kind)
+            ).all()
+        )
+    return {
+        "batch": batch,
+        "chunks": chunks,
+        "doneTraces": int(done_traces),
+        "status": status,
+        "failures": failures,
+    }
+
+
+def list_batches(engine: Engine, *, limit: int = 50) -> list[Any]:
+    """Newest batches first."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(_B).order_by(_B.c.created_at.desc()).limit(limit)))

@@ -1,0 +1,198 @@
+"""Queued batches: create (sample, freeze config, enqueue chunks), run one chunk, sweep.
+
+``create_queued_batch`` and ``run_chunk`` are what the CLI and the Celery task call; they
+take their I/O (engine, enqueue function) as arguments, so tests run them without Celery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from judges.catalog import Catalog
+from judges.llm.profiles import JudgeProfile
+from judges.rubric import Rubric
+from tracejury.core.errors import ConfigError
+from tracejury.core.sampling import SamplingConfig, TraceSignals, sample
+from tracejury.core.segments import parse_segment_key
+from tracejury.settings import Settings
+from tracejury.store import batches as store
+from tracejury.store import evaluations as evaluation_store
+from workers.deps import production_deps
+from workers.hooks import run_finalisers
+from workers.pipeline import batch_config, score_chunk
+
+__all__ = ["CreatedBatch", "create_queued_batch", "run_chunk", "sweep_expired", "worker_id"]
+
+log = logging.getLogger(__name__)
+Enqueue = Callable[[str, int], None]
+
+
+def worker_id() -> str:
+    """This process, as chunk leases name it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class CreatedBatch:
+    """What ``batch create`` reports."""
+
+    batch_id: str
+    population: int
+    sampled: int
+    chunks: int
+    base_rate: float
+
+
+def _signals(rows: Sequence[Any]) -> list[TraceSignals]:
+    latencies = sorted(r.latency_ms for r in rows)
+    p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else 0
+    return [
+        TraceSignals(
+            trace_id=r.trace_id,
+            latency_above_p95=r.latency_ms > p95,
+            truncated=r.truncated,
+            tool_failed=r.tool_error or r.tool_timeout,
+            retrieval_empty=r.retrieval_empty,
+            retrieval_low=parse_segment_key(r.segment_key).get("ret") == "low",
+            negative_feedback=r.negative_feedback,
+            fallback_used=r.fallback_used,
+        )
+        for r in rows
+    ]
+
+
+def create_queued_batch(
+    engine: Engine,
+    settings: Settings,
+    catalog: Catalog,
+    sampling: SamplingConfig,
+    *,
+    release: str,
+    rubric_ids: list[str] | None,
+    sample_size: int | None,
+    budget: int | None,
+    seed: int,
+    enqueue: Enqueue,
+) -> CreatedBatch:
+    """Sample a release, freeze the config, store the chunks and enqueue them.
+
+    ``sample_size`` is the expected sample size; ``budget`` a number of judge calls (divided
+    by the calls one trace costs: the samples of every judge rubric). Neither: every trace.
+    """
+    rubrics = catalog.select(rubric_ids)
+    evaluation_store.register_evaluator_versions(
+        engine, [(r.id, r.version, r.fingerprint) for r in rubrics]
+    )
+    signals = _signals(store.sampling_rows(engine, release))
+    if not signals:
+        raise ConfigError(f"release {release!r} has no stored traces")
+    calls_per_trace = sum(r.judge.samples for r in rubrics if r.judge is not None)
+    if sample_size is not None:
+        target = float(sample_size)
+    elif budget is not None and calls_per_trace:
+        target = budget / calls_per_trace
+    else:
+        target = float(len(signals))
+    draws, base_rate = sample(signals, sampling, seed=seed, target_size=target)
+    config = batch_config(rubrics, catalog)
+    config["sampling"] = {
+        "version": sampling.version, "seed": seed, "baseRate": base_rate, "target": target,
+        "population": len(signals), "weights": sampling.weights,
+    }  # fmt: skip
+    batch_id = evaluation_store.create_batch(
+        engine, release=release, kind="queued", config=config, sampled=len(draws)
+    )
+    chunks = store.add_batch_traces(engine, batch_id, draws, settings.chunk_size)
+    if chunks == 0:
+        store.try_finish_batch(engine, batch_id)
+    for chunk_no in range(chunks):
+        enqueue(batch_id, chunk_no)
+    return CreatedBatch(batch_id, len(signals), len(draws), chunks, base_rate)
+
+
+class _Heartbeat(threading.Thread):
+    """Renews a chunk's lease every third of it until stopped."""
+
+    def __init__(self, engine: Engine, batch_id: str, chunk_no: int, worker: str, lease_s: float):
+        super().__init__(name=f"lease-{batch_id}-{chunk_no}", daemon=True)
+        self.args_ = (engine, batch_id, chunk_no, worker, lease_s)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        engine, batch_id, chunk_no, worker, lease_s = self.args_
+        while not self.stopped.wait(lease_s / 3):
+            try:
+                store.renew_lease(engine, batch_id, chunk_no, worker, lease_s)
+            except Exception:  # the next beat tries again; an expired lease only means a redo
+                log.warning("lease renewal failed for %s/%s", batch_id, chunk_no, exc_info=True)
+
+
+def _frozen_rubrics(config: dict[str, Any]) -> list[Rubric]:
+    rubrics = [Rubric.model_validate(d) for d in config["rubrics"]]
+    recorded = {e["id"]: e["fingerprint"] for e in config["evaluators"]}
+    for r in rubrics:
+        if r.fingerprint != recorded[r.id]:  # the snapshot must score exactly what was frozen
+            raise ConfigError(f"rubric {r.id} in the batch snapshot does not match its fingerprint")
+    return rubrics
+
+
+def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) -> str:
+    """Run one chunk if this worker can claim it; end the batch if it was the last.
+
+    Returns ``done``, ``skipped`` (already done, or held by a live worker) or ``missing``.
+    """
+    config = store.batch_config(engine, batch_id)
+    if config is None:
+        return "missing"
+    worker = worker_id()
+    if not store.claim_chunk(engine, batch_id, chunk_no, worker, settings.chunk_lease_s):
+        return "skipped"
+    beat = _Heartbeat(engine, batch_id, chunk_no, worker, settings.chunk_lease_s)
+    beat.start()
+    try:
+        rubrics = _frozen_rubrics(config)
+        profiles = {n: JudgeProfile.model_validate(p) for n, p in config["judgeProfiles"].items()}
+        trace_ids = store.chunk_trace_ids(engine, batch_id, chunk_no)
+
+        async def score() -> None:
+            async with production_deps(engine, settings, profiles) as deps:
+                await score_chunk(deps, batch_id, trace_ids, rubrics,
+                                  concurrency=settings.score_concurrency)  # fmt: skip
+
+        asyncio.run(score())
+        store.complete_chunk(engine, batch_id, chunk_no)
+    finally:
+        beat.stopped.set()
+    finish(engine, batch_id)
+    return "done"
+
+
+def finish(engine: Engine, batch_id: str) -> None:
+    """End the batch if nothing is left, and run its finalisers (once)."""
+    state = store.try_finish_batch(engine, batch_id)
+    if state is not None:
+        run_finalisers(engine, batch_id, state)
+
+
+def sweep_expired(engine: Engine, enqueue: Enqueue, *, stale_pending_s: float = 300) -> int:
+    """Re-enqueue chunks whose worker died (lease expired), and pending chunks whose message
+    may have been lost (untouched for ``stale_pending_s``); returns how many."""
+    requeued = 0
+    for batch_id, chunk_no in store.expired_chunks(engine):
+        if store.release_expired(engine, batch_id, chunk_no):
+            enqueue(batch_id, chunk_no)
+            requeued += 1
+    for batch_id, chunk_no in store.stale_pending_chunks(engine, stale_pending_s):
+        enqueue(batch_id, chunk_no)
+        requeued += 1
+    return requeued

@@ -1,0 +1,94 @@
+"""Celery tasks: thin. They take ids, build nothing at import time, and call ``batches``.
+
+Per worker process, the engine and settings are built once, on first use. The sweeper
+thread starts when the worker is ready (in the main process, which survives a pool child's
+death) and re-enqueues chunks whose lease expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cache
+
+from celery import current_app, shared_task
+from celery.signals import worker_ready, worker_shutting_down
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from tracejury.settings import Settings
+from tracejury.store.engine import open_engine
+from workers.batches import finish, run_chunk, sweep_expired
+
+__all__ = ["enqueue_chunk", "score_chunk_task"]
+
+log = logging.getLogger(__name__)
+TASK_NAME = "tracejury.score_chunk"
+
+
+@cache
+def _runtime() -> tuple[Engine, Settings]:
+    settings = Settings()
+    return open_engine(settings.database_url), settings
+
+
+@shared_task(
+    name=TASK_NAME,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(DBAPIError,),
+    retry_backoff=2,
+    retry_jitter=True,
+    max_retries=5,
+)
+def score_chunk_task(self, batch_id: str, chunk_no: int) -> str:  # noqa: ANN001 - Celery's Task
+    """Score one chunk of a batch (idempotent: a redelivered or duplicate message is a no-op)."""
+    engine, settings = _runtime()
+    try:
+        return run_chunk(engine, settings, batch_id, chunk_no)
+    except DBAPIError:
+        if self.request.retries >= self.max_retries:
+            _give_up(engine, batch_id, chunk_no, "database unavailable after retries")
+        raise
+    except Exception as exc:  # not retryable: the chunk fails, and with it the batch
+        _give_up(engine, batch_id, chunk_no, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _give_up(engine: Engine, batch_id: str, chunk_no: int, error: str) -> None:
+    from tracejury.store.batches import fail_chunk
+
+    log.error("chunk %s/%s failed: %s", batch_id, chunk_no, error)
+    fail_chunk(engine, batch_id, chunk_no, error)
+    finish(engine, batch_id)
+
+
+def enqueue_chunk(batch_id: str, chunk_no: int) -> None:
+    """Send one chunk task on the current app."""
+    current_app.send_task(TASK_NAME, args=[batch_id, chunk_no])
+
+
+_stop_sweeping = threading.Event()
+
+
+def _sweep_forever() -> None:
+    engine, settings = _runtime()
+    while not _stop_sweeping.wait(settings.sweep_interval_s):
+        try:
+            n = sweep_expired(engine, enqueue_chunk, stale_pending_s=settings.stale_pending_s)
+            if n:
+                log.warning("re-enqueued %d chunk(s) whose worker died", n)
+        except Exception:  # the store or broker is down: try again next sweep
+            log.warning("lease sweep failed", exc_info=True)
+
+
+@worker_ready.connect
+def _start_sweeper(**_kwargs: object) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per judge call
+    threading.Thread(target=_sweep_forever, name="tracejury-sweeper", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _stop_sweeper(**_kwargs: object) -> None:
+    _stop_sweeping.set()
