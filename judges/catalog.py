@@ -6,6 +6,7 @@ profiles) and the ``gates/`` folder (gate specs). Every error names the file and
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -15,7 +16,7 @@ from judges.rubric import Rubric
 from tracejury.core.errors import ConfigError
 from tracejury.core.yamlconf import load_model
 
-__all__ = ["Catalog", "load_catalog"]
+__all__ = ["Catalog", "load_catalog", "load_plugins"]
 
 PROFILES_FILE = "profiles.yaml"
 
@@ -47,6 +48,15 @@ class Catalog(BaseModel):
                 f"unknown rubric {unknown[0]!r} (known: {', '.join(sorted(self.rubrics))})"
             )
         return [self.rubrics[i] for i in dict.fromkeys(ids)]
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import plugin modules (they register extra checkers with ``@checker``)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import plugin {name!r}: {exc}") from exc
 
 
 def _read(path: Path) -> str:

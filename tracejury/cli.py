@@ -227,8 +227,9 @@ def simulate(
 
 
 def _catalog(settings: Settings):  # noqa: ANN202 - judges.catalog.Catalog, imported lazily
-    from judges.catalog import load_catalog
+    from judges.catalog import load_catalog, load_plugins
 
+    load_plugins(settings.plugin_modules)
     return load_catalog(Path(settings.rubrics_dir))
 
 

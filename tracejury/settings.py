@@ -14,6 +14,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRACEJURY_", extra="ignore")
 
+    @property
+    def plugin_modules(self) -> list[str]:
+        """``plugins`` as a list."""
+        return [m.strip() for m in self.plugins.split(",") if m.strip()]
+
     def api_key(self, env_name: str | None) -> str | None:
         """The value of a judge profile's API key variable (this class reads the environment)."""
         return os.environ.get(env_name) if env_name else None
@@ -24,6 +29,8 @@ class Settings(BaseSettings):
     """A segmentation YAML to use instead of the shipped default."""
     rubrics_dir: str = "rubrics"
     """Directory of rubric YAML files, judge profiles (``profiles.yaml``) and gates."""
+    plugins: str = ""
+    """Comma-separated modules to import at start; they register extra checkers."""
     judge_base_url: str = "http://127.0.0.1:8100/v1"
     """Base URL for judge profiles that set none (the shipped ``default``): the mock judge."""
     score_concurrency: int = 256

@@ -16,6 +16,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from judges.catalog import load_plugins
 from tracejury.settings import Settings
 from tracejury.store.engine import open_engine
 from workers.batches import finish, run_chunk, sweep_expired
@@ -29,6 +30,7 @@ TASK_NAME = "tracejury.score_chunk"
 @cache
 def _runtime() -> tuple[Engine, Settings]:
     settings = Settings()
+    load_plugins(settings.plugin_modules)
     return open_engine(settings.database_url), settings
 
 

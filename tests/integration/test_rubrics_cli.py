@@ -44,22 +44,28 @@ def test_changed_content_under_unchanged_version(
     rubrics: Path, engine: Any, example_trace: dict[str, Any]
 ) -> None:
     from judges.catalog import load_catalog
-    from tracejury.settings import Settings
-    from workers.pipeline import score_release
 
     # the store sees json_valid v1 once, through a real (checker-only) scoring run
     from tracejury.core.segments import default_segmentation
+    from tracejury.settings import Settings
     from tracejury.store.ingest import ingest_lines
+    from workers.pipeline import score_release
 
-    ingest_lines(engine, "t", [(1, orjson.dumps(example_trace))], segmentation=default_segmentation())
+    ingest_lines(
+        engine, "t", [(1, orjson.dumps(example_trace))], segmentation=default_segmentation()
+    )
     settings = Settings()
-    asyncio.run(score_release(engine, settings, load_catalog(rubrics), "r42", rubric_ids=["json_valid"]))
+    asyncio.run(
+        score_release(engine, settings, load_catalog(rubrics), "r42", rubric_ids=["json_valid"])
+    )
 
     path = rubrics / "checks" / "json_valid.yaml"
     path.write_text(path.read_text().replace("parses as JSON.", "parses as JSON (strict)."))
     result = runner.invoke(app, ["rubrics", "lint"])
     assert result.exit_code == 1
-    assert "rubric json_valid changed but its version is still '1'; bump the version" in result.stdout
+    assert (
+        "rubric json_valid changed but its version is still '1'; bump the version" in result.stdout
+    )
     refused = runner.invoke(app, ["score", "--release", "r42", "--rubric", "json_valid"])
     assert refused.exit_code != 0
     path.write_text(path.read_text().replace('version: "1"', 'version: "2"'))

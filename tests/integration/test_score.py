@@ -3,26 +3,13 @@ faults, a real SQLite store. Every (trace, evaluator) ends scored or explicitly 
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-EXE = str(Path(sys.executable).parent / "tracejury")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.integration.procs import EXE
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -30,47 +17,14 @@ def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def mock_judge(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A real `tracejury mock-judge` process; yields its base URL."""
-    port = _free_port()
-    faults = getattr(request, "param", "")
-    proc = subprocess.Popen(
-        [EXE, "mock-judge", "--port", str(port), "--faults", faults, "--seed", "7"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("mock judge did not start")
-    yield f"http://127.0.0.1:{port}/v1"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> dict[str, str]:
-    """A store with 120 simulated traces (some answers contradict the tool) and a rubrics
-    directory whose judge profile fails fast (1 s timeout, 3 attempts, short backoff)."""
-    rubrics = tmp_path / "rubrics"
-    shutil.copytree(ROOT / "rubrics", rubrics)
-    profiles = {"profiles": [{"name": "default", "model": "mock-judge", "timeout_s": 1.0,
-                              "max_attempts": 3, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}]}  # fmt: skip
-    (rubrics / "profiles.yaml").write_text(yaml.safe_dump(profiles))
-    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path),
-           "TRACEJURY_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}",
-           "TRACEJURY_RUBRICS_DIR": str(rubrics)}  # fmt: skip
+def workspace(tmp_path: Path, base_env: dict[str, str]) -> dict[str, str]:
+    """A store with 120 simulated traces, some answers contradicting the tool."""
     traces = tmp_path / "t.jsonl"
     sim = _run("simulate", "--release", "r1", "--traces", "120", "--seed", "3", "-o", str(traces),
-               "--regress", "answer_contradicts_tool:0.5", env=env)  # fmt: skip
+               "--regress", "answer_contradicts_tool:0.5", env=base_env)  # fmt: skip
     assert sim.returncode == 0, sim.stderr
-    assert _run("ingest", str(traces), env=env).returncode == 0
-    return env
+    assert _run("ingest", str(traces), env=base_env).returncode == 0
+    return base_env
 
 
 def _score(env: dict[str, str], base_url: str, *rubrics: str) -> dict:

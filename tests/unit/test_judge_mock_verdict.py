@@ -96,7 +96,9 @@ def test_an_answer_that_contradicts_the_snapshot_fails(
 def test_dates_and_states_in_other_spellings_agree(
     example_trace: dict[str, Any], answer: str
 ) -> None:
-    assert reply_for(body_for(with_answer(example_trace, answer, json_wrap=False)))["label"] == "pass"
+    assert (
+        reply_for(body_for(with_answer(example_trace, answer, json_wrap=False)))["label"] == "pass"
+    )
 
 
 def test_a_required_tool_that_failed_fails(example_trace: dict[str, Any]) -> None:
