@@ -68,6 +68,16 @@ def _segmentation(settings: Settings) -> SegmentationConfig:
     return SegmentationConfig.from_yaml(text, file=str(path))
 
 
+def _dims(by: str, settings: Settings) -> list[str]:
+    """``--by`` as a list of known segment dimensions."""
+    dims = [d.strip() for d in by.split(",") if d.strip()]
+    known = _segmentation(settings).names
+    for d in dims:
+        if d not in known:
+            raise TracejuryError(f"--by: unknown dimension {d!r} (known: {', '.join(known)})")
+    return dims
+
+
 def _print_json(data: object) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
@@ -144,11 +154,7 @@ def signals(
     from tracejury.store.signals import release_signals
 
     settings = _settings()
-    dims = [d.strip() for d in by.split(",") if d.strip()]
-    known = _segmentation(settings).names
-    for d in dims:
-        if d not in known:
-            raise TracejuryError(f"--by: unknown dimension {d!r} (known: {', '.join(known)})")
+    dims = _dims(by, settings)
     engine = _engine(settings)
     rows = [row for r in release for row in release_signals(engine, r, dims)]
     if json:
@@ -498,6 +504,31 @@ def batch_wait(
     out.print("evaluations: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))
     if data["state"] != "done":
         raise typer.Exit(1)
+
+
+@batch_app.command("results")
+def batch_results(
+    batch_id: Annotated[str, typer.Argument(help="Batch id.")],
+    by: Annotated[str, typer.Option(help="Segment dimensions to group by, comma-separated.")] = "",
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fail rates per evaluator and segment group, weighted by 1/inclusion probability."""
+    from tracejury.core.results import summarise
+    from tracejury.store.batches import batch_results as query
+
+    settings = _settings()
+    dims = _dims(by, settings)
+    results = summarise(query(_engine(settings), batch_id), dims)
+    if json:
+        _print_json([r.as_dict() for r in results])
+        return
+    table = Table("evaluator", "segment", "scored", "fails", "fail % (1/p)", "judge failed",
+                  "n/a", "missing", title=f"batch {batch_id}")  # fmt: skip
+    for r in results:
+        rate = "-" if r.weighted_fail_rate is None else f"{100 * r.weighted_fail_rate:.2f}%"
+        counts = [r.scored, r.failed, rate, r.judge_failed, r.not_applicable, r.missing_evidence]
+        table.add_row(r.evaluator, r.segment or "(all)", *map(str, counts))
+    out.print(table)
 
 
 @batch_app.command("list")

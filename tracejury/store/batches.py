@@ -22,6 +22,7 @@ __all__ = [
     "add_batch_traces",
     "batch_config",
     "batch_progress",
+    "batch_results",
     "chunk_trace_ids",
     "claim_chunk",
     "complete_chunk",
@@ -275,3 +276,28 @@ def list_batches(engine: Engine, *, limit: int = 50) -> list[Any]:
     """Newest batches first."""
     with engine.connect() as conn:
         return list(conn.execute(select(_B).order_by(_B.c.created_at.desc()).limit(limit)))
+
+
+def batch_results(engine: Engine, batch_id: str) -> list[Any]:
+    """Per (evaluator, segment key, status, passed): evaluations and the sum of 1/p_i
+    (inclusion probabilities; 1 for inline batches that judged every trace)."""
+    weight = 1.0 / func.coalesce(_BT.c.inclusion_prob, 1.0)
+    stmt = (
+        select(
+            _E.c.evaluator_id,
+            _T.c.segment_key,
+            _E.c.status,
+            _E.c.passed,
+            func.count(),
+            func.sum(weight),
+        )  # fmt: skip
+        .select_from(
+            _E.join(_T, _T.c.trace_id == _E.c.trace_id).outerjoin(
+                _BT, (_BT.c.batch_id == _E.c.batch_id) & (_BT.c.trace_id == _E.c.trace_id)
+            )
+        )
+        .where(_E.c.batch_id == batch_id)
+        .group_by(_E.c.evaluator_id, _T.c.segment_key, _E.c.status, _E.c.passed)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(stmt))
