@@ -1,0 +1,110 @@
+"""Queued batch mechanics on a real SQLite store, without Celery: sampling into chunks,
+compare-and-set claims, leases, the sweeper, ending a batch once, finalisers."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from judges.catalog import load_catalog
+from tracejury.core.sampling import default_sampling
+from tracejury.core.segments import default_segmentation
+from tracejury.settings import Settings
+from tracejury.store import batches as store
+from tracejury.store.ingest import ingest_lines
+from workers import hooks
+from workers.batches import create_queued_batch, finish, sweep_expired
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def populated(engine: Any, example_trace: dict[str, Any]) -> Any:
+    lines = []
+    for i in range(60):
+        t = copy.deepcopy(example_trace)
+        t["traceId"] = f"tr_{i:03d}"
+        t["runtime"]["truncated"] = i % 10 == 0
+        lines.append((i + 1, orjson.dumps(t)))
+    ingest_lines(engine, "t", lines, segmentation=default_segmentation())
+    return engine
+
+
+def _create(engine: Any, **kw: Any) -> tuple[Any, list[tuple[str, int]]]:
+    sent: list[tuple[str, int]] = []
+    settings = Settings(chunk_size=10)
+    created = create_queued_batch(
+        engine, settings, load_catalog(ROOT / "rubrics"), default_sampling(), release="r42",
+        rubric_ids=["json_valid"], seed=1, enqueue=lambda b, c: sent.append((b, c)),
+        **{"sample_size": None, "budget": None, **kw},
+    )  # fmt: skip
+    return created, sent
+
+
+def test_every_trace_by_default_and_chunks_enqueued(populated: Any) -> None:
+    created, sent = _create(populated)
+    assert (created.population, created.sampled, created.chunks) == (60, 60, 6)
+    assert sent == [(created.batch_id, c) for c in range(6)]
+    assert len(store.chunk_trace_ids(populated, created.batch_id, 0)) == 10
+
+
+def test_sample_size_and_budget(populated: Any) -> None:
+    created, _ = _create(populated, sample_size=20)
+    assert 10 <= created.sampled <= 30
+    created_again, _ = _create(populated, sample_size=20)
+    assert created_again.sampled == created.sampled  # same seed, same sample
+
+
+def test_claims_are_exclusive_and_expired_leases_are_swept(populated: Any) -> None:
+    created, _ = _create(populated)
+    b = created.batch_id
+    assert store.claim_chunk(populated, b, 0, "w1", lease_s=0.2)
+    assert not store.claim_chunk(populated, b, 0, "w2", lease_s=10)  # held by a live lease
+    assert store.renew_lease(populated, b, 0, "w1", 0.2)
+    assert not store.renew_lease(populated, b, 0, "w2", 10)
+    time.sleep(0.3)  # w1 died: its lease runs out
+    requeued: list[tuple[str, int]] = []
+    assert sweep_expired(populated, lambda *a: requeued.append(a)) == 1
+    assert requeued == [(b, 0)]
+    assert store.claim_chunk(populated, b, 0, "w2", lease_s=10)
+    store.complete_chunk(populated, b, 0)
+    assert not store.claim_chunk(populated, b, 0, "w3", lease_s=10)  # done: a redelivery is a no-op
+
+
+def test_batch_ends_once_and_finalisers_run_once(
+    populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(hooks, "FINALISERS", [lambda e, b, s: calls.append((b, s))])
+    created, _ = _create(populated)
+    b = created.batch_id
+    for c in range(6):
+        store.claim_chunk(populated, b, c, "w", 10)
+        if c < 5:
+            store.complete_chunk(populated, b, c)
+        finish(populated, b)
+        assert calls == []  # chunk 5 is still running
+    store.fail_chunk(populated, b, 5, "database unavailable after retries")
+    finish(populated, b)
+    finish(populated, b)
+    assert calls == [(b, "failed")]
+    (row,) = [r for r in store.list_batches(populated) if r.id == b]
+    assert row.reason == "1 chunk(s) failed; chunk 5: database unavailable after retries"
+
+
+def test_run_chunk_scores_and_is_idempotent(populated: Any) -> None:
+    from workers.batches import run_chunk
+
+    created, _ = _create(populated)
+    b = created.batch_id
+    settings = Settings(chunk_size=10)
+    assert run_chunk(populated, settings, b, 0) == "done"
+    assert run_chunk(populated, settings, b, 0) == "skipped"
+    assert run_chunk(populated, settings, "b_nope", 0) == "missing"
+    progress = store.batch_progress(populated, b)
+    assert progress is not None and progress["status"] == {"scored": 10}
