@@ -1,0 +1,182 @@
+"""Interval statistics for gates: Wilson (one rate), Newcombe's hybrid score interval (a
+difference of two rates), one-sided p-values consistent with them, Holm's correction,
+Horvitz–Thompson weighting with Kish's effective sample size, cluster-robust effective n,
+and sample sizes from a minimum detectable effect.
+
+Pure and total: every function returns finite numbers on every corner (0/n, n/n, 0/0, tiny
+n, n in the millions). Wilson and Newcombe match statsmodels' ``proportion_confint(method=
+"wilson")`` and ``confint_proportions_2indep(method="newcomb")`` (tests hold them to 1e-9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+__all__ = [
+    "Estimate",
+    "adjust",
+    "cluster_effective_n",
+    "estimate",
+    "kish_effective_n",
+    "n_per_arm",
+    "newcombe_diff",
+    "one_sided_p",
+    "wilson",
+    "z_two_sided",
+]
+
+_NORMAL = NormalDist()
+
+
+def z_two_sided(alpha: float) -> float:
+    """The normal quantile for a two-sided ``alpha`` (1.96 for 0.05)."""
+    return -_NORMAL.inv_cdf(alpha / 2.0)  # the lower tail keeps precision for tiny alpha
+
+
+def wilson(count: float, n: float, alpha: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion at two-sided ``alpha``; (0, 1) when n is 0.
+
+    ``count`` and ``n`` may be fractional (weighted: an effective count and n)."""
+    if n <= 0:
+        return 0.0, 1.0
+    q = min(max(count / n, 0.0), 1.0)
+    crit = z_two_sided(alpha)
+    crit2 = crit * crit
+    denom = 1.0 + crit2 / n
+    center = (q + crit2 / (2.0 * n)) / denom
+    dist = crit * math.sqrt(q * (1.0 - q) / n + crit2 / (4.0 * n * n)) / denom
+    return max(0.0, center - dist), min(1.0, center + dist)
+
+
+def newcombe_diff(
+    count1: float, n1: float, count2: float, n2: float, alpha: float
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval of ``p1 - p2`` at two-sided ``alpha``.
+
+    An empty arm carries no information: its Wilson interval is (0, 1), so the difference's
+    interval widens accordingly instead of failing."""
+    p1 = count1 / n1 if n1 > 0 else 0.5
+    p2 = count2 / n2 if n2 > 0 else 0.5
+    l1, u1 = wilson(count1, n1, alpha)
+    l2, u2 = wilson(count2, n2, alpha)
+    diff = p1 - p2
+    low = diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    upp = diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return max(-1.0, low), min(1.0, upp)
+
+
+def one_sided_p(count1: float, n1: float, count2: float, n2: float, margin: float) -> float:
+    """One-sided p-value of H0: ``p1 - p2 <= margin``, inverted from the Newcombe interval:
+    the smallest one-sided level at which the lower bound exceeds ``margin``."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+
+    def excludes(p: float) -> bool:
+        return newcombe_diff(count1, n1, count2, n2, 2.0 * p)[0] > margin
+
+    if not excludes(0.5 - 1e-12):
+        return 1.0
+    lo, hi = 1e-300, 0.5 - 1e-12
+    if excludes(lo):
+        return lo
+    for _ in range(200):
+        mid = math.sqrt(lo * hi) if hi / lo > 1e3 else (lo + hi) / 2.0
+        if excludes(mid):
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-12 * hi:
+            break
+    return hi
+
+
+def adjust(pvalues: Sequence[float], alpha: float, method: str) -> list[bool]:
+    """Which hypotheses are rejected at family-wise ``alpha``: ``holm`` (step-down),
+    ``bonferroni`` or ``none``."""
+    m = len(pvalues)
+    if method == "none":
+        return [p <= alpha for p in pvalues]
+    if method == "bonferroni":
+        return [p <= alpha / m for p in pvalues]
+    if method != "holm":
+        raise ValueError(f"unknown correction {method!r}")
+    rejected = [False] * m
+    for rank, i in enumerate(sorted(range(m), key=lambda k: pvalues[k])):
+        if pvalues[i] > alpha / (m - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def kish_effective_n(weights: Iterable[float]) -> float:
+    """Kish's effective sample size ``(Σw)² / Σw²`` of inverse-probability weights."""
+    total = squares = 0.0
+    for w in weights:
+        total += w
+        squares += w * w
+    return total * total / squares if squares > 0 else 0.0
+
+
+def cluster_effective_n(
+    outcomes: Sequence[float], weights: Sequence[float], clusters: Sequence[Hashable]
+) -> float:
+    """Effective n of a weighted rate whose observations are correlated within clusters
+    (sessions): ``p(1-p) / var``, with the cluster-robust (sandwich) variance of the ratio
+    estimator. Equals Kish's n when every cluster has one observation."""
+    total = sum(weights)
+    if total <= 0:
+        return 0.0
+    p = sum(w * y for w, y in zip(weights, outcomes, strict=True)) / total
+    per_cluster: dict[Hashable, float] = {}
+    for y, w, c in zip(outcomes, weights, clusters, strict=True):
+        per_cluster[c] = per_cluster.get(c, 0.0) + w * (y - p)
+    g = len(per_cluster)
+    var = sum(s * s for s in per_cluster.values()) / (total * total)
+    if g > 1:
+        var *= g / (g - 1)
+    if var <= 0:  # p is 0 or 1: no spread to correct; fall back to Kish
+        return kish_effective_n(weights)
+    return min(p * (1 - p) / var, float(len(outcomes)))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A rate as gates use it: the estimate and the effective counts intervals work on."""
+
+    rate: float
+    """Weighted (Horvitz–Thompson ratio) estimate; the plain share when unweighted."""
+    n: int
+    """Observations."""
+    effective_n: float
+    """Kish's effective sample size (n when unweighted)."""
+
+    @property
+    def effective_count(self) -> float:
+        """rate × effective n: the count to feed an interval."""
+        return self.rate * self.effective_n
+
+
+def estimate(
+    failed: float, weight_failed: float, n: int, weight_sum: float, weight_sq: float
+) -> Estimate:
+    """An ``Estimate`` from aggregated sums: failures (count and Σ 1/p), n, Σw and Σw²."""
+    if n == 0 or weight_sum <= 0:
+        return Estimate(0.0, 0, 0.0)
+    rate = weight_failed / weight_sum
+    eff = weight_sum * weight_sum / weight_sq if weight_sq > 0 else float(n)
+    return Estimate(rate, n, eff)
+
+
+def n_per_arm(baseline_rate: float, effect: float, alpha: float, power: float) -> int:
+    """Traces per arm for a one-sided two-proportion test at level ``alpha`` to detect
+    ``baseline_rate → baseline_rate + effect`` with ``power`` (normal approximation)."""
+    p1, p2 = baseline_rate, min(1.0, baseline_rate + effect)
+    if effect <= 0:
+        raise ValueError("effect must be positive")
+    pbar = (p1 + p2) / 2.0
+    za, zb = _NORMAL.inv_cdf(1 - alpha), _NORMAL.inv_cdf(power)
+    num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    return math.ceil((num / effect) ** 2)
