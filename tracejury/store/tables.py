@@ -14,6 +14,8 @@ __all__ = [
     "BatchTrace",
     "EvaluationRow",
     "EvaluatorVersion",
+    "GateOutcome",
+    "GateRun",
     "JudgeCacheEntry",
     "QuarantinedLine",
     "StoredTrace",
@@ -239,3 +241,33 @@ class BatchChunk(SQLModel, table=True):
     worker: str | None = None
     error: str | None = None
     updated_at: datetime
+
+
+class GateRun(SQLModel, table=True):
+    """One ``gate run``: the release, its baseline, the overall decision."""
+
+    __tablename__ = "gate_run"
+
+    id: str = Field(primary_key=True, max_length=64)
+    release_id: str = Field(max_length=256, index=True)
+    decision: str = Field(max_length=24)
+    config_hash: str = Field(max_length=80)
+    """sha256 of the gate specs evaluated."""
+    created_at: datetime
+
+
+class GateOutcome(SQLModel, table=True):
+    """One gate's outcome for one segment group in one run, with its audit trail."""
+
+    __tablename__ = "gate_outcome"
+    __table_args__ = (Index("ix_gate_outcome_gate_segment", "gate_id", "segment"),)
+
+    run_id: str = Field(primary_key=True, foreign_key="gate_run.id", max_length=64)
+    gate_id: str = Field(primary_key=True, max_length=128)
+    segment: str = Field(primary_key=True)
+    decision: str = Field(max_length=24)
+    reason: str
+    audit: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """JSON: spec, baseline kind and release, windows, counts and weights per arm, estimate,
+    interval, p-value, correction and family size, margin, min samples, streak, versions,
+    and the inputs that replay the decision."""

@@ -1,0 +1,91 @@
+"""The Typer app, its sub-apps and the helpers every command shares."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+import typer
+from rich.console import Console
+
+from tracejury.core.errors import TracejuryError
+from tracejury.core.segments import SegmentationConfig, default_segmentation
+from tracejury.settings import Settings
+
+__all__ = ["app", "err", "main", "out"]
+
+app = typer.Typer(
+    name="tracejury",
+    help="Grade production LLM traces and turn the results into deploy gates.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+quarantine_app = typer.Typer(help="Lines that ingest set aside, and why.", no_args_is_help=True)
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+rubrics_app = typer.Typer(help="Rubrics: list, show and lint.", no_args_is_help=True)
+batch_app = typer.Typer(help="Queued scoring batches.", no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(rubrics_app, name="rubrics")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _error_line(message: str) -> None:
+    """Print one unwrapped line on stderr (errors must stay one line, whatever the width)."""
+    sys.stderr.write(f"error: {message}\n")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _engine(settings: Settings):  # noqa: ANN202 - sqlalchemy Engine, imported lazily
+    from tracejury.store.engine import open_engine
+
+    return open_engine(settings.database_url)
+
+
+def _segmentation(settings: Settings) -> SegmentationConfig:
+    if settings.segmentation_path is None:
+        return default_segmentation()
+    path = Path(settings.segmentation_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TracejuryError(f"{path}: cannot read segmentation config: {exc.strerror}") from exc
+    return SegmentationConfig.from_yaml(text, file=str(path))
+
+
+def _dims(by: str, settings: Settings) -> list[str]:
+    """``--by`` as a list of known segment dimensions."""
+    dims = [d.strip() for d in by.split(",") if d.strip()]
+    known = _segmentation(settings).names
+    for d in dims:
+        if d not in known:
+            raise TracejuryError(f"--by: unknown dimension {d!r} (known: {', '.join(known)})")
+    return dims
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _catalog(settings: Settings):  # noqa: ANN202 - judges.catalog.Catalog, imported lazily
+    from judges.catalog import load_catalog, load_plugins
+
+    load_plugins(settings.plugin_modules)
+    return load_catalog(Path(settings.rubrics_dir))
+
+
+def main() -> None:
+    """Entry point: run the app, turning tracejury errors into one line on stderr."""
+    try:
+        app()
+    except TracejuryError as exc:
+        _error_line(str(exc))
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Commands on gates: run, show, history, report, diff."""

@@ -1,0 +1,310 @@
+"""Gate queries: aggregate a gate's metric per segment group and window by SQL (nothing
+loads evaluations or traces into Python), resolve baselines, and store runs and outcomes.
+
+Per gate, at most four queries: the windows' boundaries, the distinct segment keys, and one
+GROUP BY per arm. Grouping by a subset of dimensions maps stored keys through a ``CASE``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, case, func, literal, select
+from sqlalchemy.sql import ColumnElement
+
+from tracejury.core.errors import ConfigError
+from tracejury.core.gates import Arm, GateSpec, Outcome, SegmentInputs, WindowArm
+from tracejury.core.segments import key_matches, project_key
+from tracejury.store.tables import BatchTrace, EvaluationRow, GateOutcome, GateRun, StoredTrace
+
+__all__ = [
+    "GateData",
+    "gate_history",
+    "gate_inputs",
+    "load_run",
+    "previous_release",
+    "save_run",
+]
+
+_T = StoredTrace.__table__
+_E = EvaluationRow.__table__
+_BT = BatchTrace.__table__
+_SIGNAL_COLUMN = {
+    "format_invalid": "format_invalid", "tool_timeout": "tool_timeout", "tool_error": "tool_error",
+    "empty_retrieval": "retrieval_empty", "truncation": "truncated", "fallback": "fallback_used",
+    "guardrail_block": "guard_block",
+}  # fmt: skip
+_TRACE_FIELDS = {
+    "req.toolRequired": "tool_required", "runtime.truncated": "truncated",
+    "runtime.fallbackUsed": "fallback_used", "outputs.formatValid": "format_invalid",
+}  # fmt: skip
+
+
+@dataclass
+class GateData:
+    """A gate's inputs and how they were gathered (for the audit trail)."""
+
+    segments: list[SegmentInputs]
+    baseline: dict[str, Any]
+    windows: list[dict[str, Any]]
+
+
+def previous_release(engine: Engine, release: str) -> str | None:
+    """The release whose traffic started last before this one's."""
+    starts = select(_T.c.release_id, func.min(_T.c.ts).label("start")).group_by(_T.c.release_id)
+    with engine.connect() as conn:
+        rows = {r.release_id: r.start for r in conn.execute(starts)}
+    if release not in rows:
+        raise ConfigError(f"release {release!r} has no stored traces")
+    earlier = [(start, rid) for rid, start in rows.items() if start < rows[release]]
+    return max(earlier)[1] if earlier else None
+
+
+def _trace_filter(spec: GateSpec) -> list[ColumnElement[bool]]:
+    conds = []
+    for field, wanted in spec.where.trace.items():
+        column = _TRACE_FIELDS.get(field)
+        if column is None:
+            raise ConfigError(
+                f"gate {spec.id}: where.trace field {field!r} is not filterable"
+                f" (use one of {', '.join(_TRACE_FIELDS)})"
+            )
+        # formatValid is stored inverted, as format_invalid
+        value = (not wanted) if field == "outputs.formatValid" else wanted
+        conds.append(_T.c[column].is_(value))
+    return conds
+
+
+def _windows(
+    engine: Engine, spec: GateSpec, release_cond: ColumnElement[bool]
+) -> list[tuple[datetime, datetime | None]]:
+    """Complete windows of the current release's (filtered) traffic, as [start, end) in ts."""
+    window = spec.hysteresis.window
+    with engine.connect() as conn:
+        if window.traces is not None:
+            size = window.traces
+            ranked = (
+                select(
+                    _T.c.ts, func.row_number().over(order_by=(_T.c.ts, _T.c.trace_id)).label("rn")
+                )
+                .where(release_cond)
+                .subquery()
+            )
+            starts = list(
+                conn.execute(
+                    select(ranked.c.ts).where((ranked.c.rn - 1) % size == 0).order_by(ranked.c.ts)
+                ).scalars()
+            )
+            total = conn.execute(select(func.count()).where(release_cond)).scalar_one()
+            complete = total // size
+            bounds = [*starts, None]
+            return [(bounds[k], bounds[k + 1]) for k in range(complete)]
+        first, last = conn.execute(
+            select(func.min(_T.c.ts), func.max(_T.c.ts)).where(release_cond)
+        ).one()
+    if first is None:
+        return []
+    step = timedelta(hours=window.hours or 1)
+    out = []
+    k = 0
+    while first + (k + 1) * step <= last:
+        out.append((first + k * step, first + (k + 1) * step))
+        k += 1
+    return out
+
+
+def _window_case(windows: list[tuple[datetime, datetime | None]]) -> Any:
+    whens = []
+    for k, (start, end) in enumerate(windows):
+        cond = _T.c.ts >= start if end is None else and_(_T.c.ts >= start, _T.c.ts < end)
+        whens.append((cond, k))
+    return case(*whens, else_=-1) if whens else literal(-1)
+
+
+def _aggregate(
+    engine: Engine, spec: GateSpec, cond: ColumnElement[bool], window: Any
+) -> list[tuple[str, int, str, int, int, float, float, float, int]]:
+    """Rows of (segment key, window, version, failures, n, Σw failed, Σw, Σw², judge failed)."""
+    m = spec.metric
+    with engine.connect() as conn:
+        if m.signal is not None:
+            fact = (
+                _T.c.latency_ms > m.bound_ms
+                if m.signal == "latency_over"
+                else _T.c[_SIGNAL_COLUMN[m.signal]]
+            )
+            failed = func.sum(case((fact, 1), else_=0))
+            stmt = (
+                select(_T.c.segment_key, window.label("w"), failed, func.count())
+                .where(cond)
+                .group_by(_T.c.segment_key, "w")
+            )
+            return [
+                (k, w, "", int(f or 0), n, float(f or 0), float(n), float(n), 0)
+                for k, w, f, n in conn.execute(stmt)
+            ]
+        evaluator = m.evaluator or m.judge_failure_rate
+        latest = (
+            select(func.max(_E.c.id)).where(_E.c.evaluator_id == evaluator).group_by(_E.c.trace_id)
+        )
+        weight = 1.0 / func.coalesce(_BT.c.inclusion_prob, 1.0)
+        stmt = (
+            select(
+                _T.c.segment_key,
+                window.label("w"),
+                _E.c.evaluator_version,
+                _E.c.status,
+                _E.c.passed,
+                func.count(),
+                func.sum(weight),
+                func.sum(weight * weight),
+            )  # fmt: skip
+            .select_from(
+                _E.join(_T, _T.c.trace_id == _E.c.trace_id).outerjoin(
+                    _BT, and_(_BT.c.batch_id == _E.c.batch_id, _BT.c.trace_id == _E.c.trace_id)
+                )
+            )
+            .where(cond, _E.c.id.in_(latest), _E.c.status.in_(["scored", "judge_failed"]))
+            .group_by(_T.c.segment_key, "w", _E.c.evaluator_version, _E.c.status, _E.c.passed)
+        )
+        out = []
+        for key, w, version, status, passed, n, ws, wsq in conn.execute(stmt):
+            if m.judge_failure_rate:
+                bad = status == "judge_failed"
+                out.append((key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0))
+            elif status == "judge_failed":
+                out.append((key, w, version, 0, 0, 0.0, 0.0, 0.0, n))
+            else:
+                bad = passed is False
+                out.append((key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0))
+        return out
+
+
+def _fold(
+    rows: Sequence[tuple[str, int, str, int, int, float, float, float, int]], spec: GateSpec
+) -> dict[tuple[str, int], Arm]:
+    acc: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0, set()])
+    for key, w, version, failures, n, wf, ws, wsq, jf in rows:
+        if spec.where.segment and not key_matches(key, spec.where.segment):
+            continue
+        a = acc[(project_key(key, spec.group_by), w)]
+        a[0] += failures
+        a[1] += n
+        a[2] += wf
+        a[3] += ws
+        a[4] += wsq
+        a[5] += jf
+        if version:
+            a[6].add(version)
+    return {k: Arm(v[0], v[1], v[2], v[3], v[4], v[5], tuple(sorted(v[6]))) for k, v in acc.items()}
+
+
+def gate_inputs(
+    engine: Engine, spec: GateSpec, release: str, baseline_release: str | None
+) -> GateData:
+    """Aggregate one gate's arms per segment group and window."""
+    filters = _trace_filter(spec)
+    current_cond = and_(_T.c.release_id == release, *filters)
+    windows = _windows(engine, spec, current_cond)
+    current = _fold(_aggregate(engine, spec, current_cond, _window_case(windows)), spec)
+    base_kind = spec.baseline.kind
+    if base_kind == "threshold":
+        baseline: dict[tuple[str, int], Arm] = {}
+        base_meta: dict[str, Any] = {"kind": "threshold", "value": spec.baseline.value}
+    else:
+        if base_kind == "rolling":
+            with engine.connect() as conn:
+                t0 = conn.execute(
+                    select(func.min(_T.c.ts)).where(_T.c.release_id == release)
+                ).scalar_one()
+            if t0 is None:
+                raise ConfigError(f"release {release!r} has no stored traces")
+            since = t0 - timedelta(days=spec.baseline.days or 0)
+            base_cond = and_(_T.c.release_id != release, _T.c.ts >= since, _T.c.ts < t0, *filters)
+            base_meta = {
+                "kind": "rolling",
+                "days": spec.baseline.days,
+                "from": since.isoformat(),
+                "to": t0.isoformat(),
+            }
+        else:
+            name = spec.baseline.release if base_kind == "release" else baseline_release
+            if name is None:
+                raise ConfigError(
+                    f"gate {spec.id}: no baseline release"
+                    " (pass --baseline, or ingest an earlier release)"
+                )
+            base_cond = and_(_T.c.release_id == name, *filters)
+            base_meta = {"kind": base_kind, "release": name}
+        baseline = _fold(_aggregate(engine, spec, base_cond, literal(0)), spec)
+    groups = sorted({g for g, _ in current} | {g for g, _ in baseline})
+    empty = Arm(0, 0, 0.0, 0.0, 0.0)
+    segments = []
+    for g in groups:
+        wins = tuple(
+            WindowArm(
+                k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), empty)
+            )
+            for k, (start, end) in enumerate(windows)
+        )
+        segments.append(SegmentInputs(g, baseline.get((g, 0), empty), wins))
+    meta = [
+        {"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None}
+        for k, (s, e) in enumerate(windows)
+    ]
+    return GateData(segments, base_meta, meta)
+
+
+def save_run(engine: Engine, release: str, decision: str, config_hash: str,
+             outcomes: Sequence[tuple[Outcome, dict[str, Any]]]) -> str:  # fmt: skip
+    """Store a run and its outcomes (each with its audit JSON); returns the run id."""
+    run_id = f"g_{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(GateRun.__table__.insert().values(
+            id=run_id, release_id=release, decision=decision, config_hash=config_hash,
+            created_at=datetime.now(UTC)))  # fmt: skip
+        if outcomes:
+            conn.execute(GateOutcome.__table__.insert(), [
+                {"run_id": run_id, "gate_id": o.gate, "segment": o.segment, "decision": o.decision,
+                 "reason": o.reason, "audit": orjson.dumps(audit, option=orjson.OPT_SORT_KEYS)}
+                for o, audit in outcomes
+            ])  # fmt: skip
+    return run_id
+
+
+def load_run(engine: Engine, run_id: str) -> tuple[Any, list[dict[str, Any]]] | None:
+    """A stored run and its outcomes' audit trails."""
+    with engine.connect() as conn:
+        run = conn.execute(
+            select(GateRun.__table__).where(GateRun.__table__.c.id == run_id)
+        ).one_or_none()
+        if run is None:
+            return None
+        rows = conn.execute(
+            select(GateOutcome.__table__).where(GateOutcome.__table__.c.run_id == run_id)
+        ).all()
+    return run, [orjson.loads(r.audit) for r in rows]
+
+
+def gate_history(
+    engine: Engine, gate_id: str, segment: str | None = None, limit: int = 50
+) -> list[Any]:
+    """A gate's outcomes across runs, newest first."""
+    o, r = GateOutcome.__table__, GateRun.__table__
+    stmt = (
+        select(r.c.id, r.c.release_id, r.c.created_at, o.c.segment, o.c.decision, o.c.reason)
+        .select_from(o.join(r, r.c.id == o.c.run_id))
+        .where(o.c.gate_id == gate_id)
+        .order_by(r.c.created_at.desc())
+        .limit(limit)
+    )
+    if segment is not None:
+        stmt = stmt.where(o.c.segment == segment)
+    with engine.connect() as conn:
+        return list(conn.execute(stmt))
