@@ -1,1 +1,147 @@
 """Commands on gates: run, show, history, report, diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tracejury.cli.app import _engine, _print_json, _settings, app, out
+from tracejury.core.errors import TracejuryError
+
+gate_app = typer.Typer(help="Deploy gates: run, show, history.", no_args_is_help=True)
+app.add_typer(gate_app, name="gate")
+
+EXIT = {"pass": 0, "block": 1, "inconclusive": 3, "insufficient_data": 3}
+"""Exit codes of ``gate run``: 0 pass, 1 block, 3 inconclusive or insufficient data (2 is a
+usage error)."""
+
+
+def _print_outcomes(result: dict) -> None:
+    table = Table("gate", "segment", "decision", "baseline", "current", "interval", "streak", "why",
+                  title=f"{result['release']} vs {result['baseline']}: {result['decision']}")  # fmt: skip
+    order = {"block": 0, "inconclusive": 1, "insufficient_data": 2, "pass": 3}
+    for o in sorted(
+        result["outcomes"], key=lambda o: (order[o["decision"]], o["gate"], o["segment"])
+    ):
+        b, c = o["baseline"], o["current"]
+        interval = (
+            "-" if o["interval"] is None else f"[{o['interval'][0]:+.4f}, {o['interval'][1]:+.4f}]"
+        )
+        table.add_row(o["gate"], o["segment"] or "(all)", o["decision"],
+                      f"{b['failures']}/{b['n']}", f"{c['failures']}/{c['n']}", interval,
+                      str(o["streak"]), o["reason"])  # fmt: skip
+    out.print(table)
+
+
+@gate_app.command("run")
+def gate_run(
+    release: Annotated[str, typer.Option(help="The release that wants to ship.")],
+    baseline: Annotated[
+        str | None, typer.Option(help="Baseline release (default: previous).")
+    ] = None,
+    gates: Annotated[Path | None, typer.Option(help="Gate spec file or directory.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    format: Annotated[str, typer.Option(help="table or markdown.")] = "table",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide but store nothing.")] = False,
+) -> None:
+    """Evaluate every gate and segment; exit 0 pass, 1 block, 3 inconclusive/insufficient."""
+    from tracejury.core.report import markdown_report
+    from workers.reducer import load_gates, run_gates
+
+    settings = _settings()
+    specs = load_gates(gates or Path(settings.rubrics_dir) / "gates")
+    result = run_gates(
+        _engine(settings), specs, release, baseline=baseline, dry_run=dry_run
+    ).as_dict()
+    if json:
+        _print_json(result)
+    elif format == "markdown":
+        typer.echo(markdown_report(result), nl=False)
+    elif format == "table":
+        _print_outcomes(result)
+        if result["runId"]:
+            out.print(f"run {result['runId']}: tracejury gate show {result['runId']}")
+    else:
+        raise TracejuryError(f"--format: unknown format {format!r} (table, markdown)")
+    raise typer.Exit(EXIT[result["decision"]])
+
+
+def _stored(run_id: str) -> tuple[dict, list[dict]]:
+    from tracejury.store.gates import load_run
+
+    loaded = load_run(_engine(_settings()), run_id)
+    if loaded is None:
+        raise TracejuryError(f"no gate run {run_id!r}")
+    run, audits = loaded
+    from tracejury.core.gates import Outcome, WindowResult
+    from workers.reducer import _outcome_json
+
+    outcomes = []
+    for a in audits:
+        d = dict(a["outcome"])
+        d["windows"] = [
+            WindowResult(**{**w, "interval": tuple(w["interval"])}) for w in d["windows"]
+        ]
+        d["interval"] = tuple(d["interval"]) if d["interval"] else None
+        outcomes.append(_outcome_json(Outcome(**d)))
+    baseline = next((a["baselineSource"].get("release") for a in audits), None)
+    result = {"runId": run.id, "release": run.release_id, "baseline": baseline,
+              "decision": run.decision, "outcomes": outcomes}  # fmt: skip
+    return result, audits
+
+
+@gate_app.command("show")
+def gate_show(
+    run_id: Annotated[str, typer.Argument(help="Gate run id.")],
+    json: Annotated[bool, typer.Option("--json")] = False,
+    format: Annotated[str, typer.Option(help="table or markdown.")] = "table",
+) -> None:
+    """A stored run: its outcomes and why."""
+    from tracejury.core.report import markdown_report
+
+    result, _ = _stored(run_id)
+    if json:
+        _print_json(result)
+    elif format == "markdown":
+        typer.echo(markdown_report(result), nl=False)
+    else:
+        _print_outcomes(result)
+
+
+@gate_app.command("history")
+def gate_history(
+    gate: Annotated[str, typer.Argument(help="Gate id.")],
+    segment: Annotated[str | None, typer.Option(help="Only this segment group.")] = None,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A gate's outcomes across runs, newest first."""
+    from tracejury.store.gates import gate_history as query
+
+    rows = [{"runId": r.id, "release": r.release_id, "at": r.created_at.isoformat(),
+             "segment": r.segment, "decision": r.decision, "reason": r.reason}
+            for r in query(_engine(_settings()), gate, segment)]  # fmt: skip
+    if json:
+        _print_json(rows)
+        return
+    table = Table("run", "release", "at", "segment", "decision", "why", title=f"gate {gate}")
+    for r in rows:
+        table.add_row(
+            r["runId"], r["release"], r["at"], r["segment"] or "(all)", r["decision"], r["reason"]
+        )
+    out.print(table)
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Option(help="Gate run id.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write.")],
+) -> None:
+    """Write a self-contained HTML report of a gate run."""
+    from tracejury.core.report import html_report
+
+    result, audits = _stored(run)
+    output.write_text(html_report(result, audits))
+    out.print(f"wrote {output}")

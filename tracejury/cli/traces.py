@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from tracejury.cli.app import (
     out,
     quarantine_app,
 )
+from tracejury.core.errors import TracejuryError
 
 
 @app.command()
@@ -157,6 +159,9 @@ def simulate(
     sample_rate: Annotated[
         float, typer.Option(help="Share of traces that keep raw text.", min=0.0, max=1.0)
     ] = 1.0,
+    start: Annotated[
+        str | None, typer.Option(help="Timestamp of the first trace (RFC 3339); traffic spans 24 h.")
+    ] = None,
 ) -> None:
     """Write realistic traces of a customer-support agent, with planted regressions."""
     import gzip
@@ -165,10 +170,14 @@ def simulate(
     from tracejury.core.simulate import simulate as run_simulation
 
     regressions = [parse_regression(s) for s in regress or []]
+    try:
+        first = datetime.fromisoformat(start).astimezone(UTC) if start else None
+    except ValueError as exc:
+        raise TracejuryError(f"--start: {start!r} is not an RFC 3339 timestamp") from exc
     opener = gzip.open if output.suffix == ".gz" else open
     n = 0
     with opener(output, "wb") as fh:
-        for trace in run_simulation(release, traces, seed, regressions, sample_rate=sample_rate):
+        for trace in run_simulation(release, traces, seed, regressions, sample_rate=sample_rate, start=first):
             fh.write(orjson.dumps(trace) + b"\n")
             n += 1
     err.print(f"wrote {n} traces of release {release} to {output}")

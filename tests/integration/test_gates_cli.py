@@ -1,0 +1,119 @@
+"""`tracejury gate run|show|history` and `report` over simulated releases in a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from tracejury.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+GATE = ROOT / "rubrics" / "gates" / "format_validity.yaml"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once: r41 (baseline) and r42 with format breaking in rag=off traffic."""
+    tmp = tmp_path_factory.mktemp("releases")
+    db = tmp / "t.db"
+    env = {"TRACEJURY_DATABASE_URL": f"sqlite:///{db}"}
+    for release, seed, start, extra in [
+        ("r41", 1, "2026-11-18T00:00:00Z", []),
+        ("r42", 2, "2026-11-20T00:00:00Z", ["--regress", "format_invalid:0.01:rag=off"]),
+    ]:
+        path = tmp / f"{release}.jsonl"
+        args = ["simulate", "--release", release, "--traces", "20000", "--seed", str(seed),
+                "--start", start, "-o", str(path), *extra]  # fmt: skip
+        assert runner.invoke(app, args, env=env).exit_code == 0
+        assert runner.invoke(app, ["ingest", str(path)], env=env).exit_code == 0
+    return db
+
+
+@pytest.fixture
+def releases(_template: Path, db_url: str) -> None:
+    """A copy of the template store as this test's store."""
+    import sqlite3
+
+    source, target = sqlite3.connect(_template), sqlite3.connect(db_url.removeprefix("sqlite:///"))
+    source.backup(target)
+    source.close()
+    target.close()
+
+
+def test_gate_run_blocks_the_regressed_segment_only(releases: None) -> None:
+    result = runner.invoke(app, ["gate", "run", "--release", "r42", "--gates", str(GATE), "--json"])
+    assert result.exit_code == 1  # block
+    run = orjson.loads(result.stdout)
+    assert (run["decision"], run["baseline"]) == ("block", "r41")
+    by_segment = {o["segment"]: o for o in run["outcomes"]}
+    assert by_segment["rag=off"]["decision"] == "block"
+    assert by_segment["rag=on"]["decision"] == "pass"
+    off = by_segment["rag=off"]
+    assert off["interval"][0] > off["margin"] and off["streak"] >= 2
+    assert set(off) >= {"gate", "segment", "decision", "baseline", "current", "interval"}
+    assert set(off["baseline"]) >= {"failures", "n"}
+
+
+def test_same_data_same_decision_and_replay(releases: None, engine: object) -> None:
+    from tracejury.store.gates import load_run
+    from workers.reducer import replay
+
+    first = orjson.loads(runner.invoke(app, ["gate", "run", "--release", "r42", "--gates", str(GATE), "--json"]).stdout)
+    second = orjson.loads(
+        runner.invoke(app, ["gate", "run", "--release", "r42", "--gates", str(GATE), "--json"]).stdout
+    )
+    strip = lambda r: [{k: v for k, v in o.items()} for o in r["outcomes"]]  # noqa: E731
+    assert strip(first) == strip(second)
+    _, audits = load_run(engine, first["runId"])  # type: ignore[arg-type, misc]
+    replayed = {(o.gate, o.segment): o.decision for o in replay(audits)}
+    assert replayed == {(o["gate"], o["segment"]): o["decision"] for o in first["outcomes"]}
+
+
+def test_baseline_against_itself_passes_and_dry_run_stores_nothing(releases: None) -> None:
+    result = runner.invoke(app, ["gate", "run", "--release", "r41", "--baseline", "r41", "--gates", str(GATE),
+                                 "--json", "--dry-run"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["runId"] is None
+    history = orjson.loads(runner.invoke(app, ["gate", "history", "format_validity", "--json"]).stdout)
+    assert history == []
+
+
+def test_insufficient_data_exits_3(releases: None, tmp_path: Path) -> None:
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(GATE.read_text().replace("min_samples: 2000", "min_samples: 50000"))
+    result = runner.invoke(app, ["gate", "run", "--release", "r42", "--gates", str(strict)])
+    assert result.exit_code == 3
+
+
+def test_show_history_markdown_and_html(releases: None, tmp_path: Path) -> None:
+    run = orjson.loads(runner.invoke(app, ["gate", "run", "--release", "r42", "--gates", str(GATE), "--json"]).stdout)
+    shown = orjson.loads(runner.invoke(app, ["gate", "show", run["runId"], "--json"]).stdout)
+    assert shown["decision"] == "block" and len(shown["outcomes"]) == 2
+    md = runner.invoke(app, ["gate", "show", run["runId"], "--format", "markdown"]).stdout
+    assert md.startswith("## tracejury gates: ⛔ block") and "| `format_validity` | `rag=off` | ⛔ block |" in md
+    history = orjson.loads(
+        runner.invoke(app, ["gate", "history", "format_validity", "--segment", "rag=off", "--json"]).stdout
+    )
+    assert [h["decision"] for h in history] == ["block"]
+    page = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", "--run", run["runId"], "-o", str(page)]).exit_code == 0
+    text = page.read_text()
+    assert "Content-Security-Policy" in text and "<svg" in text and "format_validity" in text
+    assert text.index("rag=off") < text.index("rag=on")  # blocked first
+
+
+def test_bad_gate_spec_is_a_one_line_usage_error(releases: None, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: g\nmetric: {signal: format_invalid}\nhysteresis: {windows: 0}\n")
+    exe = Path(sys.executable).parent / "tracejury"
+    proc = subprocess.run([exe, "gate", "run", "--release", "r42", "--gates", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(f"error: {bad}:3 hysteresis.windows:")
+    assert "Traceback" not in proc.stderr
