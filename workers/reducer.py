@@ -86,9 +86,7 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
 
 def config_hash(specs: list[GateSpec]) -> str:
     """sha256 of the canonical gate specs."""
-    canonical = orjson.dumps(
-        [s.model_dump(mode="json") for s in specs], option=orjson.OPT_SORT_KEYS
-    )
+    canonical = orjson.dumps([s.model_dump(mode="json") for s in specs], option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
@@ -119,7 +117,10 @@ def _inputs(d: dict[str, Any]) -> SegmentInputs:
     def arm(a: dict[str, Any]) -> Arm:
         return Arm(**{**a, "versions": tuple(a["versions"])})
 
-    wins = tuple(WindowArm(w["index"], w["start"], w["end"], arm(w["arm"])) for w in d["windows"])
+    wins = tuple(
+        WindowArm(w["index"], w["start"], w["end"], arm(w["arm"]), arm(w["baseline"]) if w["baseline"] else None)
+        for w in d["windows"]
+    )
     return SegmentInputs(d["segment"], arm(d["baseline"]), wins)
 
 

@@ -223,12 +223,15 @@ class Arm:
 
 @dataclass(frozen=True)
 class WindowArm:
-    """The current arm in one window."""
+    """The current arm in one window, and the baseline window it is compared with."""
 
     index: int
     start: str
     end: str
     arm: Arm
+    baseline: Arm | None = None
+    """A disjoint window of baseline traffic (fresh evidence in both arms); None = the
+    whole baseline (shared by every window: weaker hysteresis, see docs/gates.md)."""
 
 
 @dataclass(frozen=True)
@@ -291,29 +294,26 @@ def _arm_dict(arm: Arm) -> dict[str, Any]:
             "versions": list(arm.versions)}  # fmt: skip
 
 
-def _compare(
-    spec: GateSpec, cur: Arm, base: Arm, alpha: float
-) -> tuple[float, tuple[float, float], float]:
-    """(estimate, interval of the bad-direction difference at one-sided alpha, p-value)."""
+def _compare(spec: GateSpec, cur: Arm, base: Arm, margin: float) -> tuple[float, tuple[float, float], float]:
+    """(estimate, interval of the bad-direction difference at the one-sided level, p-value
+    of H0: the difference is within ``margin``)."""
+    alpha = spec.alpha
     if spec.baseline.kind == "threshold":
         value = spec.baseline.value or 0.0
         c, n = cur.rate * cur.effective_n, cur.effective_n
         lo, hi = wilson(c, n, 2 * alpha)
         if spec.direction == "increase":
-            return (
-                cur.rate - value,
-                (lo - value, hi - value),
-                _wilson_p(c, n, value + spec.margin.of(value)),
-            )
-        return (
-            value - cur.rate,
-            (value - hi, value - lo),
-            _wilson_p(n - c, n, 1 - value + spec.margin.of(value)),
-        )
+            return cur.rate - value, (lo - value, hi - value), _wilson_p(c, n, value + margin)
+        return value - cur.rate, (value - hi, value - lo), _wilson_p(n - c, n, 1 - value + margin)
     a, b = (cur, base) if spec.direction == "increase" else (base, cur)
     ca, na, cb, nb = a.rate * a.effective_n, a.effective_n, b.rate * b.effective_n, b.effective_n
     interval = newcombe_diff(ca, na, cb, nb, 2 * alpha)
-    return a.rate - b.rate, interval, one_sided_p(ca, na, cb, nb, spec.margin.of(base.rate))
+    return a.rate - b.rate, interval, one_sided_p(ca, na, cb, nb, margin)
+
+
+def _baseline_rate(spec: GateSpec, seg: SegmentInputs) -> float:
+    """The rate margins are relative to: the threshold, or the whole baseline's rate."""
+    return (spec.baseline.value or 0.0) if spec.baseline.kind == "threshold" else seg.baseline.rate
 
 
 def _wilson_p(count: float, n: float, bound: float) -> float:
@@ -340,17 +340,17 @@ def decide_family(spec: GateSpec, segments: Sequence[SegmentInputs]) -> list[Out
     for s, seg in enumerate(segments):
         for w in seg.windows:
             threshold = spec.baseline.kind == "threshold"  # no baseline arm to fill
-            if w.arm.effective_n >= need and (threshold or seg.baseline.effective_n >= need):
-                compared[(s, w.index)] = _compare(spec, w.arm, seg.baseline, spec.alpha)
+            base = w.baseline or seg.baseline
+            if w.arm.effective_n >= need and (threshold or base.effective_n >= need):
+                margin = spec.margin.of(_baseline_rate(spec, seg))
+                compared[(s, w.index)] = _compare(spec, w.arm, base, margin)
                 by_window.setdefault(w.index, []).append((s, compared[(s, w.index)][2]))
     significant: dict[tuple[int, int], bool] = {}
     for index, entries in by_window.items():
         flags = adjust([p for _, p in entries], spec.alpha, spec.correction)
         for (s, _), flag in zip(entries, flags, strict=True):
             significant[(s, index)] = flag
-    return [
-        _decide_one(spec, s, seg, compared, significant, need, m) for s, seg in enumerate(segments)
-    ]
+    return [_decide_one(spec, s, seg, compared, significant, need, m) for s, seg in enumerate(segments)]
 
 
 def _decide_one(
@@ -362,9 +362,9 @@ def _decide_one(
     need: int,
     family: int,
 ) -> Outcome:
-    base_rate = spec.baseline.value if spec.baseline.kind == "threshold" else seg.baseline.rate
-    margin = spec.margin.of(base_rate or 0.0)
-    critical_margin = spec.critical.of(base_rate or 0.0) if spec.critical else None
+    base_rate = _baseline_rate(spec, seg)  # the whole baseline's: every window faces one bar
+    margin = spec.margin.of(base_rate)
+    critical_margin = spec.critical.of(base_rate) if spec.critical else None
     results: list[WindowResult] = []
     for w in seg.windows:
         got = compared.get((s, w.index))

@@ -72,8 +72,7 @@ def _trace_filter(spec: GateSpec) -> list[ColumnElement[bool]]:
         column = _TRACE_FIELDS.get(field)
         if column is None:
             raise ConfigError(
-                f"gate {spec.id}: where.trace field {field!r} is not filterable"
-                f" (use one of {', '.join(_TRACE_FIELDS)})"
+                f"gate {spec.id}: where.trace field {field!r} is not filterable (use one of {', '.join(_TRACE_FIELDS)})"
             )
         # formatValid is stored inverted, as format_invalid
         value = (not wanted) if field == "outputs.formatValid" else wanted
@@ -90,24 +89,18 @@ def _windows(
         if window.traces is not None:
             size = window.traces
             ranked = (
-                select(
-                    _T.c.ts, func.row_number().over(order_by=(_T.c.ts, _T.c.trace_id)).label("rn")
-                )
+                select(_T.c.ts, func.row_number().over(order_by=(_T.c.ts, _T.c.trace_id)).label("rn"))
                 .where(release_cond)
                 .subquery()
             )
             starts = list(
-                conn.execute(
-                    select(ranked.c.ts).where((ranked.c.rn - 1) % size == 0).order_by(ranked.c.ts)
-                ).scalars()
+                conn.execute(select(ranked.c.ts).where((ranked.c.rn - 1) % size == 0).order_by(ranked.c.ts)).scalars()
             )
             total = conn.execute(select(func.count()).where(release_cond)).scalar_one()
             complete = total // size
             bounds = [*starts, None]
             return [(bounds[k], bounds[k + 1]) for k in range(complete)]
-        first, last = conn.execute(
-            select(func.min(_T.c.ts), func.max(_T.c.ts)).where(release_cond)
-        ).one()
+        first, last = conn.execute(select(func.min(_T.c.ts), func.max(_T.c.ts)).where(release_cond)).one()
     if first is None:
         return []
     step = timedelta(hours=window.hours or 1)
@@ -134,11 +127,7 @@ def _aggregate(
     m = spec.metric
     with engine.connect() as conn:
         if m.signal is not None:
-            fact = (
-                _T.c.latency_ms > m.bound_ms
-                if m.signal == "latency_over"
-                else _T.c[_SIGNAL_COLUMN[m.signal]]
-            )
+            fact = _T.c.latency_ms > m.bound_ms if m.signal == "latency_over" else _T.c[_SIGNAL_COLUMN[m.signal]]
             failed = func.sum(case((fact, 1), else_=0))
             stmt = (
                 select(_T.c.segment_key, window.label("w"), failed, func.count())
@@ -146,13 +135,10 @@ def _aggregate(
                 .group_by(_T.c.segment_key, "w")
             )
             return [
-                (k, w, "", int(f or 0), n, float(f or 0), float(n), float(n), 0)
-                for k, w, f, n in conn.execute(stmt)
+                (k, w, "", int(f or 0), n, float(f or 0), float(n), float(n), 0) for k, w, f, n in conn.execute(stmt)
             ]
         evaluator = m.evaluator or m.judge_failure_rate
-        latest = (
-            select(func.max(_E.c.id)).where(_E.c.evaluator_id == evaluator).group_by(_E.c.trace_id)
-        )
+        latest = select(func.max(_E.c.id)).where(_E.c.evaluator_id == evaluator).group_by(_E.c.trace_id)
         weight = 1.0 / func.coalesce(_BT.c.inclusion_prob, 1.0)
         stmt = (
             select(
@@ -205,9 +191,17 @@ def _fold(
     return {k: Arm(v[0], v[1], v[2], v[3], v[4], v[5], tuple(sorted(v[6]))) for k, v in acc.items()}
 
 
-def gate_inputs(
-    engine: Engine, spec: GateSpec, release: str, baseline_release: str | None
-) -> GateData:
+def _add(a: Arm | None, b: Arm) -> Arm:
+    if a is None:
+        return b
+    versions = tuple(sorted({*a.versions, *b.versions}))
+    return Arm(
+        a.failures + b.failures, a.n + b.n, a.weight_failed + b.weight_failed, a.weight_sum + b.weight_sum,
+        a.weight_sq + b.weight_sq, a.judge_failed + b.judge_failed, versions,
+    )  # fmt: skip
+
+
+def gate_inputs(engine: Engine, spec: GateSpec, release: str, baseline_release: str | None) -> GateData:
     """Aggregate one gate's arms per segment group and window."""
     filters = _trace_filter(spec)
     current_cond = and_(_T.c.release_id == release, *filters)
@@ -220,9 +214,7 @@ def gate_inputs(
     else:
         if base_kind == "rolling":
             with engine.connect() as conn:
-                t0 = conn.execute(
-                    select(func.min(_T.c.ts)).where(_T.c.release_id == release)
-                ).scalar_one()
+                t0 = conn.execute(select(func.min(_T.c.ts)).where(_T.c.release_id == release)).scalar_one()
             if t0 is None:
                 raise ConfigError(f"release {release!r} has no stored traces")
             since = t0 - timedelta(days=spec.baseline.days or 0)
@@ -237,8 +229,7 @@ def gate_inputs(
             name = spec.baseline.release if base_kind == "release" else baseline_release
             if name is None:
                 raise ConfigError(
-                    f"gate {spec.id}: no baseline release"
-                    " (pass --baseline, or ingest an earlier release)"
+                    f"gate {spec.id}: no baseline release (pass --baseline, or ingest an earlier release)"
                 )
             base_cond = and_(_T.c.release_id == name, *filters)
             base_meta = {"kind": base_kind, "release": name}
@@ -248,15 +239,12 @@ def gate_inputs(
     segments = []
     for g in groups:
         wins = tuple(
-            WindowArm(
-                k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), empty)
-            )
+            WindowArm(k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), empty))
             for k, (start, end) in enumerate(windows)
         )
         segments.append(SegmentInputs(g, baseline.get((g, 0), empty), wins))
     meta = [
-        {"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None}
-        for k, (s, e) in enumerate(windows)
+        {"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None} for k, (s, e) in enumerate(windows)
     ]
     return GateData(segments, base_meta, meta)
 
@@ -281,20 +269,14 @@ def save_run(engine: Engine, release: str, decision: str, config_hash: str,
 def load_run(engine: Engine, run_id: str) -> tuple[Any, list[dict[str, Any]]] | None:
     """A stored run and its outcomes' audit trails."""
     with engine.connect() as conn:
-        run = conn.execute(
-            select(GateRun.__table__).where(GateRun.__table__.c.id == run_id)
-        ).one_or_none()
+        run = conn.execute(select(GateRun.__table__).where(GateRun.__table__.c.id == run_id)).one_or_none()
         if run is None:
             return None
-        rows = conn.execute(
-            select(GateOutcome.__table__).where(GateOutcome.__table__.c.run_id == run_id)
-        ).all()
+        rows = conn.execute(select(GateOutcome.__table__).where(GateOutcome.__table__.c.run_id == run_id)).all()
     return run, [orjson.loads(r.audit) for r in rows]
 
 
-def gate_history(
-    engine: Engine, gate_id: str, segment: str | None = None, limit: int = 50
-) -> list[Any]:
+def gate_history(engine: Engine, gate_id: str, segment: str | None = None, limit: int = 50) -> list[Any]:
     """A gate's outcomes across runs, newest first."""
     o, r = GateOutcome.__table__, GateRun.__table__
     stmt = (
