@@ -117,3 +117,13 @@ def test_bad_gate_spec_is_a_one_line_usage_error(releases: None, tmp_path: Path)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(f"error: {bad}:3 hysteresis.windows:")
     assert "Traceback" not in proc.stderr
+
+
+def test_diff_ranks_the_planted_regression_first(releases: None) -> None:
+    result = runner.invoke(app, ["diff", "--release", "r42", "--baseline", "r41", "--json", "--by", "rag,tool"])
+    assert result.exit_code == 0, result.output
+    data = orjson.loads(result.stdout)
+    assert data["configChanges"] == []  # same config: the simulator changed behaviour only
+    top = data["moves"][0]
+    assert (top["what"], top["segment"], top["direction"]) == ("format_invalid_rate", "rag=off", "up")
+    assert top["pValue"] < 1e-6

@@ -23,13 +23,9 @@ def _print_outcomes(result: dict) -> None:
     table = Table("gate", "segment", "decision", "baseline", "current", "interval", "streak", "why",
                   title=f"{result['release']} vs {result['baseline']}: {result['decision']}")  # fmt: skip
     order = {"block": 0, "inconclusive": 1, "insufficient_data": 2, "pass": 3}
-    for o in sorted(
-        result["outcomes"], key=lambda o: (order[o["decision"]], o["gate"], o["segment"])
-    ):
+    for o in sorted(result["outcomes"], key=lambda o: (order[o["decision"]], o["gate"], o["segment"])):
         b, c = o["baseline"], o["current"]
-        interval = (
-            "-" if o["interval"] is None else f"[{o['interval'][0]:+.4f}, {o['interval'][1]:+.4f}]"
-        )
+        interval = "-" if o["interval"] is None else f"[{o['interval'][0]:+.4f}, {o['interval'][1]:+.4f}]"
         table.add_row(o["gate"], o["segment"] or "(all)", o["decision"],
                       f"{b['failures']}/{b['n']}", f"{c['failures']}/{c['n']}", interval,
                       str(o["streak"]), o["reason"])  # fmt: skip
@@ -39,9 +35,7 @@ def _print_outcomes(result: dict) -> None:
 @gate_app.command("run")
 def gate_run(
     release: Annotated[str, typer.Option(help="The release that wants to ship.")],
-    baseline: Annotated[
-        str | None, typer.Option(help="Baseline release (default: previous).")
-    ] = None,
+    baseline: Annotated[str | None, typer.Option(help="Baseline release (default: previous).")] = None,
     gates: Annotated[Path | None, typer.Option(help="Gate spec file or directory.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
     format: Annotated[str, typer.Option(help="table or markdown.")] = "table",
@@ -53,9 +47,7 @@ def gate_run(
 
     settings = _settings()
     specs = load_gates(gates or Path(settings.rubrics_dir) / "gates")
-    result = run_gates(
-        _engine(settings), specs, release, baseline=baseline, dry_run=dry_run
-    ).as_dict()
+    result = run_gates(_engine(settings), specs, release, baseline=baseline, dry_run=dry_run).as_dict()
     if json:
         _print_json(result)
     elif format == "markdown":
@@ -82,9 +74,7 @@ def _stored(run_id: str) -> tuple[dict, list[dict]]:
     outcomes = []
     for a in audits:
         d = dict(a["outcome"])
-        d["windows"] = [
-            WindowResult(**{**w, "interval": tuple(w["interval"])}) for w in d["windows"]
-        ]
+        d["windows"] = [WindowResult(**{**w, "interval": tuple(w["interval"])}) for w in d["windows"]]
         d["interval"] = tuple(d["interval"]) if d["interval"] else None
         outcomes.append(_outcome_json(Outcome(**d)))
     baseline = next((a["baselineSource"].get("release") for a in audits), None)
@@ -128,9 +118,7 @@ def gate_history(
         return
     table = Table("run", "release", "at", "segment", "decision", "why", title=f"gate {gate}")
     for r in rows:
-        table.add_row(
-            r["runId"], r["release"], r["at"], r["segment"] or "(all)", r["decision"], r["reason"]
-        )
+        table.add_row(r["runId"], r["release"], r["at"], r["segment"] or "(all)", r["decision"], r["reason"])
     out.print(table)
 
 
@@ -145,3 +133,67 @@ def report(
     result, audits = _stored(run)
     output.write_text(html_report(result, audits))
     out.print(f"wrote {output}")
+
+
+def _evaluator_counts(rows: list[tuple[str, str, int, int]], dims: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(evaluator, projected segment) → (failed verdicts, verdicts)."""
+    from tracejury.core.segments import project_key
+
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for evaluator, key, failed, n in rows:
+        k = (evaluator, project_key(key, dims))
+        f0, n0 = out.get(k, (0, 0))
+        out[k] = (f0 + failed, n0 + n)
+    return out
+
+
+@app.command()
+def diff(
+    release: Annotated[str, typer.Option(help="The release under suspicion.")],
+    baseline: Annotated[str, typer.Option(help="The release it is compared with.")],
+    by: Annotated[str, typer.Option(help="Segment dimensions to break rates down by.")] = "rag,tool,trunc,ret",
+    top: Annotated[int, typer.Option(help="How many moves to show.")] = 15,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What changed: config fields that differ, and the rates that moved most (weak signals
+    and evaluator fail rates, overall and per segment), ranked by evidence."""
+    from tracejury.cli.app import _dims
+    from tracejury.core.diff import config_changes, rank_moves
+    from tracejury.store.queries import evaluator_rates, sample_bodies
+    from tracejury.store.signals import release_signals
+
+    settings = _settings()
+    engine = _engine(settings)
+    changes = config_changes(sample_bodies(engine, baseline), sample_bodies(engine, release))
+    rates: list[tuple[str, str, tuple[int, int], tuple[int, int]]] = []
+    for dims in [[]] + [[d] for d in _dims(by, settings)]:
+        base = {r.group: r for r in release_signals(engine, baseline, dims)}
+        for r in release_signals(engine, release, dims):
+            if r.group in base:
+                for name, rate in r.rates.items():
+                    b = base[r.group].rates[name]
+                    rates.append((name, r.group, (b.count, b.n), (rate.count, rate.n)))
+        evals = {rel: _evaluator_counts(evaluator_rates(engine, rel), dims) for rel in (baseline, release)}
+        for key, cur in evals[release].items():
+            if key in evals[baseline]:
+                rates.append((f"{key[0]} fail rate", key[1], evals[baseline][key], cur))
+    moves = rank_moves(rates, top=top)
+    if json:
+        _print_json({
+            "release": release, "baseline": baseline,
+            "configChanges": [{"field": c.field, "baseline": c.baseline, "current": c.current} for c in changes],
+            "moves": [{"what": m.what, "segment": m.segment, "baseline": list(m.baseline), "current": list(m.current),
+                       "delta": m.delta, "direction": m.direction, "pValue": m.p_value, "interval": list(m.interval)}
+                      for m in moves],
+        })  # fmt: skip
+        return
+    table = Table("config field", baseline, release, title="config changes (from up to 2,000 traces each)")
+    for c in changes:
+        fmt = lambda d: ", ".join(f"{k} {v:.0%}" for k, v in d.items())  # noqa: E731
+        table.add_row(c.field, fmt(c.baseline), fmt(c.current))
+    out.print(table if changes else "no config field changed")
+    table = Table("what moved", "segment", baseline, release, "delta", "p (one-sided)", title="what moved most")
+    for m in moves:
+        counts = f"{m.baseline[0]}/{m.baseline[1]}", f"{m.current[0]}/{m.current[1]}"
+        table.add_row(m.what, m.segment or "(all)", *counts, f"{100 * m.delta:+.2f} pts", f"{m.p_value:.2g}")
+    out.print(table)

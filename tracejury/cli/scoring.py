@@ -28,12 +28,8 @@ from tracejury.core.errors import TracejuryError
 @app.command()
 def score(
     release: Annotated[str, typer.Option(help="Release whose stored traces to score.")],
-    rubric: Annotated[
-        list[str] | None, typer.Option(help="Rubric id to run; repeatable (default: all).")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Score at most this many traces.", min=1)
-    ] = None,
+    rubric: Annotated[list[str] | None, typer.Option(help="Rubric id to run; repeatable (default: all).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score at most this many traces.", min=1)] = None,
     json: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
 ) -> None:
     """Run checkers and judges over stored traces in this process; store the evaluations."""
@@ -44,9 +40,7 @@ def score(
     settings = _settings()
     catalog = _catalog(settings)
     engine = _engine(settings)
-    summary = asyncio.run(
-        score_release(engine, settings, catalog, release, rubric_ids=rubric, limit=limit)
-    )
+    summary = asyncio.run(score_release(engine, settings, catalog, release, rubric_ids=rubric, limit=limit))
     if json:
         _print_json(summary.as_dict())
         return
@@ -58,14 +52,8 @@ def score(
     table = Table("evaluator", "scored", "fail verdicts", "judge failed", "n/a", "missing")
     for row in batch_evaluator_summary(engine, summary.batch_id):
         scored = row.get("scored", 0)
-        fails = (
-            f"{row['failed_verdicts']} ({100 * row['failed_verdicts'] / scored:.1f}%)"
-            if scored
-            else "-"
-        )
-        counts = [
-            str(row.get(k, 0)) for k in ("judge_failed", "not_applicable", "missing_evidence")
-        ]
+        fails = f"{row['failed_verdicts']} ({100 * row['failed_verdicts'] / scored:.1f}%)" if scored else "-"
+        counts = [str(row.get(k, 0)) for k in ("judge_failed", "not_applicable", "missing_evidence")]
         table.add_row(row["evaluator"], str(scored), fails, *counts)
     out.print(table)
     status = data["status"]
@@ -105,9 +93,7 @@ def rubrics_show(rubric_id: Annotated[str, typer.Argument(help="Rubric id.")]) -
 
 @rubrics_app.command("lint")
 def rubrics_lint(
-    paths: Annotated[
-        list[Path] | None, typer.Argument(help="Rubric files (default: the rubrics directory).")
-    ] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Rubric files (default: the rubrics directory).")] = None,
 ) -> None:
     """Validate rubrics: schema, checkers, template variables, and versions whose content
     changed since the store saw them. Exit 1 on any problem."""
@@ -152,9 +138,7 @@ def mock_judge(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     latency_ms: Annotated[float, typer.Option(help="Reply latency (median), ms.")] = 0.0,
     latency_sigma: Annotated[float, typer.Option(help="Lognormal sigma; 0 = fixed.")] = 0.0,
-    faults: Annotated[
-        str, typer.Option(help="Fault rates, e.g. http500=0.2,http429=0.1,hang=0.05.")
-    ] = "",
+    faults: Annotated[str, typer.Option(help="Fault rates, e.g. http500=0.2,http429=0.1,hang=0.05.")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
 ) -> None:
     """Serve an OpenAI-compatible mock judge whose verdicts follow the evidence."""
@@ -179,15 +163,9 @@ def worker(
 @batch_app.command("create")
 def batch_create(
     release: Annotated[str, typer.Option(help="Release to sample and score.")],
-    rubric: Annotated[
-        list[str] | None, typer.Option(help="Rubric id; repeatable (default: all).")
-    ] = None,
-    sample_size: Annotated[
-        int | None, typer.Option(help="Expected number of sampled traces.", min=1)
-    ] = None,
-    budget: Annotated[
-        int | None, typer.Option(help="Judge calls to spend (sets the sample size).", min=1)
-    ] = None,
+    rubric: Annotated[list[str] | None, typer.Option(help="Rubric id; repeatable (default: all).")] = None,
+    sample_size: Annotated[int | None, typer.Option(help="Expected number of sampled traces.", min=1)] = None,
+    budget: Annotated[int | None, typer.Option(help="Judge calls to spend (sets the sample size).", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed; same seed, same sample.")] = 0,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -256,9 +234,7 @@ def batch_status(
     out.print(f"batch {data['batchId']} ({data['release']}): [bold]{data['state']}[/bold]"
               + (f" — {data['reason']}" if data["reason"] else ""))  # fmt: skip
     eta = "-" if data["etaSeconds"] is None else f"{data['etaSeconds']} s"
-    out.print(
-        f"traces {data['tracesDone']}/{data['sampled']}, {data['tracesPerSecond']}/s, ETA {eta}"
-    )
+    out.print(f"traces {data['tracesDone']}/{data['sampled']}, {data['tracesPerSecond']}/s, ETA {eta}")
     out.print("evaluations: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))
     if data["failures"]:
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in data["failures"].items()))
@@ -330,7 +306,5 @@ def batch_list(json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     table = Table("batch", "release", "kind", "state", "sampled", "created")
     for r in rows:
-        table.add_row(
-            r["batchId"], r["release"], r["kind"], r["state"], str(r["sampled"]), r["createdAt"]
-        )
+        table.add_row(r["batchId"], r["release"], r["kind"], r["state"], str(r["sampled"]), r["createdAt"])
     out.print(table)

@@ -88,9 +88,7 @@ def quarantine_list(
 
 @app.command()
 def signals(
-    release: Annotated[
-        list[str], typer.Option(help="Release id; repeat to compare releases side by side.")
-    ],
+    release: Annotated[list[str], typer.Option(help="Release id; repeat to compare releases side by side.")],
     by: Annotated[str, typer.Option(help="Segment dimensions to group by, comma-separated.")] = "",
     json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
 ) -> None:
@@ -112,9 +110,7 @@ def signals(
         by_release = {r.release: r for r in rows if r.group == group}
         table = Table("signal", *releases, title=group or "all traffic", title_justify="left")
         for name, cell in _signal_cells(releases):
-            table.add_row(
-                name, *(cell(by_release[r]) if r in by_release else "-" for r in releases)
-            )
+            table.add_row(name, *(cell(by_release[r]) if r in by_release else "-" for r in releases))
         out.print(table)
 
 
@@ -156,9 +152,7 @@ def simulate(
         list[str] | None,
         typer.Option(help="Plant a regression: KIND:RATE[:DIM=VALUE,...]; repeatable."),
     ] = None,
-    sample_rate: Annotated[
-        float, typer.Option(help="Share of traces that keep raw text.", min=0.0, max=1.0)
-    ] = 1.0,
+    sample_rate: Annotated[float, typer.Option(help="Share of traces that keep raw text.", min=0.0, max=1.0)] = 1.0,
     start: Annotated[
         str | None, typer.Option(help="Timestamp of the first trace (RFC 3339); traffic spans 24 h.")
     ] = None,

@@ -60,9 +60,7 @@ def prepare_line(
     return prepare_trace(doc, line_no=line_no, segmentation=segmentation)
 
 
-def prepare_trace(
-    doc: Mapping[str, Any], *, line_no: int, segmentation: SegmentationConfig
-) -> PreparedTrace:
+def prepare_trace(doc: Mapping[str, Any], *, line_no: int, segmentation: SegmentationConfig) -> PreparedTrace:
     """Prepare the row of an already validated trace document."""
     body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     try:
@@ -115,9 +113,7 @@ def prepare_chunk(
         if not raw.strip():
             continue
         try:
-            good.append(
-                prepare_line(raw, line_no=line_no, validator=validator, segmentation=segmentation)
-            )
+            good.append(prepare_line(raw, line_no=line_no, validator=validator, segmentation=segmentation))
         except InvalidTrace as exc:
             raw = bytes(raw)
             digest = hashlib.sha256(raw).hexdigest()

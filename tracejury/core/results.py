@@ -50,9 +50,7 @@ class SegmentResult:
         }  # fmt: skip
 
 
-def summarise(
-    rows: Iterable[tuple[str, str, str, bool | None, int, float]], by: Sequence[str]
-) -> list[SegmentResult]:
+def summarise(rows: Iterable[tuple[str, str, str, bool | None, int, float]], by: Sequence[str]) -> list[SegmentResult]:
     """Fold (evaluator, segment key, status, passed, count, sum of 1/p) rows into groups."""
     out: dict[tuple[str, str], SegmentResult] = {}
     for evaluator, key, status, passed, n, weight in rows:

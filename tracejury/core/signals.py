@@ -61,8 +61,7 @@ def trace_facts(trace: Mapping[str, Any]) -> TraceFacts:
         format_invalid=not trace["outputs"]["formatValid"],
         fallback_used=runtime["fallbackUsed"],
         rag_on=retrieval is not None,
-        retrieval_empty=retrieval is not None
-        and bool(retrieval.get("empty") or not retrieval.get("topKDocIds")),
+        retrieval_empty=retrieval is not None and bool(retrieval.get("empty") or not retrieval.get("topKDocIds")),
         tool_required=(trace.get("req") or {}).get("toolRequired"),
         tool_calls=len(calls),
         tool_error="error" in statuses,

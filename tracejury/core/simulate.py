@@ -68,8 +68,7 @@ _DOCS: dict[str, tuple[str, ...]] = {  # the help centre: doc id -> chunk texts
     "doc:shipping-policy": (
         "Standard shipping takes 3-5 business days after dispatch; express takes 1-2 days.",
         "Orders over $50 ship free within the continental US; otherwise shipping is $5.99.",
-        "We ship to Canada and the UK; international orders take 7-14 business days and "
-        "may incur customs fees.",
+        "We ship to Canada and the UK; international orders take 7-14 business days and may incur customs fees.",
     ),
     "doc:returns": (
         "Items can be returned within 30 days of delivery if unused and in original packaging.",
@@ -80,8 +79,7 @@ _DOCS: dict[str, tuple[str, ...]] = {  # the help centre: doc id -> chunk texts
         "To reset your password, click 'Forgot password' on the sign-in page and follow the "
         "emailed link; it expires after 24 hours.",
         "You can change your email address under Settings > Profile; we confirm the new one.",
-        "To delete your account, go to Settings > Privacy > Delete account; it is final after "
-        "14 days.",
+        "To delete your account, go to Settings > Privacy > Delete account; it is final after 14 days.",
     ),
     "doc:gift-cards": ("Gift cards never expire but cannot be redeemed for cash.",),
     "doc:warranty": ("Electronics carry a 1-year warranty covering manufacturing defects.",),
@@ -253,9 +251,7 @@ def parse_regression(spec: str) -> Regression:
     """
 
     def bad(why: str) -> ConfigError:
-        return ConfigError(
-            f"bad regression spec {spec!r}: {why} (expected KIND:RATE[:DIM=VALUE,...])"
-        )
+        return ConfigError(f"bad regression spec {spec!r}: {why} (expected KIND:RATE[:DIM=VALUE,...])")
 
     parts = spec.strip().split(":", 2)
     if len(parts) < 2:
@@ -357,14 +353,9 @@ def _new_session(rng: random.Random, tag: str) -> _Session:
     return s
 
 
-def _order_facts(
-    rng: random.Random, order_id: str, day: date, exclude: str | None = None
-) -> dict[str, Any]:
+def _order_facts(rng: random.Random, order_id: str, day: date, exclude: str | None = None) -> dict[str, Any]:
     """An order-status tool response; ``exclude`` draws any state but that one."""
-    if exclude is None:
-        state = _pick(rng, _ORDER_STATES)
-    else:
-        state = _one(rng, [s for s in _STATE_NAMES if s != exclude])
+    state = _pick(rng, _ORDER_STATES) if exclude is None else _one(rng, [s for s in _STATE_NAMES if s != exclude])
     days = timedelta(days=1)
     shipped = delivered = None
     if state == "processing":
@@ -651,9 +642,7 @@ def _render(t: _Turn, release: str) -> dict[str, Any]:
             "inputText": t.input_text,
             "finalAnswer": final,
             "retrievedChunks": [{"docId": d, "text": x} for d, x in pairs],
-            "toolSnapshots": (
-                [{"responseHash": snap_hash, "snapshot": dict(t.snapshot)}] if snap_hash else []
-            ),
+            "toolSnapshots": ([{"responseHash": snap_hash, "snapshot": dict(t.snapshot)}] if snap_hash else []),
         }
     return trace
 
@@ -671,10 +660,7 @@ def _feedback(t: _Turn, bad: bool) -> list[dict[str, str]]:
         kinds.append("handoff")
     if u_ticket < (0.03 if bad else 0.002):
         kinds.append("ticket")
-    return [
-        {"kind": k, "at": _rfc3339(t.dt + timedelta(seconds=delay + 30 * j))}
-        for j, k in enumerate(kinds)
-    ]
+    return [{"kind": k, "at": _rfc3339(t.dt + timedelta(seconds=delay + 30 * j))} for j, k in enumerate(kinds)]
 
 
 # --------------------------------------------------------------------------- public entry

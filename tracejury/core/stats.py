@@ -51,9 +51,7 @@ def wilson(count: float, n: float, alpha: float) -> tuple[float, float]:
     return max(0.0, center - dist), min(1.0, center + dist)
 
 
-def newcombe_diff(
-    count1: float, n1: float, count2: float, n2: float, alpha: float
-) -> tuple[float, float]:
+def newcombe_diff(count1: float, n1: float, count2: float, n2: float, alpha: float) -> tuple[float, float]:
     """Newcombe's hybrid score interval of ``p1 - p2`` at two-sided ``alpha``.
 
     An empty arm carries no information: its Wilson interval is (0, 1), so the difference's
@@ -120,9 +118,7 @@ def kish_effective_n(weights: Iterable[float]) -> float:
     return total * total / squares if squares > 0 else 0.0
 
 
-def cluster_effective_n(
-    outcomes: Sequence[float], weights: Sequence[float], clusters: Sequence[Hashable]
-) -> float:
+def cluster_effective_n(outcomes: Sequence[float], weights: Sequence[float], clusters: Sequence[Hashable]) -> float:
     """Effective n of a weighted rate whose observations are correlated within clusters
     (sessions): ``p(1-p) / var``, with the cluster-robust (sandwich) variance of the ratio
     estimator. Equals Kish's n when every cluster has one observation."""
@@ -159,9 +155,7 @@ class Estimate:
         return self.rate * self.effective_n
 
 
-def estimate(
-    failed: float, weight_failed: float, n: int, weight_sum: float, weight_sq: float
-) -> Estimate:
+def estimate(failed: float, weight_failed: float, n: int, weight_sum: float, weight_sq: float) -> Estimate:
     """An ``Estimate`` from aggregated sums: failures (count and Σ 1/p), n, Σw and Σw²."""
     if n == 0 or weight_sum <= 0:
         return Estimate(0.0, 0, 0.0)

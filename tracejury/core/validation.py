@@ -58,9 +58,7 @@ class TraceValidator:
     """Validates trace lines against the shipped JSON Schema; reuse one per process."""
 
     def __init__(self, schema: dict[str, Any] | None = None) -> None:
-        self._validator = jsonschema_rs.Draft202012Validator(
-            schema or trace_json_schema(), validate_formats=True
-        )
+        self._validator = jsonschema_rs.Draft202012Validator(schema or trace_json_schema(), validate_formats=True)
 
     def parse(self, raw: bytes | str) -> dict[str, Any]:
         """Parse and validate one line; return the trace dict or raise ``InvalidTrace``."""
@@ -79,15 +77,9 @@ class TraceValidator:
         version = doc.get("schemaVersion")
         if version not in SUPPORTED_SCHEMA_VERSIONS:
             supported = ", ".join(SUPPORTED_SCHEMA_VERSIONS)
-            what = (
-                "missing schemaVersion" if version is None else f"unknown schemaVersion {version!r}"
-            )
-            raise InvalidTrace(
-                f"{what} (supported: {supported})", path="$.schemaVersion", trace_id=trace_id
-            )
+            what = "missing schemaVersion" if version is None else f"unknown schemaVersion {version!r}"
+            raise InvalidTrace(f"{what} (supported: {supported})", path="$.schemaVersion", trace_id=trace_id)
         if self._validator.is_valid(doc):
             return doc
         error = next(iter(self._validator.iter_errors(doc)))
-        raise InvalidTrace(
-            _describe(error), path=json_path(list(error.instance_path)), trace_id=trace_id
-        )
+        raise InvalidTrace(_describe(error), path=json_path(list(error.instance_path)), trace_id=trace_id)

@@ -28,9 +28,7 @@ def parse_yaml(text: str, *, file: str) -> tuple[Any, dict[Path, int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(
-            f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None
-        ) from exc
+        raise ConfigError(f"invalid YAML: {problem}", file=file, line=mark.line + 1 if mark else None) from exc
     return data, line_index(node)
 
 
@@ -82,6 +80,4 @@ def load_model(model: type[M], text: str, *, file: str, context: dict[str, Any] 
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        raise ConfigError(
-            msg, file=file, line=_nearest_line(lines, loc), field=_dotted(loc) or None
-        ) from exc
+        raise ConfigError(msg, file=file, line=_nearest_line(lines, loc), field=_dotted(loc) or None) from exc

@@ -57,9 +57,7 @@ def sampling_rows(engine: Engine, release: str) -> list[Any]:
         return list(conn.execute(stmt))
 
 
-def add_batch_traces(
-    engine: Engine, batch_id: str, draws: Sequence[SampleDraw], chunk_size: int
-) -> int:
+def add_batch_traces(engine: Engine, batch_id: str, draws: Sequence[SampleDraw], chunk_size: int) -> int:
     """Store a batch's sampled traces in chunks (all pending); returns the number of chunks."""
     now = _now()
     chunks = (len(draws) + chunk_size - 1) // chunk_size
@@ -154,9 +152,7 @@ def chunk_trace_ids(engine: Engine, batch_id: str, chunk_no: int) -> list[str]:
 
 def expired_chunks(engine: Engine) -> list[tuple[str, int]]:
     """Running chunks whose lease expired (their worker died): to be enqueued again."""
-    stmt = select(_BC.c.batch_id, _BC.c.chunk_no).where(
-        _BC.c.state == "running", _BC.c.lease_until < _now()
-    )
+    stmt = select(_BC.c.batch_id, _BC.c.chunk_no).where(_BC.c.state == "running", _BC.c.lease_until < _now())
     with engine.connect() as conn:
         return [(r[0], r[1]) for r in conn.execute(stmt)]
 
@@ -168,16 +164,12 @@ def stale_pending_chunks(engine: Engine, older_than_s: float) -> list[tuple[str,
     cutoff = _now() - timedelta(seconds=older_than_s)
     with engine.begin() as conn:
         rows = conn.execute(
-            select(_BC.c.batch_id, _BC.c.chunk_no).where(
-                _BC.c.state == "pending", _BC.c.updated_at < cutoff
-            )
+            select(_BC.c.batch_id, _BC.c.chunk_no).where(_BC.c.state == "pending", _BC.c.updated_at < cutoff)
         ).all()
         for batch_id, chunk_no in rows:
             conn.execute(
                 update(_BC)
-                .where(
-                    _BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no, _BC.c.state == "pending"
-                )
+                .where(_BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no, _BC.c.state == "pending")
                 .values(updated_at=_now())
             )
     return [(r[0], r[1]) for r in rows]
@@ -205,24 +197,16 @@ def try_finish_batch(engine: Engine, batch_id: str) -> str | None:
     with engine.begin() as conn:
         states = dict(
             conn.execute(
-                select(_BC.c.state, func.count())
-                .where(_BC.c.batch_id == batch_id)
-                .group_by(_BC.c.state)
+                select(_BC.c.state, func.count()).where(_BC.c.batch_id == batch_id).group_by(_BC.c.state)
             ).all()
         )
         if states.get("pending") or states.get("running"):
             return None
         errors = conn.execute(
-            select(_BC.c.chunk_no, _BC.c.error).where(
-                _BC.c.batch_id == batch_id, _BC.c.state == "failed"
-            )
+            select(_BC.c.chunk_no, _BC.c.error).where(_BC.c.batch_id == batch_id, _BC.c.state == "failed")
         ).all()
         state = "failed" if errors else "done"
-        reason = (
-            f"{len(errors)} chunk(s) failed; chunk {errors[0][0]}: {errors[0][1]}"
-            if errors
-            else None
-        )
+        reason = f"{len(errors)} chunk(s) failed; chunk {errors[0][0]}: {errors[0][1]}" if errors else None
         ended = conn.execute(
             update(_B)
             .where(_B.c.id == batch_id, _B.c.state == "running")
@@ -239,22 +223,14 @@ def batch_progress(engine: Engine, batch_id: str) -> dict[str, Any] | None:
             return None
         chunks = dict(
             conn.execute(
-                select(_BC.c.state, func.count())
-                .where(_BC.c.batch_id == batch_id)
-                .group_by(_BC.c.state)
+                select(_BC.c.state, func.count()).where(_BC.c.batch_id == batch_id).group_by(_BC.c.state)
             ).all()
         )
         done_traces = conn.execute(
-            select(func.coalesce(func.sum(_BC.c.size), 0)).where(
-                _BC.c.batch_id == batch_id, _BC.c.state == "done"
-            )
+            select(func.coalesce(func.sum(_BC.c.size), 0)).where(_BC.c.batch_id == batch_id, _BC.c.state == "done")
         ).scalar_one()
         status = dict(
-            conn.execute(
-                select(_E.c.status, func.count())
-                .where(_E.c.batch_id == batch_id)
-                .group_by(_E.c.status)
-            ).all()
+            conn.execute(select(_E.c.status, func.count()).where(_E.c.batch_id == batch_id).group_by(_E.c.status)).all()
         )
         failures = dict(
             conn.execute(

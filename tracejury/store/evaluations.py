@@ -53,9 +53,7 @@ def _insert_ignore(engine: Engine, table: Any) -> Any:
     return module.insert(table).on_conflict_do_nothing()
 
 
-def create_batch(
-    engine: Engine, *, release: str, kind: str, config: dict[str, Any], sampled: int
-) -> str:
+def create_batch(engine: Engine, *, release: str, kind: str, config: dict[str, Any], sampled: int) -> str:
     """A new running batch; returns its id."""
     batch_id = f"b_{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:
@@ -73,9 +71,7 @@ def finish_batch(engine: Engine, batch_id: str, *, state: str, reason: str | Non
     """Mark a batch ``done`` or ``failed`` (with the reason)."""
     with engine.begin() as conn:
         conn.execute(
-            update(_B)
-            .where(_B.c.id == batch_id)
-            .values(state=state, reason=reason, finished_at=datetime.now(UTC))
+            update(_B).where(_B.c.id == batch_id).values(state=state, reason=reason, finished_at=datetime.now(UTC))
         )
 
 
@@ -90,9 +86,7 @@ def release_trace_ids(engine: Engine, release: str, *, limit: int | None = None)
 
 def load_traces(engine: Engine, trace_ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], str]]:
     """``{trace id: (trace dict, segment key)}``; ids not in the store are absent."""
-    stmt = select(_T.c.trace_id, _T.c.body, _T.c.segment_key).where(
-        _T.c.trace_id.in_(bindparam("ids", expanding=True))
-    )
+    stmt = select(_T.c.trace_id, _T.c.body, _T.c.segment_key).where(_T.c.trace_id.in_(bindparam("ids", expanding=True)))
     with engine.connect() as conn:
         rows = conn.execute(stmt, {"ids": list(trace_ids)}).all()
     return {r.trace_id: (orjson.loads(r.body), r.segment_key) for r in rows}
@@ -138,9 +132,7 @@ def cache_get(engine: Engine, keys: Sequence[CacheKey]) -> dict[CacheKey, Cached
             part = wanted[start : start + 500]
             for r in conn.execute(select(_C).where(tuple_(*cols).in_(part))):
                 key = (r.model, r.evaluator_fingerprint, r.evidence_hash, r.sample_index)
-                found[key] = CachedVerdict(
-                    r.label, r.rationale, r.confidence, r.prompt_tokens, r.completion_tokens
-                )
+                found[key] = CachedVerdict(r.label, r.rationale, r.confidence, r.prompt_tokens, r.completion_tokens)
     return found
 
 
@@ -190,11 +182,7 @@ def batch_counts(engine: Engine, batch_id: str) -> tuple[dict[str, int], dict[st
     """(count by status, count of judge failures by kind) of a batch's evaluations."""
     with engine.connect() as conn:
         by_status = dict(
-            conn.execute(
-                select(_E.c.status, func.count())
-                .where(_E.c.batch_id == batch_id)
-                .group_by(_E.c.status)
-            ).all()
+            conn.execute(select(_E.c.status, func.count()).where(_E.c.batch_id == batch_id).group_by(_E.c.status)).all()
         )
         by_kind = dict(
             conn.execute(

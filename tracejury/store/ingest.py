@@ -52,9 +52,7 @@ _SELECT_STORED = select(_TRACE.c.trace_id, _TRACE.c.content_hash).where(
 )
 
 
-def _bind_processors(
-    dialect: Dialect, table: Table, keys: tuple[str, ...]
-) -> list[tuple[int, Any]]:
+def _bind_processors(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> list[tuple[int, Any]]:
     """(position, processor) for the columns whose values the driver cannot take as they are.
 
     Both drivers bind Python bools, ints, strs and bytes natively; datetimes need the
@@ -63,8 +61,7 @@ def _bind_processors(
     return [
         (i, proc)
         for i, k in enumerate(keys)
-        if not isinstance(table.c[k].type, Boolean)
-        and (proc := table.c[k].type._cached_bind_processor(dialect))
+        if not isinstance(table.c[k].type, Boolean) and (proc := table.c[k].type._cached_bind_processor(dialect))
     ]
 
 
@@ -147,8 +144,7 @@ def _write_batch(engine: Engine, source: str, batch: RowBatch) -> IngestCounts:
         procs = _bind_processors(conn.dialect, _CONFLICT, _CONFLICT_KEYS)
         _insert_ignoring_conflicts(conn, _CONFLICT, _CONFLICT_KEYS, _process(conflicts, procs))
         quarantine = [
-            (source, r.line_no, r.trace_id, r.path, r.message, r.raw, r.raw_hash, now)
-            for r in batch.rejected
+            (source, r.line_no, r.trace_id, r.path, r.message, r.raw, r.raw_hash, now) for r in batch.rejected
         ]
         procs = _bind_processors(conn.dialect, _QUARANTINE, _QUARANTINE_KEYS)
         _insert_ignoring_conflicts(conn, _QUARANTINE, _QUARANTINE_KEYS, _process(quarantine, procs))
@@ -183,9 +179,7 @@ def _init_worker(url: str, segmentation: SegmentationConfig, turn: Any, next_tur
 def _prepare_and_write(seq: int, source: str, chunk: list[tuple[int, bytes]]) -> IngestCounts:
     """Prepare a chunk (in parallel with the other processes), then write it in input order."""
     w = _worker
-    batch = build_rows(
-        *prepare_chunk(chunk, validator=w["validator"], segmentation=w["segmentation"])
-    )
+    batch = build_rows(*prepare_chunk(chunk, validator=w["validator"], segmentation=w["segmentation"]))
     with w["turn"]:
         w["turn"].wait_for(lambda: w["next_turn"].value == seq)
     try:

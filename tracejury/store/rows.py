@@ -66,8 +66,6 @@ def build_rows(traces: list[PreparedTrace], rejected: list[RejectedLine]) -> Row
     return RowBatch(
         keys=[RowKey(p.trace_id, p.content_hash, p.line_no, i) for i, p in enumerate(traces)],
         trace_rows=[_trace_row(p) for p in traces],
-        stage_rows=[
-            [(p.trace_id, k, ms) for k, ms in p.facts.stage_latency_ms.items()] for p in traces
-        ],
+        stage_rows=[[(p.trace_id, k, ms) for k, ms in p.facts.stage_latency_ms.items()] for p in traces],
         rejected=rejected,
     )

@@ -92,10 +92,7 @@ def _percentile_select(value: Any, partition: Sequence[Any], source: Any, where:
         .subquery()
     )
     keys = [ranked.c[f"k{i}"] for i in range(len(partition))]
-    pcts = [
-        func.min(case((ranked.c.rn * 100 >= q * ranked.c.n, ranked.c.v))).label(f"p{q}")
-        for q in PERCENTILES
-    ]
+    pcts = [func.min(case((ranked.c.rn * 100 >= q * ranked.c.n, ranked.c.v))).label(f"p{q}") for q in PERCENTILES]
     return select(*keys, *pcts).group_by(*keys)
 
 
@@ -107,9 +104,7 @@ def release_signals(engine: Engine, release: str, by: Sequence[str] = ()) -> lis
         if not keys:
             return []
         mapping = {k: project_key(k, by) for k in keys}
-        group = (
-            case(mapping, value=_T.c.segment_key, else_=literal("?")) if by else literal("")
-        ).label("grp")
+        group = (case(mapping, value=_T.c.segment_key, else_=literal("?")) if by else literal("")).label("grp")
         per_rate = []
         for sig in RATE_SIGNALS:
             fact = _T.c[sig.fact]
@@ -139,14 +134,10 @@ def release_signals(engine: Engine, release: str, by: Sequence[str] = ()) -> lis
             )
         ).all()
 
-    latency = {
-        row[0]: dict(zip([f"p{q}" for q in PERCENTILES], row[1:], strict=True)) for row in lat
-    }
+    latency = {row[0]: dict(zip([f"p{q}" for q in PERCENTILES], row[1:], strict=True)) for row in lat}
     stages: dict[str, dict[str, dict[str, int | None]]] = {}
     for row in stage_lat:
-        stages.setdefault(row[0], {})[row[1]] = dict(
-            zip([f"p{q}" for q in PERCENTILES], row[2:], strict=True)
-        )
+        stages.setdefault(row[0], {})[row[1]] = dict(zip([f"p{q}" for q in PERCENTILES], row[2:], strict=True))
     out = []
     for row in sorted(agg, key=lambda r: r[0]):
         grp, count, mean_in, mean_out, *rate_cols = row

@@ -145,9 +145,7 @@ class EvaluationRow(SQLModel, table=True):
 
     __tablename__ = "evaluation"
     __table_args__ = (
-        UniqueConstraint(
-            "batch_id", "trace_id", "evaluator_id", "evaluator_version", name="uq_evaluation"
-        ),
+        UniqueConstraint("batch_id", "trace_id", "evaluator_id", "evaluator_version", name="uq_evaluation"),
         Index("ix_evaluation_evaluator_status", "evaluator_id", "status"),
         Index("ix_evaluation_trace", "trace_id"),
     )

@@ -59,9 +59,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("trace_id"),
     )
     with op.batch_alter_table("trace", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_trace_release_segment", ["release_id", "segment_key"], unique=False
-        )
+        batch_op.create_index("ix_trace_release_segment", ["release_id", "segment_key"], unique=False)
         batch_op.create_index("ix_trace_release_ts", ["release_id", "ts"], unique=False)
 
     op.create_table(

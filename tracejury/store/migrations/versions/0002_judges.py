@@ -43,9 +43,7 @@ def upgrade() -> None:
     op.create_table(
         "judge_cache",
         sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column(
-            "evaluator_fingerprint", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False
-        ),
+        sa.Column("evaluator_fingerprint", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
         sa.Column("evidence_hash", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
         sa.Column("sample_index", sa.Integer(), nullable=False),
         sa.Column("label", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -63,9 +61,7 @@ def upgrade() -> None:
         sa.Column("trace_id", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=False),
         sa.Column("evaluator_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("evaluator_version", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column(
-            "evaluator_fingerprint", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False
-        ),
+        sa.Column("evaluator_fingerprint", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
         sa.Column("evaluator_kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=24), nullable=False),
         sa.Column("label", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -95,14 +91,10 @@ def upgrade() -> None:
             ["trace.trace_id"],
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint(
-            "batch_id", "trace_id", "evaluator_id", "evaluator_version", name="uq_evaluation"
-        ),
+        sa.UniqueConstraint("batch_id", "trace_id", "evaluator_id", "evaluator_version", name="uq_evaluation"),
     )
     with op.batch_alter_table("evaluation", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_evaluation_evaluator_status", ["evaluator_id", "status"], unique=False
-        )
+        batch_op.create_index("ix_evaluation_evaluator_status", ["evaluator_id", "status"], unique=False)
         batch_op.create_index("ix_evaluation_trace", ["trace_id"], unique=False)
 
 

@@ -1,0 +1,86 @@
+"""What changed between two releases: config fields that differ, and the rates that moved
+most, ranked by evidence (the one-sided p-value of the move), so a blocked gate comes with
+actionable hypotheses."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tracejury.core.stats import newcombe_diff, one_sided_p
+
+__all__ = ["CONFIG_FIELDS", "ConfigChange", "Move", "config_changes", "rank_moves"]
+
+CONFIG_FIELDS = (
+    "config.model.name", "config.model.version", "config.systemPromptVersion", "config.temperature",
+    "config.maxTokens", "config.retryPolicyId", "config.toolSchemaVersion", "config.retrievalConfigVersion",
+    "config.embeddingModelVersion", "config.judgeRubricVersion",
+)  # fmt: skip
+"""Versioned config fields compared between releases."""
+
+
+def _get(doc: Mapping[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """A config field whose values differ between the releases (share of traces each)."""
+
+    field: str
+    baseline: dict[str, float]
+    current: dict[str, float]
+
+
+def config_changes(baseline: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]]) -> list[ConfigChange]:
+    """Fields of ``CONFIG_FIELDS`` whose value distribution differs."""
+    base, cur = list(baseline), list(current)
+
+    def shares(docs: list[Mapping[str, Any]], field: str) -> dict[str, float]:
+        counts = Counter(str(_get(d, field)) for d in docs)
+        return {k: v / len(docs) for k, v in counts.most_common()} if docs else {}
+
+    out = []
+    for field in CONFIG_FIELDS:
+        b, c = shares(base, field), shares(cur, field)
+        if set(b) != set(c):
+            out.append(ConfigChange(field, b, c))
+    return out
+
+
+@dataclass(frozen=True)
+class Move:
+    """A rate that moved: what, where, from and to, and how strong the evidence is."""
+
+    what: str
+    segment: str
+    baseline: tuple[int, int]
+    current: tuple[int, int]
+    direction: str
+    p_value: float
+    interval: tuple[float, float]
+
+    @property
+    def delta(self) -> float:
+        """current rate − baseline rate."""
+        (cb, nb), (cc, nc) = self.baseline, self.current
+        return (cc / nc if nc else 0.0) - (cb / nb if nb else 0.0)
+
+
+def rank_moves(rates: Iterable[tuple[str, str, tuple[int, int], tuple[int, int]]], *, top: int = 15) -> list[Move]:
+    """Rank (what, segment, baseline (count, n), current (count, n)) by the one-sided
+    p-value of a move in either direction (95% Newcombe interval of the difference kept)."""
+    moves = []
+    for what, segment, (cb, nb), (cc, nc) in rates:
+        if nb == 0 or nc == 0:
+            continue
+        up, down = one_sided_p(cc, nc, cb, nb, 0.0), one_sided_p(cb, nb, cc, nc, 0.0)
+        p, direction = (up, "up") if up <= down else (down, "down")
+        moves.append(Move(what, segment, (cb, nb), (cc, nc), direction, p, newcombe_diff(cc, nc, cb, nb, 0.05)))
+    moves.sort(key=lambda m: (m.p_value, -abs(m.delta)))
+    return moves[:top]
