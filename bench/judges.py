@@ -1,11 +1,12 @@
 """Benchmark: judge calls/s, latency and client CPU per call against the mock judge on loopback.
 
-The mock judge runs in a separate process per latency (0 and 200 ms by default) on 127.0.0.1.
-For each latency, transport (the chosen aiohttp one and httpx's default httpcore one) and
-number of calls in flight, one client process section runs ``JudgeClient.judge`` from that many
-concurrent tasks for ``--seconds`` (after a short warm-up), on requests built from simulated
-traces, and reports calls/s, p50/p99 latency per call, client CPU per call
-(``time.process_time``) and failures, beside the ceiling (in flight ÷ latency).
+The mock judge runs in its own process on 127.0.0.1, one per latency (0 and 200 ms by
+default). For each latency, number of calls in flight and transport (the chosen aiohttp one
+and httpx's default, httpcore), this process runs ``JudgeClient.judge`` from that many
+concurrent tasks, back to back, for ``--seconds`` after a short warm-up, on requests built
+from simulated traces. Each cell reports calls/s, p50/p99 latency of a call, the client's CPU
+per call (``time.process_time``), the mock's CPU per call (from /proc) and failures, beside
+the ceiling (in flight ÷ latency). A cell lasts at most ``--seconds`` plus one call timeout.
 
     .venv/bin/python bench/judges.py [--seconds 4] [--inflight 1,16,64,256] [--latency 0,200]
 """
@@ -149,8 +150,9 @@ def main() -> None:
     inflights = [int(x) for x in args.inflight.split(",")]
     kinds = args.transports.split(",")
     reqs = requests(512)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {args.seconds:g} s per cell;"
-          f" mock judge in its own process on 127.0.0.1")  # fmt: skip
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus (load average {load});"
+          f" {args.seconds:g} s per cell; mock judge in its own process on 127.0.0.1")  # fmt: skip
     head = f"{'latency':>8} {'in flight':>9} {'ceiling/s':>9}"
     for kind in kinds:
         head += (f" | {kind + ' calls/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs/call':>11}"

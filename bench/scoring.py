@@ -29,7 +29,7 @@ run with a copy of ``rubrics/`` whose ``profiles.yaml`` sets ``max_concurrency:
 --max-concurrency`` (256 by default), and one extra cell (200 ms, 2 workers) runs with the
 shipped profile, to show what it allows.
 
-    .venv/bin/python bench/scoring.py [--runs 1] [--traces-0ms 10000] [--traces-200ms 20000]
+    .venv/bin/python bench/scoring.py [--runs 1] [--traces-0ms 8000] [--traces-200ms 8000]
         [--workers 1,2] [--latency 0,200] [--max-concurrency 256] [--flat 100000]
 """
 
@@ -41,6 +41,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -97,12 +98,13 @@ class Processes:
         self.live.append(proc)
         return proc
 
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-        """SIGTERM the process group, SIGKILL it if it is still there after ``timeout``."""
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0,
+             first: signal.Signals = signal.SIGTERM) -> None:  # fmt: skip
+        """``first`` (SIGTERM) to the process group, SIGKILL if still there after ``timeout``."""
         if proc not in self.live:
             return
         self.live.remove(proc)
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for sig, wait in ((first, timeout), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
             try:
@@ -179,6 +181,33 @@ def tree_cpu_s(root: int) -> float:
             f = _stat(pid)
             total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
     return total / TICK
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def own_cpu_s() -> float:
+    """CPU of this process and of its children it has waited for (the CLI commands)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def wait_for_quiet(known: list[int], threshold: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) until processes other than this one and ``known`` use less
+    than ``threshold`` of the machine over 1 s; returns that share at the end. The machine is
+    shared: other people's tests and benchmarks would otherwise land inside a cell."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0, mine0 = machine_cpu(), own_cpu_s() + sum(tree_cpu_s(p) for p in known)
+        time.sleep(1.0)
+        b1, mine1 = machine_cpu(), own_cpu_s() + sum(tree_cpu_s(p) for p in known)
+        foreign = ((b1[0] - b0[0]) / TICK - (mine1 - mine0)) / max((b1[1] - b0[1]) / TICK, 1e-9)
+        if foreign < threshold or time.monotonic() > deadline:
+            return max(foreign, 0.0)
 
 
 def rss_bytes(pid: int) -> int:
@@ -312,9 +341,10 @@ def bench_noop(procs: Processes, redis_port: int, n_workers: int, tasks: int) ->
     r = redis.Redis(host="127.0.0.1", port=redis_port)
     r.flushdb()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [procs.start(f"noop{n_workers}-{i}", [sys.executable, __file__, "--noop-worker",
-                                                    url], env)  # fmt: skip
-               for i in range(n_workers)]
+    workers = [
+        procs.start(f"noop{n_workers}-{i}", [sys.executable, __file__, "--noop-worker", url], env)  # fmt: skip
+        for i in range(n_workers)
+    ]
     try:
         for w in workers:
             log = procs.logs / f"{w.name}.log"  # type: ignore[attr-defined]
@@ -377,6 +407,8 @@ class CellResult:
     status: dict[str, int]
     failures: dict[str, int]
     chunks: int
+    machine_busy: float
+    foreign: float
     samples: list[tuple[float, int]] = field(default_factory=list)
 
     @property
@@ -467,7 +499,8 @@ def _seconds(created: str, finished: str | None) -> float:
 def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mock_pid: int,
              judge_url: str, latency_ms: int, n_workers: int, traces: int, rubrics_dir: Path,
              max_concurrency: int, profile: str, tag: str, timeout: float,
-             track_progress: bool = False) -> CellResult:  # fmt: skip
+             track_progress: bool = False, py_spy: Path | None = None,
+             quiet: tuple[float, float] = (0.1, 60.0)) -> CellResult:  # fmt: skip
     """One cell: fresh store, ingest, workers, one batch timed from create to done."""
     import redis
 
@@ -476,20 +509,33 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
     store = tmp / tag
     store.mkdir()
     db = store / "tracejury.db"
-    env = {**os.environ, "TRACEJURY_DATABASE_URL": f"sqlite:///{db}",
-           "TRACEJURY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-           "TRACEJURY_JUDGE_BASE_URL": judge_url, "TRACEJURY_RUBRICS_DIR": str(rubrics_dir)}
-    env.pop("PYTHONPATH", None)
+    env = {
+        **os.environ,
+        "TRACEJURY_DATABASE_URL": f"sqlite:///{db}",
+        "TRACEJURY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "TRACEJURY_JUDGE_BASE_URL": judge_url,
+        "TRACEJURY_RUBRICS_DIR": str(rubrics_dir),
+    }
     counts = json.loads(run([TRACEJURY, "ingest", str(traces_file(tmp, traces)), "--json"],
                             env, timeout=900))  # fmt: skip
     if counts["ingested"] != traces:
         raise RuntimeError(f"ingest: {counts}")
+    wait_for_quiet([redis_pid, mock_pid], *quiet)
     workers = start_workers(procs, n_workers, env, tag)
     sampler: MemorySampler | None = None
+    spies: list[subprocess.Popen[bytes]] = []
     try:
+        if py_spy is not None:  # sample each worker's prefork child (the one that scores)
+            for w in workers:
+                for child in process_tree(w.pid)[1:]:
+                    spies.append(procs.start(f"py-spy-{tag}-{child}", [
+                        str(BIN / "py-spy"), "record", "--pid", str(child), "--format", "raw",
+                        "--rate", "100", "-o",
+                        str(py_spy / f"{tag}-{child}.txt")]))  # fmt: skip
         time.sleep(0.5)  # let the workers' post-ready setup settle before the clock starts
         cpu0 = sum(tree_cpu_s(w.pid) for w in workers)
-        mock0, redis0 = tree_cpu_s(mock_pid), tree_cpu_s(redis_pid)
+        mock0, redis0, machine0 = tree_cpu_s(mock_pid), tree_cpu_s(redis_pid), machine_cpu()
+        own0 = own_cpu_s()
         progress_holder: dict[str, object] = {}
         sampler = MemorySampler(
             [w.pid for w in workers],
@@ -498,9 +544,26 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
         )  # fmt: skip
         sampler.start()
         t0 = time.perf_counter()
-        created = json.loads(run([TRACEJURY, "batch", "create", "--release", RELEASE,
-                                  "--rubric", RUBRICS[0], "--rubric", RUBRICS[1],
-                                  "--sample-size", str(traces), "--json"], env, timeout=600))
+        created = json.loads(
+            run(
+                [
+                    TRACEJURY,
+                    "batch",
+                    "create",
+                    "--release",
+                    RELEASE,
+                    "--rubric",
+                    RUBRICS[0],
+                    "--rubric",
+                    RUBRICS[1],
+                    "--sample-size",
+                    str(traces),
+                    "--json",
+                ],
+                env,
+                timeout=600,
+            )
+        )
         batch_id, sampled = created["batchId"], created["sampled"]
         progress_holder.update(id=batch_id, n=sampled)
         deadline = time.monotonic() + timeout
@@ -517,11 +580,18 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
         wall = time.perf_counter() - t0
         cpu = sum(tree_cpu_s(w.pid) for w in workers) - cpu0
         mock_cpu, redis_cpu = tree_cpu_s(mock_pid) - mock0, tree_cpu_s(redis_pid) - redis0
+        machine1, own = machine_cpu(), own_cpu_s() - own0
+        busy = (machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1)
+        capacity_s = (machine1[1] - machine0[1]) / TICK
+        # CPU of processes that are not this cell's (other people's work on the shared machine)
+        foreign = max(0.0, busy * capacity_s - cpu - mock_cpu - redis_cpu - own) / capacity_s
         sampler.stopped.set()
         sampler.join()
     finally:
         if sampler is not None:
             sampler.stopped.set()
+        for spy in spies:  # SIGINT: py-spy writes its file and exits
+            procs.stop(spy, timeout=20, first=signal.SIGINT)
         for w in workers:
             procs.stop(w)
         r.close()
@@ -532,7 +602,8 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
     result = CellResult(
         latency_ms, n_workers, profile, max_concurrency, sampled, calls, wall,
         _seconds(created_at, finished_at), cpu, mock_cpu, redis_cpu, sampler.peak_child_rss,
-        sampler.peak_tree_pss, status["status"], status["failures"], created["chunks"],
+        sampler.peak_tree_pss, status["status"], status["failures"], created["chunks"], busy,
+        foreign,
         sampler.samples,
     )  # fmt: skip
     shutil.rmtree(store, ignore_errors=True)
@@ -552,30 +623,67 @@ def median_cell(cells: list[CellResult]) -> CellResult:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--noop-worker":
         noop_worker_main(sys.argv[2])
         return
+    # SIGINT (even when started in the background) and SIGTERM unwind through the finally
+    # blocks, which stop every process this bench started
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="repeat every cell; report medians")
     parser.add_argument("--latency", default="0,200", help="mock judge latencies, ms")
     parser.add_argument("--workers", default="1,2", help="worker process counts")
-    parser.add_argument("--traces-0ms", type=int, default=10000, help="batch size at 0 ms")
-    parser.add_argument("--traces-200ms", type=int, default=20000, help="batch size at > 0 ms")
-    parser.add_argument("--max-concurrency", type=int, default=256,
-                        help="judge profile max_concurrency in the bench's rubrics copy")
-    parser.add_argument("--no-shipped-cell", action="store_true",
-                        help="skip the 200 ms, 2-worker cell with the shipped profile")
+    parser.add_argument("--traces-0ms", type=int, default=8000, help="batch size at 0 ms")
+    parser.add_argument("--traces-200ms", type=int, default=8000, help="batch size at > 0 ms")
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=256,
+        help="judge profile max_concurrency in the bench's rubrics copy",
+    )
+    parser.add_argument(
+        "--no-shipped-cell",
+        action="store_true",
+        help="skip the 200 ms, 2-worker cell with the shipped profile",
+    )
     parser.add_argument("--noop-tasks", type=int, default=5000)
     parser.add_argument("--client-seconds", type=float, default=3.0)
-    parser.add_argument("--flat", type=int, default=0,
-                        help="also a flat-memory batch of this many traces (0 ms, 2 workers)")
+    parser.add_argument(
+        "--flat",
+        type=int,
+        default=0,
+        help="also a flat-memory batch of this many traces (0 ms, 2 workers)",
+    )
     parser.add_argument("--cell-timeout", type=float, default=600)
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.10,
+        help="before each measurement, wait until other processes use less"
+        " than this share of the machine (it is shared)",
+    )
+    parser.add_argument("--quiet-wait", type=float, default=90, help="... for at most this long")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record each worker's prefork child with py-spy (raw stacks in DIR)",
+    )
     args = parser.parse_args()
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
 
     from tracejury.settings import Settings
 
     settings = Settings()
+    quiet = (args.quiet, args.quiet_wait)
     latencies = [int(x) for x in args.latency.split(",")]
     worker_counts = [int(x) for x in args.workers.split(",")]
     shipped = shipped_max_concurrency()
@@ -597,7 +705,8 @@ def main() -> None:
         bench_rubrics = make_rubrics_dir(tmp, args.max_concurrency)
         shipped_rubrics = make_rubrics_dir(tmp, None)
         for run_no in range(args.runs):
-            for n in worker_counts:
+            for n in worker_counts if args.noop_tasks else ():
+                wait_for_quiet([redis_proc.pid], *quiet)
                 res = bench_noop(procs, redis_port, n, args.noop_tasks)
                 noops.setdefault(n, []).append(res)
                 print(f"[run {run_no + 1}] no-op tasks, {n} worker(s): {res.rate:,.0f} tasks/s"
@@ -608,6 +717,7 @@ def main() -> None:
                 mock, judge_url = start_mock(procs, latency)
                 try:
                     if latency == 0:
+                        wait_for_quiet([redis_proc.pid, mock.pid], *quiet)
                         c = bench_client(judge_url, mock.pid, args.client_seconds, 256)
                         clients.append(c)
                         print(f"[run {run_no + 1}] judge client alone, 256 in flight, 0 ms:"
@@ -626,13 +736,16 @@ def main() -> None:
                                         judge_url=judge_url, latency_ms=latency, n_workers=n,
                                         traces=traces, rubrics_dir=rubrics_dir,
                                         max_concurrency=mc, profile=profile, tag=tag,
-                                        timeout=args.cell_timeout)  # fmt: skip
+                                        timeout=args.cell_timeout, py_spy=args.py_spy,
+                                        quiet=quiet)  # fmt: skip
                         cells.setdefault((latency, n, profile), []).append(cell)
                         print(f"[run {run_no + 1}] {latency} ms, {n} worker(s), profile"
                               f" max_concurrency {mc}: {cell.sampled} traces in"
                               f" {cell.wall_s:.1f} s = {cell.traces_per_s:,.0f} traces/s,"
                               f" {cell.calls_per_s:,.0f} judge calls/s;"
                               f" CPU {cell.cpu_ms_per_call:.2f} ms/call;"
+                              f" machine busy {cell.machine_busy:.0%}"
+                              f" (other processes {cell.foreign:.0%});"
                               f" peak child RSS {mib(cell.peak_child_rss)} MiB;"
                               f" status {cell.status}; failures {cell.failures}",
                               flush=True)  # fmt: skip
@@ -646,7 +759,7 @@ def main() -> None:
                                 n_workers=2, traces=args.flat, rubrics_dir=bench_rubrics,
                                 max_concurrency=args.max_concurrency, profile="bench",
                                 tag="flat", timeout=max(args.cell_timeout, 1800),
-                                track_progress=True)  # fmt: skip
+                                track_progress=True, quiet=quiet)  # fmt: skip
             finally:
                 procs.stop(mock)
     finally:
@@ -655,10 +768,13 @@ def main() -> None:
 
     # ---- report
     print()
-    print("| judge latency | workers | profile max_concurrency | traces | wall s | traces/s"
-          " | judge calls/s | I/O ceiling calls/s | worker CPU ms/call | mock CPU µs/call"
-          " | peak child RSS MiB | peak worker PSS MiB | judge_failed |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| judge latency | workers | profile max_concurrency | traces | wall s | traces/s"
+        " | judge calls/s | I/O ceiling calls/s | worker CPU ms/call | mock CPU µs/call"
+        " | redis CPU µs/call | machine CPU busy | peak child RSS MiB | peak worker PSS MiB"
+        " | judge_failed | other processes' CPU |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     medians: dict[tuple[int, int, str], CellResult] = {}
     for key in sorted(cells):
         c = median_cell(cells[key])
@@ -671,19 +787,23 @@ def main() -> None:
         print(f"| {c.latency_ms} ms | {c.workers} | {c.max_concurrency} | {c.sampled:,} |"
               f" {c.wall_s:.1f} | {c.traces_per_s:,.0f} | **{c.calls_per_s:,.0f}** | {ceiling} |"
               f" {c.cpu_ms_per_call:.2f} | {1e6 * c.mock_cpu_s / max(c.calls, 1):.0f} |"
+              f" {1e6 * c.redis_cpu_s / max(c.calls, 1):.0f} | {c.machine_busy:.0%} |"
               f" {mib(c.peak_child_rss)} | {mib(c.peak_tree_pss)} |"
-              f" {c.status.get('judge_failed', 0)} |")  # fmt: skip
+              f" {c.status.get('judge_failed', 0)} | {c.foreign:.0%} |")  # fmt: skip
     if args.runs > 1:
         print("\ncalls/s of every run: " + "; ".join(
-            f"{k[0]} ms {k[1]}w {k[2]}: " + ", ".join(f"{c.calls_per_s:,.0f}" for c in v)
+            f"{k[0]} ms {k[1]}w {k[2]}: "
+            + ", ".join(f"{c.calls_per_s:,.0f} (other {c.foreign:.0%})" for c in v)
             for k, v in sorted(cells.items())))  # fmt: skip
     print()
     for n, rs in sorted(noops.items()):
         rates = [r.rate for r in rs]
         cpu = statistics.median(1000 * r.worker_cpu_s / r.tasks for r in rs)
-        print(f"Celery no-op tasks, same Redis, {n} worker process(es) of 1 child:"
-              f" {statistics.median(rates):,.0f} tasks/s (runs: "
-              f"{', '.join(f'{x:,.0f}' for x in rates)}), worker CPU {cpu:.2f} ms/task")
+        print(
+            f"Celery no-op tasks, same Redis, {n} worker process(es) of 1 child:"
+            f" {statistics.median(rates):,.0f} tasks/s (runs: "
+            f"{', '.join(f'{x:,.0f}' for x in rates)}), worker CPU {cpu:.2f} ms/task"
+        )
     client_rate = None
     if clients:
         rates = [c.rate for c in clients]
@@ -693,11 +813,13 @@ def main() -> None:
               f" {', '.join(str(c.calls) for c in clients)})")  # fmt: skip
     print()
     print("Targets:")
-    for (lat, n, prof), c in sorted(medians.items()):
+    for (lat, n, _profile), c in sorted(medians.items()):
         if lat == 200 and n == 2:
             met = "met" if c.calls_per_s >= 1000 else "NOT met"
-            print(f"  200 ms, 2 workers, max_concurrency {c.max_concurrency}: "
-                  f"{c.calls_per_s:,.0f} judge calls/s vs >= 1,000 -> {met}")
+            print(
+                f"  200 ms, 2 workers, max_concurrency {c.max_concurrency}: "
+                f"{c.calls_per_s:,.0f} judge calls/s vs >= 1,000 -> {met}"
+            )
         if lat == 0 and client_rate:
             share = c.calls_per_s / client_rate
             print(f"  0 ms, {n} worker(s): {c.calls_per_s:,.0f} judge calls/s = {share:.0%} of the"

@@ -56,11 +56,11 @@ def evaluator_rates(engine: Engine, release: str) -> list[tuple[str, str, int, i
     from tracejury.store.tables import EvaluationRow, StoredTrace
 
     e, t = EvaluationRow.__table__, StoredTrace.__table__
-    latest = select(func.max(e.c.id)).group_by(e.c.trace_id, e.c.evaluator_id)
+    latest = select(func.max(e.c.id).label("id")).group_by(e.c.trace_id, e.c.evaluator_id).subquery("latest")
     stmt = (
         select(e.c.evaluator_id, t.c.segment_key, func.sum(case((e.c.passed.is_(False), 1), else_=0)), func.count())
-        .select_from(e.join(t, t.c.trace_id == e.c.trace_id))
-        .where(t.c.release_id == release, e.c.status == "scored", e.c.id.in_(latest))
+        .select_from(latest.join(e, e.c.id == latest.c.id).join(t, t.c.trace_id == e.c.trace_id))
+        .where(t.c.release_id == release, e.c.status == "scored")
         .group_by(e.c.evaluator_id, t.c.segment_key)
     )
     with engine.connect() as conn:
