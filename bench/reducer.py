@@ -95,9 +95,8 @@ def main() -> None:
     url = f"sqlite:///{tempfile.mkdtemp(prefix='tj-reducer-')}/r.db"
     start = time.perf_counter()
     build(url, args.evaluations, args.segments)
-    print(
-        f"built {args.evaluations:,} evaluations over {args.segments} segment keys in {time.perf_counter() - start:.0f} s"
-    )
+    built = time.perf_counter() - start
+    print(f"built {args.evaluations:,} evaluations over {args.segments} segment keys in {built:.0f} s")
     engine = open_engine(url)
     spec = GateSpec.model_validate({
         "id": "ac", "metric": {"evaluator": "answer_correctness"}, "group_by": list(DIMS), "min_samples": 300,
