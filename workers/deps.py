@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import Engine
 
 from judges.evaluate import CacheKey
@@ -23,6 +24,7 @@ from judges.llm.types import JudgeOutcome, JudgeRequest, JudgeVerdict
 from tracejury.core.evaluation import Evaluation
 from tracejury.settings import Settings
 from tracejury.store import evaluations as store
+from workers.limits import RedisLimiter
 
 __all__ = ["ScoringDeps", "production_deps"]
 
@@ -73,16 +75,26 @@ def _cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, JudgeVerdict]])
 async def production_deps(
     engine: Engine, settings: Settings, profiles: Mapping[str, JudgeProfile]
 ) -> AsyncIterator[ScoringDeps]:
-    """Deps on the store and real judge clients (one HTTP client per profile), closed on exit."""
+    """Deps on the store and real judge clients (one HTTP client per profile), closed on exit.
+
+    With a Redis broker, each profile's requests/min, tokens/min and concurrency are shared
+    by every worker process through Redis; with the embedded broker they hold per process."""
     clients: dict[str, JudgeClient] = {}
     http_clients = []
+    redis = _shared_redis(settings)
     try:
         for name, profile in profiles.items():
             http = make_http_client(profile)
             http_clients.append(http)
+            shared = (
+                RedisLimiter(redis, name, requests_per_minute=profile.requests_per_minute,
+                             tokens_per_minute=profile.tokens_per_minute, max_concurrency=profile.max_concurrency)
+                if redis is not None else None
+            )  # fmt: skip
             clients[name] = JudgeClient(
                 http, profile, base_url=settings.judge_base_url,
                 api_key=settings.api_key(profile.api_key_env),
+                limiter=shared, slot=shared.slot if shared else None,
             )  # fmt: skip
 
         async def judge_call(profile: str, request: JudgeRequest) -> JudgeOutcome:
@@ -99,3 +111,14 @@ async def production_deps(
     finally:
         for http in http_clients:
             await http.aclose()
+        if redis is not None:
+            await redis.aclose()
+            await redis.connection_pool.disconnect()
+
+
+def _shared_redis(settings: Settings) -> Redis | None:
+    """A Redis client for shared limits when the broker is Redis, else None."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    pool = BlockingConnectionPool.from_url(settings.broker_url, max_connections=32)
+    return Redis(connection_pool=pool)

@@ -24,6 +24,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,7 +60,8 @@ class JudgeClient:
     ``base_url`` is the profile's base URL, or the caller's default when the profile has none;
     ``api_key`` is the value of the profile's ``api_key_env`` (the caller reads it). ``sleep``,
     ``jitter`` and ``clock`` are injectable for tests; ``limiter`` replaces the in-process
-    requests/tokens-per-minute limiter (the seam for a cross-process one).
+    requests/tokens-per-minute limiter and ``slot`` the in-process concurrency semaphore
+    (the seams for cross-process ones: ``workers.limits.RedisLimiter``).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class JudgeClient:
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
         limiter: Limiter | None = None,
+        slot: Callable[[], AbstractAsyncContextManager[object]] | None = None,
     ) -> None:
         self.profile = profile
         """The profile this client calls."""
@@ -95,7 +98,8 @@ class JudgeClient:
         self._jitter = jitter
         self._clock = clock
         self._limiter = limiter or RateLimiter.for_profile(profile, clock=clock, sleep=sleep)
-        self._slots = asyncio.Semaphore(profile.max_concurrency)
+        semaphore = asyncio.Semaphore(profile.max_concurrency)
+        self._slot = slot or (lambda: semaphore)
         self._headers = {"content-type": "application/json", "accept": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -158,7 +162,7 @@ class JudgeClient:
             nonlocal count
             count += 1
             await self._limiter.acquire(tokens)
-            async with self._slots:
+            async with self._slot():
                 return await self._attempt(payload, request)
 
         retrying = AsyncRetrying(
