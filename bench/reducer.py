@@ -4,7 +4,8 @@
 
 Builds a store with two releases (half the traces each) spread over ``--segments`` segment
 keys, one evaluation per trace for one evaluator (about 3% failing, 1% judge failures),
-inserted directly (this measures the reducer, not ingest). Then times ``run_gates`` (dry
+inserted directly with the columns the pipeline writes (this measures the reducer, not
+ingest or scoring). Then times ``run_gates`` (dry
 run: the windows query, two aggregations by SQL, the decisions) for an evaluator gate
 grouped by every segment dimension (100 groups) with windows of 50,000 traces. Beside it, in
 the same run: a plain ``GROUP BY`` over the evaluation table, the floor of any SQL reducer.
@@ -69,7 +70,9 @@ def build(url: str, evaluations: int, segments: int) -> None:
             status = "judge_failed" if u < 0.01 else "scored"
             passed = None if status == "judge_failed" else u > 0.04
             evals.append({"trace_id": tid, "status": status, "passed": passed, "now": now,
-                          "failure_kind": "timeout" if status == "judge_failed" else None})  # fmt: skip
+                          "failure_kind": "timeout" if status == "judge_failed" else None,
+                          "release_id": release, "segment_key": keys[i % len(keys)],
+                          "ts": traces[-1]["ts"]})  # fmt: skip
         with engine.begin() as conn:
             conn.execute(text(
                 "insert into trace (trace_id, release_id, ts, segment_key, segmentation_version, content_hash,"
@@ -80,9 +83,10 @@ def build(url: str, evaluations: int, segments: int) -> None:
                 " :now)"), traces)  # fmt: skip
             conn.execute(text(
                 "insert into evaluation (batch_id, trace_id, evaluator_id, evaluator_version, evaluator_fingerprint,"
-                " evaluator_kind, status, passed, failure_kind, attempts, evidence_hash, cached, created_at)"
+                " evaluator_kind, status, passed, failure_kind, attempts, evidence_hash, cached, created_at,"
+                " release_id, segment_key, trace_ts, weight)"
                 " values ('b1', :trace_id, 'answer_correctness', '1', 'f', 'rubric', :status, :passed,"
-                " :failure_kind, 1, 'e', 0, :now)"), evals)  # fmt: skip
+                " :failure_kind, 1, 'e', 0, :now, :release_id, :segment_key, :ts, 1.0)"), evals)  # fmt: skip
     engine.dispose()
 
 

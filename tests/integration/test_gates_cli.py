@@ -69,6 +69,10 @@ def test_same_data_same_decision_and_replay(releases: None, engine: object) -> N
     strip = lambda r: [{k: v for k, v in o.items()} for o in r["outcomes"]]  # noqa: E731
     assert strip(first) == strip(second)
     _, audits = load_run(engine, first["runId"])  # type: ignore[arg-type, misc]
+    off = next(a for a in audits if a["inputs"]["segment"] == "rag=off")
+    assert off["baselineSource"] == {"kind": "previous_release", "release": "r41", "windows": 2}
+    first_two = [w["baseline"] for w in off["inputs"]["windows"][:2]]
+    assert all(first_two) and first_two[0] != first_two[1]  # each window meets a fresh baseline window
     replayed = {(o.gate, o.segment): o.decision for o in replay(audits)}
     assert replayed == {(o["gate"], o["segment"]): o["decision"] for o in first["outcomes"]}
 

@@ -18,6 +18,7 @@ from tracejury.core.errors import ConfigError
 from tracejury.core.evaluation import Evaluation
 from tracejury.store.tables import (
     Batch,
+    BatchTrace,
     EvaluationRow,
     EvaluatorVersion,
     JudgeCacheEntry,
@@ -45,6 +46,7 @@ _B = Batch.__table__
 _C = JudgeCacheEntry.__table__
 _V = EvaluatorVersion.__table__
 _T = StoredTrace.__table__
+_BT = BatchTrace.__table__
 
 
 def _insert_ignore(engine: Engine, table: Any) -> Any:
@@ -93,16 +95,45 @@ def load_traces(engine: Engine, trace_ids: Sequence[str]) -> dict[str, tuple[dic
 
 
 def save_evaluations(engine: Engine, batch_id: str, evaluations: Iterable[Evaluation]) -> None:
-    """Store evaluations; one already stored for (batch, trace, evaluator, version) is kept."""
+    """Store evaluations; one already stored for (batch, trace, evaluator, version) is kept.
+
+    The trace's release, segment key and timestamp and its sampling weight (1/p) are copied
+    onto each row (two lookups per call), so gates aggregate evaluations without joins."""
+    evaluations = list(evaluations)
+    if not evaluations:
+        return
     now = datetime.now(UTC)
-    rows = []
-    for e in evaluations:
-        row = e.model_dump()
-        row["sample_labels"] = ",".join(e.sample_labels) or None
-        rows.append({**row, "batch_id": batch_id, "created_at": now})
-    if rows:
-        with engine.begin() as conn:
-            conn.execute(_insert_ignore(engine, _E), rows)
+    ids = list({e.trace_id for e in evaluations})
+    with engine.begin() as conn:
+        traces = {
+            r.trace_id: r
+            for r in conn.execute(
+                select(_T.c.trace_id, _T.c.release_id, _T.c.segment_key, _T.c.ts).where(
+                    _T.c.trace_id.in_(bindparam("ids", expanding=True))
+                ),
+                {"ids": ids},
+            )
+        }
+        probs = dict(
+            conn.execute(
+                select(_BT.c.trace_id, _BT.c.inclusion_prob).where(
+                    _BT.c.batch_id == batch_id, _BT.c.trace_id.in_(bindparam("ids", expanding=True))
+                ),
+                {"ids": ids},
+            ).all()
+        )
+        rows = []
+        for e in evaluations:
+            row = e.model_dump()
+            row["sample_labels"] = ",".join(e.sample_labels) or None
+            t = traces.get(e.trace_id)
+            p = probs.get(e.trace_id)
+            rows.append({
+                **row, "batch_id": batch_id, "created_at": now,
+                "release_id": t.release_id if t else None, "segment_key": t.segment_key if t else None,
+                "trace_ts": t.ts if t else None, "weight": 1.0 / p if p else 1.0,
+            })  # fmt: skip
+        conn.execute(_insert_ignore(engine, _E), rows)
 
 
 CacheKey = tuple[str, str, str, int]

@@ -21,7 +21,7 @@ from sqlalchemy.sql import ColumnElement
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import Arm, GateSpec, Outcome, SegmentInputs, WindowArm
 from tracejury.core.segments import key_matches, project_key
-from tracejury.store.tables import BatchTrace, EvaluationRow, GateOutcome, GateRun, StoredTrace
+from tracejury.store.tables import EvaluationRow, GateOutcome, GateRun, StoredTrace
 
 __all__ = [
     "GateData",
@@ -34,7 +34,6 @@ __all__ = [
 
 _T = StoredTrace.__table__
 _E = EvaluationRow.__table__
-_BT = BatchTrace.__table__
 _SIGNAL_COLUMN = {
     "format_invalid": "format_invalid", "tool_timeout": "tool_timeout", "tool_error": "tool_error",
     "empty_retrieval": "retrieval_empty", "truncation": "truncated", "fallback": "fallback_used",
@@ -112,58 +111,80 @@ def _windows(
     return out
 
 
-def _window_case(windows: list[tuple[datetime, datetime | None]]) -> Any:
+def _window_case(windows: list[tuple[datetime, datetime | None]], ts: Any) -> Any:
+    """The window index of a timestamp column (-1 outside every complete window)."""
     whens = []
     for k, (start, end) in enumerate(windows):
-        cond = _T.c.ts >= start if end is None else and_(_T.c.ts >= start, _T.c.ts < end)
+        cond = ts >= start if end is None else and_(ts >= start, ts < end)
         whens.append((cond, k))
     return case(*whens, else_=-1) if whens else literal(-1)
 
 
+@dataclass(frozen=True)
+class _ArmTraffic:
+    """Which traffic an arm is: one release, or other releases in a time range (rolling)."""
+
+    release: str
+    rolling: tuple[datetime, datetime] | None = None
+
+    def on(self, release_col: Any, ts_col: Any) -> ColumnElement[bool]:
+        if self.rolling is None:
+            return release_col == self.release
+        return and_(release_col != self.release, ts_col >= self.rolling[0], ts_col < self.rolling[1])
+
+
+Row = tuple[str, int, str, int, int, float, float, float, int]
+
+
 def _aggregate(
-    engine: Engine, spec: GateSpec, cond: ColumnElement[bool], window: Any
-) -> list[tuple[str, int, str, int, int, float, float, float, int]]:
+    engine: Engine, spec: GateSpec, traffic: _ArmTraffic, windows: list[tuple[datetime, datetime | None]]
+) -> list[Row]:
     """Rows of (segment key, window, version, failures, n, Σw failed, Σw, Σw², judge failed)."""
     m = spec.metric
+    filters = _trace_filter(spec)
     with engine.connect() as conn:
         if m.signal is not None:
             fact = _T.c.latency_ms > m.bound_ms if m.signal == "latency_over" else _T.c[_SIGNAL_COLUMN[m.signal]]
             failed = func.sum(case((fact, 1), else_=0))
+            window = _window_case(windows, _T.c.ts).label("w")
             stmt = (
-                select(_T.c.segment_key, window.label("w"), failed, func.count())
-                .where(cond)
+                select(_T.c.segment_key, window, failed, func.count())
+                .where(traffic.on(_T.c.release_id, _T.c.ts), *filters)
                 .group_by(_T.c.segment_key, "w")
             )
             return [
                 (k, w, "", int(f or 0), n, float(f or 0), float(n), float(n), 0) for k, w, f, n in conn.execute(stmt)
             ]
         evaluator = m.evaluator or m.judge_failure_rate
-        # each trace's latest evaluation by this evaluator, as a derived table to join
-        # (an IN (subquery) made SQLite re-probe per row: minutes instead of a second)
+        # Evaluations carry their trace's release, segment key, timestamp and sampling weight
+        # (copied at write time), so this is one GROUP BY over an index — no join with traces
+        # unless the gate filters on trace fields. Each trace counts once: its latest
+        # evaluation by this evaluator (a derived table to join; an IN (subquery) made
+        # SQLite re-probe per row).
+        in_arm = traffic.on(_E.c.release_id, _E.c.trace_ts)
         latest = (
-            select(func.max(_E.c.id).label("id")).where(_E.c.evaluator_id == evaluator).group_by(_E.c.trace_id)
+            select(func.max(_E.c.id).label("id")).where(_E.c.evaluator_id == evaluator, in_arm).group_by(_E.c.trace_id)
         ).subquery("latest")
-        weight = 1.0 / func.coalesce(_BT.c.inclusion_prob, 1.0)
+        source = latest.join(_E, _E.c.id == latest.c.id)
+        if filters:
+            source = source.join(_T, _T.c.trace_id == _E.c.trace_id)
+        window = _window_case(windows, _E.c.trace_ts).label("w")
         stmt = (
             select(
-                _T.c.segment_key,
-                window.label("w"),
+                _E.c.segment_key,
+                window,
                 _E.c.evaluator_version,
                 _E.c.status,
                 _E.c.passed,
                 func.count(),
-                func.sum(weight),
-                func.sum(weight * weight),
+                func.sum(_E.c.weight),
+                func.sum(_E.c.weight * _E.c.weight),
             )  # fmt: skip
-            .select_from(
-                latest.join(_E, _E.c.id == latest.c.id)
-                .join(_T, _T.c.trace_id == _E.c.trace_id)
-                .outerjoin(_BT, and_(_BT.c.batch_id == _E.c.batch_id, _BT.c.trace_id == _E.c.trace_id))
-            )
-            .where(cond, _E.c.status.in_(["scored", "judge_failed"]))
-            .group_by(_T.c.segment_key, "w", _E.c.evaluator_version, _E.c.status, _E.c.passed)
+            .select_from(source)
+            .where(_E.c.status.in_(["scored", "judge_failed"]), *filters)
+            .group_by(_E.c.segment_key, "w", _E.c.evaluator_version, _E.c.status, _E.c.passed)
         )
-        out = []
+        out: list[Row] = []
         for key, w, version, status, passed, n, ws, wsq in conn.execute(stmt):
             if m.judge_failure_rate:
                 bad = status == "judge_failed"
@@ -176,12 +197,10 @@ def _aggregate(
         return out
 
 
-def _fold(
-    rows: Sequence[tuple[str, int, str, int, int, float, float, float, int]], spec: GateSpec
-) -> dict[tuple[str, int], Arm]:
+def _fold(rows: Sequence[Row], spec: GateSpec) -> dict[tuple[str, int], Arm]:
     acc: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0, set()])
     for key, w, version, failures, n, wf, ws, wsq, jf in rows:
-        if spec.where.segment and not key_matches(key, spec.where.segment):
+        if key is None or (spec.where.segment and not key_matches(key, spec.where.segment)):
             continue
         a = acc[(project_key(key, spec.group_by), w)]
         a[0] += failures
@@ -205,48 +224,57 @@ def _add(a: Arm | None, b: Arm) -> Arm:
     )  # fmt: skip
 
 
+def _baseline_traffic(
+    engine: Engine, spec: GateSpec, release: str, baseline_release: str | None
+) -> tuple[_ArmTraffic, dict[str, Any]]:
+    kind = spec.baseline.kind
+    if kind == "rolling":
+        with engine.connect() as conn:
+            t0 = conn.execute(select(func.min(_T.c.ts)).where(_T.c.release_id == release)).scalar_one()
+        if t0 is None:
+            raise ConfigError(f"release {release!r} has no stored traces")
+        since = t0 - timedelta(days=spec.baseline.days or 0)
+        meta = {"kind": "rolling", "days": spec.baseline.days, "from": since.isoformat(), "to": t0.isoformat()}
+        return _ArmTraffic(release, (since, t0)), meta
+    name = spec.baseline.release if kind == "release" else baseline_release
+    if name is None:
+        raise ConfigError(f"gate {spec.id}: no baseline release (pass --baseline, or ingest an earlier release)")
+    return _ArmTraffic(name), {"kind": kind, "release": name}
+
+
 def gate_inputs(engine: Engine, spec: GateSpec, release: str, baseline_release: str | None) -> GateData:
-    """Aggregate one gate's arms per segment group and window."""
+    """Aggregate one gate's arms per segment group and window.
+
+    Current window k meets baseline window k mod B (B complete baseline windows): fresh
+    evidence in both arms. A baseline shorter than one window is used whole by every window.
+    """
     filters = _trace_filter(spec)
-    current_cond = and_(_T.c.release_id == release, *filters)
-    windows = _windows(engine, spec, current_cond)
-    current = _fold(_aggregate(engine, spec, current_cond, _window_case(windows)), spec)
-    base_kind = spec.baseline.kind
-    if base_kind == "threshold":
-        baseline: dict[tuple[str, int], Arm] = {}
+    current_traffic = _ArmTraffic(release)
+    windows = _windows(engine, spec, and_(current_traffic.on(_T.c.release_id, _T.c.ts), *filters))
+    current = _fold(_aggregate(engine, spec, current_traffic, windows), spec)
+    whole: dict[str, Arm] = {}
+    per_window: dict[tuple[str, int], Arm] = {}
+    if spec.baseline.kind == "threshold":
         base_meta: dict[str, Any] = {"kind": "threshold", "value": spec.baseline.value}
+        b_count = 0
     else:
-        if base_kind == "rolling":
-            with engine.connect() as conn:
-                t0 = conn.execute(select(func.min(_T.c.ts)).where(_T.c.release_id == release)).scalar_one()
-            if t0 is None:
-                raise ConfigError(f"release {release!r} has no stored traces")
-            since = t0 - timedelta(days=spec.baseline.days or 0)
-            base_cond = and_(_T.c.release_id != release, _T.c.ts >= since, _T.c.ts < t0, *filters)
-            base_meta = {
-                "kind": "rolling",
-                "days": spec.baseline.days,
-                "from": since.isoformat(),
-                "to": t0.isoformat(),
-            }
-        else:
-            name = spec.baseline.release if base_kind == "release" else baseline_release
-            if name is None:
-                raise ConfigError(
-                    f"gate {spec.id}: no baseline release (pass --baseline, or ingest an earlier release)"
-                )
-            base_cond = and_(_T.c.release_id == name, *filters)
-            base_meta = {"kind": base_kind, "release": name}
-        baseline = _fold(_aggregate(engine, spec, base_cond, literal(0)), spec)
-    groups = sorted({g for g, _ in current} | {g for g, _ in baseline})
+        traffic, base_meta = _baseline_traffic(engine, spec, release, baseline_release)
+        base_windows = _windows(engine, spec, and_(traffic.on(_T.c.release_id, _T.c.ts), *filters))
+        b_count = len(base_windows)
+        base_meta["windows"] = b_count
+        per_window = _fold(_aggregate(engine, spec, traffic, base_windows), spec)
+        for (g, _), a in per_window.items():  # the whole baseline: its windows and the rest
+            whole[g] = _add(whole.get(g), a)
+    groups = sorted({g for g, _ in current if _ >= 0} | set(whole))
     empty = Arm(0, 0, 0.0, 0.0, 0.0)
     segments = []
     for g in groups:
         wins = tuple(
-            WindowArm(k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), empty))
+            WindowArm(k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), empty),
+                      per_window.get((g, k % b_count), empty) if b_count else None)
             for k, (start, end) in enumerate(windows)
-        )
-        segments.append(SegmentInputs(g, baseline.get((g, 0), empty), wins))
+        )  # fmt: skip
+        segments.append(SegmentInputs(g, whole.get(g, empty), wins))
     meta = [
         {"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None} for k, (s, e) in enumerate(windows)
     ]

@@ -148,6 +148,7 @@ class EvaluationRow(SQLModel, table=True):
         UniqueConstraint("batch_id", "trace_id", "evaluator_id", "evaluator_version", name="uq_evaluation"),
         Index("ix_evaluation_evaluator_status", "evaluator_id", "status"),
         Index("ix_evaluation_trace", "trace_id"),
+        Index("ix_evaluation_gate", "evaluator_id", "release_id", "trace_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -176,6 +177,14 @@ class EvaluationRow(SQLModel, table=True):
     cached: bool = False
     sample_labels: str | None = None
     """Self-consistency labels, comma-separated."""
+    release_id: str | None = Field(default=None, max_length=256)
+    """The trace's release, copied at write time so gates aggregate without a join."""
+    segment_key: str | None = None
+    """The trace's segment key (copied, as ``release_id``)."""
+    trace_ts: datetime | None = None
+    """The trace's timestamp (copied: windows cut by it)."""
+    weight: float = 1.0
+    """1 / inclusion probability of the trace in its batch (1 when every trace was scored)."""
     created_at: datetime
 
 
