@@ -16,21 +16,24 @@ Everything is real and on 127.0.0.1, all in one run:
   app's settings (acks_late, prefetch 1, json) and 1 and 2 worker processes of one prefork
   child each; (b) the judge client alone, in this process (``JudgeClient`` over
   ``make_http_client``), 256 calls in flight against the same 0 ms mock; (c) the I/O ceiling
-  at each latency: calls in flight / latency, where a worker has
-  ``min(TRACEJURY_SCORE_CONCURRENCY, chunk size x rubrics, profile max_concurrency)`` in flight.
+  at each latency: calls in flight / latency, where calls in flight are
+  ``min(workers x min(TRACEJURY_SCORE_CONCURRENCY, chunk size x rubrics), max_concurrency)``:
+  a chunk task evaluates at most ``TRACEJURY_SCORE_CONCURRENCY`` (trace, rubric) pairs at once,
+  and with a Redis broker the judge profile's ``max_concurrency`` is one budget shared by all
+  worker processes (``workers/limits.py``: leased slots in Redis).
 
 Judge calls are the evaluations with ``evaluator_kind='rubric'``, status ``scored`` or
 ``judge_failed`` and ``cached`` false. Worker CPU is utime + stime of each worker's process
 tree (from /proc, children included) between the create command and the end; worker memory is
 sampled every 0.2 s (RSS of the prefork child that scores, PSS of the whole worker tree).
 
-The shipped ``default`` judge profile allows 64 calls in flight per worker process; the cells
-run with a copy of ``rubrics/`` whose ``profiles.yaml`` sets ``max_concurrency:
---max-concurrency`` (256 by default), and one extra cell (200 ms, 2 workers) runs with the
-shipped profile, to show what it allows.
+The shipped ``default`` judge profile allows 64 calls in flight (across all workers); the
+cells run with a copy of ``rubrics/`` whose ``profiles.yaml`` sets ``max_concurrency:
+--max-concurrency`` (512 by default: 256 per worker for 2 workers), and one extra cell
+(200 ms, 2 workers) runs with the shipped profile, to show what it allows.
 
     .venv/bin/python bench/scoring.py [--runs 1] [--traces-0ms 8000] [--traces-200ms 8000]
-        [--workers 1,2] [--latency 0,200] [--max-concurrency 256] [--flat 100000]
+        [--workers 1,2] [--latency 0,200] [--max-concurrency 512] [--flat 100000]
 """
 
 from __future__ import annotations
@@ -644,7 +647,7 @@ def main() -> None:
     parser.add_argument(
         "--max-concurrency",
         type=int,
-        default=256,
+        default=512,
         help="judge profile max_concurrency in the bench's rubrics copy",
     )
     parser.add_argument(
@@ -779,11 +782,10 @@ def main() -> None:
     for key in sorted(cells):
         c = median_cell(cells[key])
         medians[key] = c
-        inflight = min(settings.score_concurrency, settings.chunk_size * len(RUBRICS),
-                       c.max_concurrency)  # fmt: skip
-        ceiling = (f"{c.workers * inflight / (c.latency_ms / 1000):,.0f}"
-                   f" ({c.workers}×{inflight}/{c.latency_ms / 1000:g} s)"
-                   if c.latency_ms else "—")  # fmt: skip
+        per_worker = min(settings.score_concurrency, settings.chunk_size * len(RUBRICS))
+        inflight = min(c.workers * per_worker, c.max_concurrency)  # the profile's is shared
+        ceiling = (f"{inflight / (c.latency_ms / 1000):,.0f}"
+                   f" ({inflight}/{c.latency_ms / 1000:g} s)" if c.latency_ms else "—")  # fmt: skip
         print(f"| {c.latency_ms} ms | {c.workers} | {c.max_concurrency} | {c.sampled:,} |"
               f" {c.wall_s:.1f} | {c.traces_per_s:,.0f} | **{c.calls_per_s:,.0f}** | {ceiling} |"
               f" {c.cpu_ms_per_call:.2f} | {1e6 * c.mock_cpu_s / max(c.calls, 1):.0f} |"

@@ -28,10 +28,10 @@ from tracejury.settings import Settings
 from tracejury.store import batches as store
 from tracejury.store import evaluations as evaluation_store
 from workers.deps import production_deps
-from workers.hooks import run_finalisers
+from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
 
-__all__ = ["CreatedBatch", "create_queued_batch", "run_chunk", "sweep_expired", "worker_id"]
+__all__ = ["CreatedBatch", "create_queued_batch", "finish", "run_chunk", "sweep_expired", "worker_id"]
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[str, int], None]
@@ -90,9 +90,7 @@ def create_queued_batch(
     by the calls one trace costs: the samples of every judge rubric). Neither: every trace.
     """
     rubrics = catalog.select(rubric_ids)
-    evaluation_store.register_evaluator_versions(
-        engine, [(r.id, r.version, r.fingerprint) for r in rubrics]
-    )
+    evaluation_store.register_evaluator_versions(engine, [(r.id, r.version, r.fingerprint) for r in rubrics])
     signals = _signals(store.sampling_rows(engine, release))
     if not signals:
         raise ConfigError(f"release {release!r} has no stored traces")
@@ -109,12 +107,10 @@ def create_queued_batch(
         "version": sampling.version, "seed": seed, "baseRate": base_rate, "target": target,
         "population": len(signals), "weights": sampling.weights,
     }  # fmt: skip
-    batch_id = evaluation_store.create_batch(
-        engine, release=release, kind="queued", config=config, sampled=len(draws)
-    )
+    batch_id = evaluation_store.create_batch(engine, release=release, kind="queued", config=config, sampled=len(draws))
     chunks = store.add_batch_traces(engine, batch_id, draws, settings.chunk_size)
     if chunks == 0:
-        store.try_finish_batch(engine, batch_id)
+        finish(engine, batch_id)
     for chunk_no in range(chunks):
         enqueue(batch_id, chunk_no)
     return CreatedBatch(batch_id, len(signals), len(draws), chunks, base_rate)
@@ -156,6 +152,7 @@ def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) 
         return "missing"
     worker = worker_id()
     if not store.claim_chunk(engine, batch_id, chunk_no, worker, settings.chunk_lease_s):
+        finish(engine, batch_id)  # cheap, and ends a batch whose ending was interrupted
         return "skipped"
     beat = _Heartbeat(engine, batch_id, chunk_no, worker, settings.chunk_lease_s)
     beat.start()
@@ -170,23 +167,25 @@ def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) 
                                   concurrency=settings.score_concurrency)  # fmt: skip
 
         asyncio.run(score())
-        store.complete_chunk(engine, batch_id, chunk_no)
-    finally:
+    except BaseException:
         beat.stopped.set()
+        raise
+    beat.stopped.set()
+    if not store.complete_chunk(engine, batch_id, chunk_no, worker):
+        return "lost"  # our lease expired and another worker took over: its result stands
     finish(engine, batch_id)
     return "done"
 
 
-def finish(engine: Engine, batch_id: str) -> None:
-    """End the batch if nothing is left, and run its finalisers (once)."""
-    state = store.try_finish_batch(engine, batch_id)
-    if state is not None:
-        run_finalisers(engine, batch_id, state)
-
-
 def sweep_expired(engine: Engine, enqueue: Enqueue, *, stale_pending_s: float = 300) -> int:
     """Re-enqueue chunks whose worker died (lease expired), and pending chunks whose message
-    may have been lost (untouched for ``stale_pending_s``); returns how many."""
+    may have been lost (untouched for ``stale_pending_s``); fail chunks out of attempts; end
+    batches left running with no work. Returns how many chunks were re-enqueued."""
+    for batch_id, chunk_no in store.exhausted_chunks(engine):
+        store.fail_chunk(engine, batch_id, chunk_no, f"gave up after {store.MAX_ATTEMPTS} attempts")
+        finish(engine, batch_id)
+    for batch_id in store.idle_running_batches(engine):
+        finish(engine, batch_id)
     requeued = 0
     for batch_id, chunk_no in store.expired_chunks(engine):
         if store.release_expired(engine, batch_id, chunk_no):

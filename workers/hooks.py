@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-__all__ = ["FINALISERS", "register_finaliser", "run_finalisers"]
+from tracejury.store.batches import try_finish_batch
+
+__all__ = ["FINALISERS", "finish", "register_finaliser", "run_finalisers"]
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +39,10 @@ def run_finalisers(engine: Engine, batch_id: str, state: str) -> list[str]:
             log.exception("finaliser %s failed for batch %s", hook.__name__, batch_id)
             errors.append(f"{hook.__name__}: {type(exc).__name__}: {exc}")
     return errors
+
+
+def finish(engine: Engine, batch_id: str) -> None:
+    """End the batch if nothing is left, and run its finalisers (once: the end is a CAS)."""
+    state = try_finish_batch(engine, batch_id)
+    if state is not None:
+        run_finalisers(engine, batch_id, state)

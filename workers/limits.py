@@ -9,19 +9,27 @@
   crashed holder's slot frees itself after ``lease_s``.
 
 With the embedded broker (no Redis) the limits are per process (the client's own limiter
-and semaphore) — say so in the docs, as this does.
+and semaphore) — say so in the docs, as this does. If Redis is unreachable for a moment (a
+restart), the limiter falls back to per-process limits for that call and logs it: a blip in
+the limiter must never fail a judgment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from judges.llm.limiter import RateLimiter
 
 __all__ = ["RedisLimiter"]
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] bucket; ARGV: capacity, refill per second, amount. Returns the wait in ms.
 _RESERVE = """
@@ -73,6 +81,8 @@ class RedisLimiter:
         self._burst, self._lease, self._poll = burst_s, lease_s, poll_s
         self._reserve = redis.register_script(_RESERVE)
         self._take = redis.register_script(_TAKE_SLOT)
+        self._local = RateLimiter(requests_per_minute, tokens_per_minute)
+        self._local_slots = asyncio.Semaphore(max_concurrency)
 
     async def _wait_for(self, bucket: str, per_minute: int, amount: int) -> float:
         rate = per_minute / 60.0
@@ -83,10 +93,15 @@ class RedisLimiter:
     async def acquire(self, tokens: int) -> None:
         """Wait until one request of ``tokens`` tokens fits the shared budgets."""
         wait = 0.0
-        if self._rpm:
-            wait = await self._wait_for("requests", self._rpm, 1)
-        if self._tpm:
-            wait = max(wait, await self._wait_for("tokens", self._tpm, tokens))
+        try:
+            if self._rpm:
+                wait = await self._wait_for("requests", self._rpm, 1)
+            if self._tpm:
+                wait = max(wait, await self._wait_for("tokens", self._tpm, tokens))
+        except (RedisError, OSError) as exc:
+            log.warning("shared rate limit unavailable (%s); limiting in this process", exc)
+            await self._local.acquire(tokens)
+            return
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -95,9 +110,18 @@ class RedisLimiter:
         """Hold one of the profile's ``max_concurrency`` slots, across all processes."""
         holder = uuid.uuid4().hex
         key = f"{self._key}:slots"
-        while not int(await self._take(keys=[key], args=[self._max, holder, self._lease])):
-            await asyncio.sleep(self._poll)
+        try:
+            while not int(await self._take(keys=[key], args=[self._max, holder, self._lease])):
+                await asyncio.sleep(self._poll)
+        except (RedisError, OSError) as exc:
+            log.warning("shared concurrency limit unavailable (%s); limiting in this process", exc)
+            async with self._local_slots:
+                yield
+            return
         try:
             yield
         finally:
-            await self._redis.zrem(key, holder)
+            try:
+                await self._redis.zrem(key, holder)
+            except (RedisError, OSError):  # the slot's lease frees it anyway
+                log.warning("could not release a shared slot; its lease will free it")

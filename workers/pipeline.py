@@ -23,6 +23,7 @@ from tracejury.core.evaluation import EVALUATION_STATUSES, Evaluation
 from tracejury.settings import Settings
 from tracejury.store import evaluations as store
 from workers.deps import ScoringDeps, production_deps
+from workers.hooks import finish
 
 __all__ = ["ScoreSummary", "batch_config", "score_chunk", "score_release"]
 
@@ -63,8 +64,7 @@ def batch_config(rubrics: Sequence[Rubric], catalog: Catalog) -> dict[str, Any]:
     profiles = {r.judge.profile for r in rubrics if r.judge is not None}
     return {
         "evaluators": [
-            {"id": r.id, "version": r.version, "fingerprint": r.fingerprint, "kind": r.kind}
-            for r in rubrics
+            {"id": r.id, "version": r.version, "fingerprint": r.fingerprint, "kind": r.kind} for r in rubrics
         ],
         "rubrics": [r.model_dump(mode="json") for r in rubrics],
         "judgeProfiles": {
@@ -123,7 +123,7 @@ async def score_release(
     except BaseException as exc:
         store.finish_batch(engine, batch_id, state="failed", reason=f"{type(exc).__name__}: {exc}")
         raise
-    store.finish_batch(engine, batch_id, state="done")
+    finish(engine, batch_id)  # no chunks: ends done, and runs the finalisers
     status, failures = store.batch_counts(engine, batch_id)
     return ScoreSummary(batch_id, len(trace_ids), [r.id for r in rubrics], status, failures)
 

@@ -14,12 +14,13 @@ from functools import cache
 from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from judges.catalog import load_plugins
 from tracejury.settings import Settings
+from tracejury.store.batches import fail_chunk, release_claim
 from tracejury.store.engine import open_engine
-from workers.batches import finish, run_chunk, sweep_expired
+from workers.batches import finish, run_chunk, sweep_expired, worker_id
 
 __all__ = ["enqueue_chunk", "score_chunk_task"]
 
@@ -39,7 +40,7 @@ def _runtime() -> tuple[Engine, Settings]:
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(DBAPIError,),
+    autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
     retry_jitter=True,
     max_retries=5,
@@ -49,21 +50,28 @@ def score_chunk_task(self, batch_id: str, chunk_no: int) -> str:  # noqa: ANN001
     engine, settings = _runtime()
     try:
         return run_chunk(engine, settings, batch_id, chunk_no)
-    except DBAPIError:
+    except (OperationalError, InterfaceError):  # transient: give the chunk back, then retry
         if self.request.retries >= self.max_retries:
             _give_up(engine, batch_id, chunk_no, "database unavailable after retries")
+        else:
+            _quietly(release_claim, engine, batch_id, chunk_no, worker_id())
         raise
     except Exception as exc:  # not retryable: the chunk fails, and with it the batch
         _give_up(engine, batch_id, chunk_no, f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _give_up(engine: Engine, batch_id: str, chunk_no: int, error: str) -> None:
-    from tracejury.store.batches import fail_chunk
+def _quietly(fn, *args: object) -> None:  # noqa: ANN001
+    try:
+        fn(*args)
+    except Exception:  # the database is what failed: the lease expiry covers this
+        log.warning("could not update chunk state", exc_info=True)
 
+
+def _give_up(engine: Engine, batch_id: str, chunk_no: int, error: str) -> None:
     log.error("chunk %s/%s failed: %s", batch_id, chunk_no, error)
-    fail_chunk(engine, batch_id, chunk_no, error)
-    finish(engine, batch_id)
+    if fail_chunk(engine, batch_id, chunk_no, error, worker_id()):  # only if we hold it
+        finish(engine, batch_id)
 
 
 def enqueue_chunk(batch_id: str, chunk_no: int) -> None:

@@ -108,3 +108,44 @@ def test_run_chunk_scores_and_is_idempotent(populated: Any) -> None:
     assert run_chunk(populated, settings, "b_nope", 0) == "missing"
     progress = store.batch_progress(populated, b)
     assert progress is not None and progress["status"] == {"scored": 10}
+
+
+def test_a_batch_whose_ending_was_interrupted_is_ended_by_the_next_delivery_or_sweep(populated: Any) -> None:
+    from workers.batches import run_chunk
+
+    created, _ = _create(populated)
+    b = created.batch_id
+    for c in range(6):  # every chunk done, but the process died before ending the batch
+        assert store.claim_chunk(populated, b, c, "w", 10)
+        assert store.complete_chunk(populated, b, c, "w")
+    assert store.idle_running_batches(populated) == [b]
+    assert run_chunk(populated, Settings(chunk_size=10), b, 0) == "skipped"  # a redelivery ends it
+    (row,) = [r for r in store.list_batches(populated) if r.id == b]
+    assert row.state == "done"
+    assert store.idle_running_batches(populated) == []
+
+
+def test_a_chunk_out_of_attempts_is_failed_by_the_sweeper(populated: Any) -> None:
+    created, _ = _create(populated)
+    b = created.batch_id
+    for attempt in range(store.MAX_ATTEMPTS):  # a chunk that kills every worker that takes it
+        assert store.claim_chunk(populated, b, 0, f"w{attempt}", lease_s=0.0)
+    assert not store.claim_chunk(populated, b, 0, "w-next", lease_s=10)
+    for c in range(1, 6):
+        store.claim_chunk(populated, b, c, "w", 10)
+        store.complete_chunk(populated, b, c, "w")
+    time.sleep(0.01)
+    sweep_expired(populated, lambda *a: None)
+    (row,) = [r for r in store.list_batches(populated) if r.id == b]
+    assert (row.state, row.reason) == ("failed", "1 chunk(s) failed; chunk 0: gave up after 5 attempts")
+
+
+def test_only_the_holder_completes_a_chunk(populated: Any) -> None:
+    created, _ = _create(populated)
+    b = created.batch_id
+    assert store.claim_chunk(populated, b, 0, "w1", lease_s=0.0)
+    time.sleep(0.01)
+    assert store.claim_chunk(populated, b, 0, "w2", lease_s=10)  # w1's lease ran out
+    assert not store.complete_chunk(populated, b, 0, "w1")
+    assert not store.fail_chunk(populated, b, 0, "boom", "w1")
+    assert store.complete_chunk(populated, b, 0, "w2")

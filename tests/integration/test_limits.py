@@ -74,3 +74,28 @@ def test_a_crashed_holder_frees_its_slot(redis_server: RedisServer) -> None:
         return waited
 
     assert 0.2 < asyncio.run(main()) < 2.0
+
+
+def test_an_unreachable_redis_falls_back_to_local_limits() -> None:
+    from tests.integration.procs import free_port
+
+    async def main() -> int:
+        dead = Redis(connection_pool=BlockingConnectionPool.from_url(f"redis://127.0.0.1:{free_port()}/0"))
+        limiter = RedisLimiter(dead, "p", requests_per_minute=6000, tokens_per_minute=None, max_concurrency=2)
+        held = peak = 0
+
+        async def call() -> None:
+            nonlocal held, peak
+            await limiter.acquire(10)
+            async with limiter.slot():
+                held += 1
+                peak = max(peak, held)
+                await asyncio.sleep(0.01)
+                held -= 1
+
+        await asyncio.gather(*(call() for _ in range(10)))
+        await dead.aclose()
+        await dead.connection_pool.disconnect()
+        return peak
+
+    assert asyncio.run(main()) == 2  # the judgment goes on, limited in this process

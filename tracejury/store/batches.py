@@ -26,10 +26,13 @@ __all__ = [
     "chunk_trace_ids",
     "claim_chunk",
     "complete_chunk",
+    "exhausted_chunks",
     "expired_chunks",
+    "idle_running_batches",
     "fail_chunk",
     "stale_pending_chunks",
     "list_batches",
+    "release_claim",
     "release_expired",
     "renew_lease",
     "sampling_rows",
@@ -84,14 +87,20 @@ def batch_config(engine: Engine, batch_id: str) -> dict[str, Any] | None:
     return orjson.loads(raw) if raw is not None else None
 
 
+MAX_ATTEMPTS = 5
+"""Claims of one chunk before it is failed for good (a chunk that kills its worker, say)."""
+
+
 def claim_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str, lease_s: float) -> bool:
-    """Take a chunk if it is pending or its lease expired; False if done or held by another."""
+    """Take a chunk if it is pending or its lease expired, and it has attempts left; False if
+    done, failed, held by another worker or out of attempts (the sweeper fails it then)."""
     now = _now()
     stmt = (
         update(_BC)
         .where(
             _BC.c.batch_id == batch_id,
             _BC.c.chunk_no == chunk_no,
+            _BC.c.attempts < MAX_ATTEMPTS,
             or_(_BC.c.state == "pending", and_(_BC.c.state == "running", _BC.c.lease_until < now)),
         )
         .values(
@@ -123,24 +132,68 @@ def renew_lease(engine: Engine, batch_id: str, chunk_no: int, worker: str, lease
         return conn.execute(stmt).rowcount == 1
 
 
-def complete_chunk(engine: Engine, batch_id: str, chunk_no: int) -> None:
-    """Mark a chunk done."""
+def _held(batch_id: str, chunk_no: int, worker: str | None) -> list[Any]:
+    conds = [_BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no]
+    if worker is not None:  # only the holder may end a running chunk
+        conds += [_BC.c.state == "running", _BC.c.worker == worker]
+    return conds
+
+
+def complete_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str | None = None) -> bool:
+    """Mark a chunk done (by its holder, when ``worker`` is given); True if it was."""
     with engine.begin() as conn:
-        conn.execute(
-            update(_BC)
-            .where(_BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no)
-            .values(state="done", lease_until=None, updated_at=_now())
+        return (
+            conn.execute(
+                update(_BC)
+                .where(*_held(batch_id, chunk_no, worker))
+                .values(state="done", lease_until=None, updated_at=_now())
+            ).rowcount
+            == 1
         )
 
 
-def fail_chunk(engine: Engine, batch_id: str, chunk_no: int, error: str) -> None:
+def fail_chunk(engine: Engine, batch_id: str, chunk_no: int, error: str, worker: str | None = None) -> bool:
     """Mark a chunk failed for good (its batch will end ``failed`` with this reason)."""
     with engine.begin() as conn:
+        return (
+            conn.execute(
+                update(_BC)
+                .where(*_held(batch_id, chunk_no, worker))
+                .values(state="failed", error=error, lease_until=None, updated_at=_now())
+            ).rowcount
+            == 1
+        )
+
+
+def release_claim(engine: Engine, batch_id: str, chunk_no: int, worker: str) -> None:
+    """Give a held chunk back (before a retry), so the retry can claim it at once."""
+    with engine.begin() as conn:
         conn.execute(
             update(_BC)
-            .where(_BC.c.batch_id == batch_id, _BC.c.chunk_no == chunk_no)
-            .values(state="failed", error=error, lease_until=None, updated_at=_now())
+            .where(*_held(batch_id, chunk_no, worker))
+            .values(state="pending", lease_until=None, updated_at=_now())
         )
+
+
+def exhausted_chunks(engine: Engine) -> list[tuple[str, int]]:
+    """Chunks out of attempts that no live worker holds: to be failed for good."""
+    stmt = select(_BC.c.batch_id, _BC.c.chunk_no).where(
+        _BC.c.attempts >= MAX_ATTEMPTS,
+        or_(_BC.c.state == "pending", and_(_BC.c.state == "running", _BC.c.lease_until < _now())),
+    )
+    with engine.connect() as conn:
+        return [(r[0], r[1]) for r in conn.execute(stmt)]
+
+
+def idle_running_batches(engine: Engine) -> list[str]:
+    """Running batches with no pending or running chunk left (a crash between the last
+    chunk and ending the batch): to be ended."""
+    busy = select(_BC.c.batch_id).where(_BC.c.state.in_(["pending", "running"]))
+    has_chunks = select(_BC.c.batch_id)
+    stmt = select(_B.c.id).where(_B.c.state == "running", _B.c.kind == "queued",
+                                 _B.c.id.not_in(busy), _B.c.id.in_(has_chunks))  # fmt: skip
+    with engine.connect() as conn:
+        return list(conn.execute(stmt).scalars())
 
 
 def chunk_trace_ids(engine: Engine, batch_id: str, chunk_no: int) -> list[str]:
