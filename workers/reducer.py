@@ -102,7 +102,7 @@ def run_gates(
         for outcome, inputs in zip(decide_family(spec, data.segments), data.segments, strict=True):
             audit = {
                 "outcome": outcome.as_dict(), "spec": spec.model_dump(mode="json"),
-                "baselineSource": data.baseline, "windows": data.windows,
+                "baselineSource": data.baseline, "windows": data.windows, "currentBatches": data.current_batches,
                 "inputs": asdict(inputs), "release": release,
             }  # fmt: skip
             outcomes.append((outcome, audit))

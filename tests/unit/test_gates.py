@@ -28,9 +28,7 @@ def arm(failures: int, n: int, *, judge_failed: int = 0, versions: tuple[str, ..
 
 
 def seg(base: Arm, *windows: Arm, name: str = "") -> SegmentInputs:
-    return SegmentInputs(
-        name, base, tuple(WindowArm(i, f"w{i}", f"w{i + 1}", a) for i, a in enumerate(windows))
-    )
+    return SegmentInputs(name, base, tuple(WindowArm(i, f"w{i}", f"w{i + 1}", a) for i, a in enumerate(windows)))
 
 
 def decide(spec: GateSpec, *segments: SegmentInputs):  # noqa: ANN201
@@ -78,13 +76,19 @@ def test_min_samples_from_mde_and_power() -> None:
 
 
 def test_judge_failures_past_tolerance_are_inconclusive() -> None:
-    spec = GateSpec.model_validate(
-        {**SPEC.model_dump(), "metric": {"evaluator": "answer_correctness"}}
-    )
+    spec = GateSpec.model_validate({**SPEC.model_dump(), "metric": {"evaluator": "answer_correctness"}})
     ok = arm(18, 9000, judge_failed=100)
     bad = arm(18, 9000, judge_failed=900)  # 9% of evaluations failed to judge
     assert decide(spec, seg(ok, ok, ok))[0].decision == "pass"
     (o,) = decide(spec, seg(ok, ok, bad))
+    assert o.decision == "inconclusive" and "judge failures" in o.reason
+
+
+def test_judge_failures_in_the_deciding_window_count_even_if_a_newer_window_is_unscored() -> None:
+    spec = GateSpec.model_validate({**SPEC.model_dump(), "metric": {"evaluator": "answer_correctness"}})
+    failing = arm(18, 9000, judge_failed=9000)  # half of the evaluations failed to judge
+    unscored = arm(0, 0)  # the newest window's traffic has not been scored yet
+    (o,) = decide(spec, seg(arm(18, 9000), failing, unscored))
     assert o.decision == "inconclusive" and "judge failures" in o.reason
 
 
@@ -101,9 +105,7 @@ def test_different_rubric_versions_are_inconclusive() -> None:
 
 
 def test_holm_across_20_segments_changes_a_borderline_decision() -> None:
-    spec1 = GateSpec.model_validate(
-        {**SPEC.model_dump(), "hysteresis": {"windows": 1, "window": {"traces": 9000}}}
-    )
+    spec1 = GateSpec.model_validate({**SPEC.model_dump(), "hysteresis": {"windows": 1, "window": {"traces": 9000}}})
     base = arm(18, 9000)
     borderline = arm(38, 9000)  # one-sided p ≈ 0.005: below 0.05, above 0.05/20
     clean = [seg(base, base, name=f"s{i}") for i in range(19)]
@@ -136,21 +138,23 @@ def test_decrease_direction_and_threshold_baseline() -> None:
 
 def test_run_decision_order() -> None:
     base = arm(18, 9000)
-    outcomes = decide(
-        SPEC, seg(base, arm(41, 9000), arm(41, 9000), name="a"), seg(base, base, name="b")
-    )
+    outcomes = decide(SPEC, seg(base, arm(41, 9000), arm(41, 9000), name="a"), seg(base, base, name="b"))
     assert run_decision(outcomes) == "block"
     assert run_decision(outcomes[1:]) == "pass"
 
 
-def test_replay_reproduces_decisions() -> None:
-    segments = [
-        seg(arm(18, 9000), arm(41, 9000), arm(41, 9000), name="a"),
-        seg(arm(18, 9000), arm(20, 9000), name="b"),
-    ]
-    first = [o.as_dict() for o in decide(SPEC, *segments)]
-    again = [o.as_dict() for o in decide(GateSpec.model_validate(SPEC.model_dump()), *segments)]
-    assert first == again
+def test_replay_from_json_audits_reproduces_decisions() -> None:
+    import json
+    from dataclasses import asdict
+
+    from workers.reducer import replay
+
+    windows = (WindowArm(0, "", "", arm(41, 9000), arm(18, 9000)), WindowArm(1, "", "", arm(41, 9000), arm(17, 9000)))
+    segments = [SegmentInputs("a", arm(35, 18000), windows), seg(arm(18, 9000), arm(20, 9000), name="b")]
+    outcomes = decide(SPEC, *segments)
+    audits = [json.loads(json.dumps({"spec": SPEC.model_dump(mode="json"), "inputs": asdict(s)})) for s in segments]
+    assert [o.as_dict() for o in replay(audits)] == [o.as_dict() for o in outcomes]
+    assert [o.decision for o in outcomes] == ["block", "pass"]
 
 
 def test_spec_errors() -> None:

@@ -398,10 +398,16 @@ def _decide_one(
         base.reason = (f"evaluator versions differ: baseline {sorted(seg.baseline.versions)},"
                        f" current {sorted(versions_cur)}")  # fmt: skip
         return base
-    if current is not None and current.judge_failure_share > spec.judge_failure_tolerance:
+    # judge failures are checked on every window that decides (the streak, the latest
+    # evaluated one) and the latest complete one, so an unscored new window hides nothing
+    deciding = {r.index for r in evaluated[-max(streak, 1) :]}
+    if seg.windows:
+        deciding.add(seg.windows[-1].index)
+    shares = [w.arm.judge_failure_share for w in seg.windows if w.index in deciding]
+    if shares and max(shares) > spec.judge_failure_tolerance:
         base.decision = "inconclusive"
-        share, tolerance = current.judge_failure_share, spec.judge_failure_tolerance
-        base.reason = f"judge failures {share:.1%} of the latest window exceed {tolerance:.1%}"
+        share, tolerance = max(shares), spec.judge_failure_tolerance
+        base.reason = f"judge failures {share:.1%} of a deciding window exceed {tolerance:.1%}"
         return base
     if latest is None:
         base.decision = "insufficient_data"

@@ -52,6 +52,8 @@ class GateData:
     segments: list[SegmentInputs]
     baseline: dict[str, Any]
     windows: list[dict[str, Any]]
+    current_batches: list[str]
+    """The batch whose evaluations each release's arm read (evaluator metrics)."""
 
 
 def previous_release(engine: Engine, release: str) -> str | None:
@@ -137,9 +139,14 @@ Row = tuple[str, int, str, int, int, float, float, float, int]
 
 
 def _aggregate(
-    engine: Engine, spec: GateSpec, traffic: _ArmTraffic, windows: list[tuple[datetime, datetime | None]]
+    engine: Engine,
+    spec: GateSpec,
+    traffic: _ArmTraffic,
+    windows: list[tuple[datetime, datetime | None]],
+    batches: list[str],
 ) -> list[Row]:
-    """Rows of (segment key, window, version, failures, n, Σw failed, Σw, Σw², judge failed)."""
+    """Rows of (segment key, window, version, failures, n, Σw failed, Σw, Σw², judge failed);
+    the batches an evaluator metric read are appended to ``batches`` (for the audit)."""
     m = spec.metric
     filters = _trace_filter(spec)
     with engine.connect() as conn:
@@ -156,18 +163,17 @@ def _aggregate(
                 (k, w, "", int(f or 0), n, float(f or 0), float(n), float(n), 0) for k, w, f, n in conn.execute(stmt)
             ]
         evaluator = m.evaluator or m.judge_failure_rate
-        # Evaluations carry their trace's release, segment key, timestamp and sampling weight
-        # (copied at write time), so this is one GROUP BY over an index — no join with traces
-        # unless the gate filters on trace fields. Each trace counts once: its latest
-        # evaluation by this evaluator (a derived table to join; an IN (subquery) made
-        # SQLite re-probe per row).
+        # One sample design per release: the evaluations of the latest batch that scored
+        # this evaluator there. Mixing batches would mix inclusion probabilities, and 1/p of
+        # one batch is not the weight of a trace in the union of two samples (biased).
+        # Evaluations carry their trace's release, segment key, timestamp and 1/p (copied at
+        # write time), so this is one GROUP BY over an index, no join with traces unless the
+        # gate filters on trace fields.
         in_arm = traffic.on(_E.c.release_id, _E.c.trace_ts)
-        latest = (
-            select(func.max(_E.c.id).label("id")).where(_E.c.evaluator_id == evaluator, in_arm).group_by(_E.c.trace_id)
-        ).subquery("latest")
-        source = latest.join(_E, _E.c.id == latest.c.id)
-        if filters:
-            source = source.join(_T, _T.c.trace_id == _E.c.trace_id)
+        last = select(func.max(_E.c.id)).where(_E.c.evaluator_id == evaluator, in_arm).group_by(_E.c.release_id)
+        chosen = sorted(conn.execute(select(_E.c.batch_id).where(_E.c.id.in_(last))).scalars())
+        batches.extend(chosen)
+        source = _E.join(_T, _T.c.trace_id == _E.c.trace_id) if filters else _E
         window = _window_case(windows, _E.c.trace_ts).label("w")
         stmt = (
             select(
@@ -181,7 +187,13 @@ def _aggregate(
                 func.sum(_E.c.weight * _E.c.weight),
             )  # fmt: skip
             .select_from(source)
-            .where(_E.c.status.in_(["scored", "judge_failed"]), *filters)
+            .where(
+                _E.c.evaluator_id == evaluator,
+                in_arm,
+                _E.c.batch_id.in_(chosen),
+                _E.c.status.in_(["scored", "judge_failed"]),
+                *filters,
+            )  # fmt: skip
             .group_by(_E.c.segment_key, "w", _E.c.evaluator_version, _E.c.status, _E.c.passed)
         )
         out: list[Row] = []
@@ -251,7 +263,8 @@ def gate_inputs(engine: Engine, spec: GateSpec, release: str, baseline_release: 
     filters = _trace_filter(spec)
     current_traffic = _ArmTraffic(release)
     windows = _windows(engine, spec, and_(current_traffic.on(_T.c.release_id, _T.c.ts), *filters))
-    current = _fold(_aggregate(engine, spec, current_traffic, windows), spec)
+    current_batches: list[str] = []
+    current = _fold(_aggregate(engine, spec, current_traffic, windows, current_batches), spec)
     whole: dict[str, Arm] = {}
     per_window: dict[tuple[str, int], Arm] = {}
     if spec.baseline.kind == "threshold":
@@ -262,7 +275,10 @@ def gate_inputs(engine: Engine, spec: GateSpec, release: str, baseline_release: 
         base_windows = _windows(engine, spec, and_(traffic.on(_T.c.release_id, _T.c.ts), *filters))
         b_count = len(base_windows)
         base_meta["windows"] = b_count
-        per_window = _fold(_aggregate(engine, spec, traffic, base_windows), spec)
+        base_batches: list[str] = []
+        per_window = _fold(_aggregate(engine, spec, traffic, base_windows, base_batches), spec)
+        if spec.metric.signal is None:
+            base_meta["batches"] = base_batches
         for (g, _), a in per_window.items():  # the whole baseline: its windows and the rest
             whole[g] = _add(whole.get(g), a)
     groups = sorted({g for g, _ in current if _ >= 0} | set(whole))
@@ -278,7 +294,7 @@ def gate_inputs(engine: Engine, spec: GateSpec, release: str, baseline_release: 
     meta = [
         {"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None} for k, (s, e) in enumerate(windows)
     ]
-    return GateData(segments, base_meta, meta)
+    return GateData(segments, base_meta, meta, current_batches)
 
 
 def save_run(engine: Engine, release: str, decision: str, config_hash: str,
