@@ -31,8 +31,11 @@ from tracejury.store import gates as store
 __all__ = ["GateRunResult", "load_gates", "replay", "run_gates"]
 
 
-def load_gates(path: Path) -> list[GateSpec]:
-    """Gate specs from a YAML file or every ``*.yaml`` in a directory (sorted by id)."""
+def load_gates(path: Path, dimensions: tuple[str, ...] | None = None) -> list[GateSpec]:
+    """Gate specs from a YAML file or every ``*.yaml`` in a directory (sorted by id).
+
+    With ``dimensions`` (the segmentation's), a ``group_by`` or ``where.segment`` naming
+    another dimension is an error — a typo would otherwise pool or filter away all traffic."""
     files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
     if not files:
         raise ConfigError(f"no gate specs in {path}")
@@ -43,6 +46,14 @@ def load_gates(path: Path) -> list[GateSpec]:
         except OSError as exc:
             raise ConfigError(f"cannot read: {exc.strerror}", file=str(f)) from exc
         spec = GateSpec.from_yaml(text, file=str(f))
+        if dimensions is not None:
+            for field, names in (("group_by", spec.group_by), ("where.segment", tuple(spec.where.segment))):
+                unknown = [d for d in names if d not in dimensions]
+                if unknown:
+                    raise ConfigError(
+                        f"unknown segment dimension {unknown[0]!r} (known: {', '.join(dimensions)})",
+                        file=str(f), field=field,
+                    )  # fmt: skip
         if spec.id in specs:
             raise ConfigError(f"gate id {spec.id!r} defined twice", file=str(f), field="id")
         specs[spec.id] = spec

@@ -41,7 +41,14 @@ def _error_line(message: str) -> None:
 
 
 def _settings() -> Settings:
-    return Settings()
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "TRACEJURY_" + str(first["loc"][0]).upper() if first["loc"] else "TRACEJURY_*"
+        raise TracejuryError(f"{name}: {first['msg']} (got {first.get('input')!r})") from exc
 
 
 def _engine(settings: Settings):  # noqa: ANN202 - sqlalchemy Engine, imported lazily
@@ -84,8 +91,13 @@ def _catalog(settings: Settings):  # noqa: ANN202 - judges.catalog.Catalog, impo
 
 def main() -> None:
     """Entry point: run the app, turning tracejury errors into one line on stderr."""
+    from sqlalchemy.exc import OperationalError
+
     try:
         app()
     except TracejuryError as exc:
         _error_line(str(exc))
         sys.exit(2)
+    except OperationalError as exc:  # the store is unreachable or locked: say so, in one line
+        _error_line(f"database error: {str(exc.orig).splitlines()[0] if exc.orig else exc}")
+        sys.exit(1)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tracejury.cli.app import _engine, _print_json, _settings, app, out
+from tracejury.cli.app import _engine, _print_json, _segmentation, _settings, app, out
 from tracejury.core.errors import TracejuryError
 
 gate_app = typer.Typer(help="Deploy gates: run, show, history.", no_args_is_help=True)
@@ -45,8 +45,10 @@ def gate_run(
     from tracejury.core.report import markdown_report
     from workers.reducer import load_gates, run_gates
 
+    if format not in ("table", "markdown"):
+        raise TracejuryError(f"--format: unknown format {format!r} (table, markdown)")
     settings = _settings()
-    specs = load_gates(gates or Path(settings.rubrics_dir) / "gates")
+    specs = load_gates(gates or Path(settings.rubrics_dir) / "gates", _segmentation(settings).names)
     result = run_gates(_engine(settings), specs, release, baseline=baseline, dry_run=dry_run).as_dict()
     if json:
         _print_json(result)
@@ -131,7 +133,10 @@ def report(
     from tracejury.core.report import html_report
 
     result, audits = _stored(run)
-    output.write_text(html_report(result, audits))
+    try:
+        output.write_text(html_report(result, audits))
+    except OSError as exc:
+        raise TracejuryError(f"{output}: cannot write: {exc.strerror}") from exc
     out.print(f"wrote {output}")
 
 

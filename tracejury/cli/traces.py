@@ -170,10 +170,13 @@ def simulate(
         raise TracejuryError(f"--start: {start!r} is not an RFC 3339 timestamp") from exc
     opener = gzip.open if output.suffix == ".gz" else open
     n = 0
-    with opener(output, "wb") as fh:
-        for trace in run_simulation(release, traces, seed, regressions, sample_rate=sample_rate, start=first):
-            fh.write(orjson.dumps(trace) + b"\n")
-            n += 1
+    try:
+        with opener(output, "wb") as fh:
+            for trace in run_simulation(release, traces, seed, regressions, sample_rate=sample_rate, start=first):
+                fh.write(orjson.dumps(trace) + b"\n")
+                n += 1
+    except OSError as exc:
+        raise TracejuryError(f"{output}: cannot write: {exc.strerror}") from exc
     err.print(f"wrote {n} traces of release {release} to {output}")
 
 
