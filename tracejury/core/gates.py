@@ -166,6 +166,8 @@ class GateSpec(_Strict):
     correction: Literal["holm", "bonferroni", "none"] = "holm"
     judge_failure_tolerance: float = Field(default=0.05, ge=0, le=1)
     """Past this share of judge failures in the current arm: inconclusive, never pass."""
+    cluster: Literal["session"] | None = None
+    """Traces of one session are correlated: use the cluster-robust effective sample size."""
 
     @model_validator(mode="after")
     def _consistent(self) -> GateSpec:
@@ -203,6 +205,8 @@ class Arm:
     judge_failed: int = 0
     versions: tuple[str, ...] = ()
     """Evaluator versions seen in the arm."""
+    cluster_n: float | None = None
+    """Effective n from the cluster-robust variance (gates with ``cluster``), when defined."""
 
     @property
     def rate(self) -> float:
@@ -211,8 +215,10 @@ class Arm:
 
     @property
     def effective_n(self) -> float:
-        """Kish's effective sample size (n when unweighted)."""
-        return self.weight_sum**2 / self.weight_sq if self.weight_sq > 0 else 0.0
+        """Kish's effective sample size (n when unweighted), or the cluster-robust one when
+        it is smaller (correlated sessions carry less information than their traces)."""
+        kish = self.weight_sum**2 / self.weight_sq if self.weight_sq > 0 else 0.0
+        return min(kish, self.cluster_n) if self.cluster_n is not None else kish
 
     @property
     def judge_failure_share(self) -> float:

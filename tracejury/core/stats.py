@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
 from statistics import NormalDist
 
 __all__ = [
-    "Estimate",
     "adjust",
     "cluster_effective_n",
-    "estimate",
+    "cluster_effective_n_from_sums",
     "kish_effective_n",
     "n_per_arm",
     "newcombe_diff",
@@ -122,46 +120,29 @@ def cluster_effective_n(outcomes: Sequence[float], weights: Sequence[float], clu
     """Effective n of a weighted rate whose observations are correlated within clusters
     (sessions): ``p(1-p) / var``, with the cluster-robust (sandwich) variance of the ratio
     estimator. Equals Kish's n when every cluster has one observation."""
-    total = sum(weights)
-    if total <= 0:
-        return 0.0
-    p = sum(w * y for w, y in zip(weights, outcomes, strict=True)) / total
-    per_cluster: dict[Hashable, float] = {}
+    sums: dict[Hashable, list[float]] = {}
     for y, w, c in zip(outcomes, weights, clusters, strict=True):
-        per_cluster[c] = per_cluster.get(c, 0.0) + w * (y - p)
-    g = len(per_cluster)
-    var = sum(s * s for s in per_cluster.values()) / (total * total)
+        s = sums.setdefault(c, [0.0, 0.0])
+        s[0] += w
+        s[1] += w * y
+    n_eff = cluster_effective_n_from_sums([(a, b) for a, b in sums.values()], len(outcomes))
+    return n_eff if n_eff is not None else kish_effective_n(weights)
+
+
+def cluster_effective_n_from_sums(clusters: Sequence[tuple[float, float]], n: int) -> float | None:
+    """The same from per-cluster sums ``(Σw, Σw·y)`` — what SQL aggregates per session;
+    None when the rate is 0 or 1 (no spread to correct: use Kish's n)."""
+    total = sum(w for w, _ in clusters)
+    if total <= 0:
+        return None
+    p = sum(wy for _, wy in clusters) / total
+    g = len(clusters)
+    var = sum((wy - p * w) ** 2 for w, wy in clusters) / (total * total)
     if g > 1:
         var *= g / (g - 1)
-    if var <= 0:  # p is 0 or 1: no spread to correct; fall back to Kish
-        return kish_effective_n(weights)
-    return min(p * (1 - p) / var, float(len(outcomes)))
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A rate as gates use it: the estimate and the effective counts intervals work on."""
-
-    rate: float
-    """Weighted (Horvitz–Thompson ratio) estimate; the plain share when unweighted."""
-    n: int
-    """Observations."""
-    effective_n: float
-    """Kish's effective sample size (n when unweighted)."""
-
-    @property
-    def effective_count(self) -> float:
-        """rate × effective n: the count to feed an interval."""
-        return self.rate * self.effective_n
-
-
-def estimate(failed: float, weight_failed: float, n: int, weight_sum: float, weight_sq: float) -> Estimate:
-    """An ``Estimate`` from aggregated sums: failures (count and Σ 1/p), n, Σw and Σw²."""
-    if n == 0 or weight_sum <= 0:
-        return Estimate(0.0, 0, 0.0)
-    rate = weight_failed / weight_sum
-    eff = weight_sum * weight_sum / weight_sq if weight_sq > 0 else float(n)
-    return Estimate(rate, n, eff)
+    if var <= 0:
+        return None
+    return min(p * (1 - p) / var, float(n))
 
 
 def n_per_arm(baseline_rate: float, effect: float, alpha: float, power: float) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy.sql import ColumnElement
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import Arm, GateSpec, Outcome, SegmentInputs, WindowArm
 from tracejury.core.segments import key_matches, project_key
+from tracejury.core.stats import cluster_effective_n_from_sums
 from tracejury.store.tables import EvaluationRow, GateOutcome, GateRun, StoredTrace
 
 __all__ = [
@@ -135,7 +136,8 @@ class _ArmTraffic:
         return and_(release_col != self.release, ts_col >= self.rolling[0], ts_col < self.rolling[1])
 
 
-Row = tuple[str, int, str, int, int, float, float, float, int]
+Row = tuple[str, int, str, int, int, float, float, float, int, str | None]
+"""(segment key, window, version, failures, n, Σw failed, Σw, Σw², judge failed, session)."""
 
 
 def _aggregate(
@@ -145,23 +147,26 @@ def _aggregate(
     windows: list[tuple[datetime, datetime | None]],
     batches: list[str],
 ) -> list[Row]:
-    """Rows of (segment key, window, version, failures, n, Σw failed, Σw, Σw², judge failed);
-    the batches an evaluator metric read are appended to ``batches`` (for the audit)."""
+    """``Row``s (one per session too when the gate clusters by session); the batches an
+    evaluator metric read are appended to ``batches`` (for the audit)."""
     m = spec.metric
     filters = _trace_filter(spec)
+    session = [_T.c.session_id_hash] if spec.cluster == "session" else []
     with engine.connect() as conn:
         if m.signal is not None:
             fact = _T.c.latency_ms > m.bound_ms if m.signal == "latency_over" else _T.c[_SIGNAL_COLUMN[m.signal]]
             failed = func.sum(case((fact, 1), else_=0))
             window = _window_case(windows, _T.c.ts).label("w")
             stmt = (
-                select(_T.c.segment_key, window, failed, func.count())
+                select(_T.c.segment_key, window, failed, func.count(), *session)
                 .where(traffic.on(_T.c.release_id, _T.c.ts), *filters)
-                .group_by(_T.c.segment_key, "w")
+                .group_by(_T.c.segment_key, "w", *session)
             )
             return [
-                (k, w, "", int(f or 0), n, float(f or 0), float(n), float(n), 0) for k, w, f, n in conn.execute(stmt)
-            ]
+                (r[0], r[1], "", int(r[2] or 0), r[3], float(r[2] or 0), float(r[3]), float(r[3]), 0,
+                 r[4] if session else None)
+                for r in conn.execute(stmt)
+            ]  # fmt: skip
         evaluator = m.evaluator or m.judge_failure_rate
         # One sample design per release: the evaluations of the latest batch that scored
         # this evaluator there. Mixing batches would mix inclusion probabilities, and 1/p of
@@ -173,7 +178,7 @@ def _aggregate(
         last = select(func.max(_E.c.id)).where(_E.c.evaluator_id == evaluator, in_arm).group_by(_E.c.release_id)
         chosen = sorted(conn.execute(select(_E.c.batch_id).where(_E.c.id.in_(last))).scalars())
         batches.extend(chosen)
-        source = _E.join(_T, _T.c.trace_id == _E.c.trace_id) if filters else _E
+        source = _E.join(_T, _T.c.trace_id == _E.c.trace_id) if filters or session else _E
         window = _window_case(windows, _E.c.trace_ts).label("w")
         stmt = (
             select(
@@ -185,6 +190,7 @@ def _aggregate(
                 func.count(),
                 func.sum(_E.c.weight),
                 func.sum(_E.c.weight * _E.c.weight),
+                *session,
             )  # fmt: skip
             .select_from(source)
             .where(
@@ -194,27 +200,36 @@ def _aggregate(
                 _E.c.status.in_(["scored", "judge_failed"]),
                 *filters,
             )  # fmt: skip
-            .group_by(_E.c.segment_key, "w", _E.c.evaluator_version, _E.c.status, _E.c.passed)
+            .group_by(_E.c.segment_key, "w", _E.c.evaluator_version, _E.c.status, _E.c.passed, *session)
         )
         out: list[Row] = []
-        for key, w, version, status, passed, n, ws, wsq in conn.execute(stmt):
+        for row in conn.execute(stmt):
+            key, w, version, status, passed, n, ws, wsq = row[:8]
+            sid = row[8] if session else None
             if m.judge_failure_rate:
                 bad = status == "judge_failed"
-                out.append((key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0))
+                out.append((key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0, sid))
             elif status == "judge_failed":
-                out.append((key, w, version, 0, 0, 0.0, 0.0, 0.0, n))
+                out.append((key, w, version, 0, 0, 0.0, 0.0, 0.0, n, sid))
             else:
                 bad = passed is False
-                out.append((key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0))
+                out.append((key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0, sid))
         return out
 
 
-def _fold(rows: Sequence[Row], spec: GateSpec) -> dict[tuple[str, int], Arm]:
+Sessions = dict[str, list[float]]
+"""Session → [Σw, Σw·failed] of its verdicts (for the cluster-robust effective n)."""
+
+
+def _fold(rows: Sequence[Row], spec: GateSpec) -> tuple[dict[tuple[str, int], Arm], dict[tuple[str, int], Sessions]]:
+    """Arms per (segment group, window), and their per-session sums when clustering."""
     acc: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0, set()])
-    for key, w, version, failures, n, wf, ws, wsq, jf in rows:
+    sessions: dict[tuple[str, int], Sessions] = defaultdict(dict)
+    for key, w, version, failures, n, wf, ws, wsq, jf, sid in rows:
         if key is None or (spec.where.segment and not key_matches(key, spec.where.segment)):
             continue
-        a = acc[(project_key(key, spec.group_by), w)]
+        group = (project_key(key, spec.group_by), w)
+        a = acc[group]
         a[0] += failures
         a[1] += n
         a[2] += wf
@@ -223,10 +238,21 @@ def _fold(rows: Sequence[Row], spec: GateSpec) -> dict[tuple[str, int], Arm]:
         a[5] += jf
         if version:
             a[6].add(version)
-    return {k: Arm(v[0], v[1], v[2], v[3], v[4], v[5], tuple(sorted(v[6]))) for k, v in acc.items()}
+        if sid is not None and n:
+            s = sessions[group].setdefault(sid, [0.0, 0.0])
+            s[0] += ws
+            s[1] += wf
+    arms = {k: _arm(v, sessions.get(k)) for k, v in acc.items()}
+    return arms, sessions
+
+
+def _arm(v: list[Any], sessions: Sessions | None) -> Arm:
+    cluster_n = cluster_effective_n_from_sums([(a, b) for a, b in sessions.values()], v[1]) if sessions else None
+    return Arm(v[0], v[1], v[2], v[3], v[4], v[5], tuple(sorted(v[6])), cluster_n)
 
 
 def _add(a: Arm | None, b: Arm) -> Arm:
+    """Sum two arms (cluster n is recomputed by the caller from merged sessions)."""
     if a is None:
         return b
     versions = tuple(sorted({*a.versions, *b.versions}))
@@ -264,7 +290,7 @@ def gate_inputs(engine: Engine, spec: GateSpec, release: str, baseline_release: 
     current_traffic = _ArmTraffic(release)
     windows = _windows(engine, spec, and_(current_traffic.on(_T.c.release_id, _T.c.ts), *filters))
     current_batches: list[str] = []
-    current = _fold(_aggregate(engine, spec, current_traffic, windows, current_batches), spec)
+    current, _ = _fold(_aggregate(engine, spec, current_traffic, windows, current_batches), spec)
     whole: dict[str, Arm] = {}
     per_window: dict[tuple[str, int], Arm] = {}
     if spec.baseline.kind == "threshold":
@@ -276,11 +302,20 @@ def gate_inputs(engine: Engine, spec: GateSpec, release: str, baseline_release: 
         b_count = len(base_windows)
         base_meta["windows"] = b_count
         base_batches: list[str] = []
-        per_window = _fold(_aggregate(engine, spec, traffic, base_windows, base_batches), spec)
+        per_window, per_window_sessions = _fold(_aggregate(engine, spec, traffic, base_windows, base_batches), spec)
         if spec.metric.signal is None:
             base_meta["batches"] = base_batches
-        for (g, _), a in per_window.items():  # the whole baseline: its windows and the rest
+        merged: dict[str, Sessions] = defaultdict(dict)
+        for (g, w), a in per_window.items():  # the whole baseline: its windows and the rest
             whole[g] = _add(whole.get(g), a)
+            for sid, (sw, swy) in per_window_sessions.get((g, w), {}).items():
+                m = merged[g].setdefault(sid, [0.0, 0.0])
+                m[0] += sw
+                m[1] += swy
+        for g, sess in merged.items():  # sessions may span windows: cluster over the whole
+            a = whole[g]
+            whole[g] = Arm(a.failures, a.n, a.weight_failed, a.weight_sum, a.weight_sq, a.judge_failed, a.versions,
+                           cluster_effective_n_from_sums([(x, y) for x, y in sess.values()], a.n))  # fmt: skip
     groups = sorted({g for g, _ in current if _ >= 0} | set(whole))
     empty = Arm(0, 0, 0.0, 0.0, 0.0)
     segments = []
