@@ -5,12 +5,13 @@ from __future__ import annotations
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Dialect, Engine, Insert, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 
 if TYPE_CHECKING:  # alembic costs ~11 MiB per process; ingest processes never migrate
     from alembic.config import Config as AlembicConfig
 
-__all__ = ["alembic_config", "make_engine", "migrate", "open_engine"]
+__all__ = ["alembic_config", "insert_ignoring_conflicts", "make_engine", "migrate", "open_engine"]
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
@@ -23,6 +24,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API conne
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def insert_ignoring_conflicts(table: Table, dialect: Dialect) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` for the dialect: idempotent writes (a rerun, a
+    redelivered chunk, a concurrent writer) keep the row already stored."""
+    if dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def make_engine(url: str) -> Engine:

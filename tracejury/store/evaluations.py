@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, bindparam, func, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.evaluation import Evaluation
+from tracejury.store.engine import insert_ignoring_conflicts
 from tracejury.store.tables import (
     Batch,
     BatchTrace,
@@ -47,12 +47,6 @@ _C = JudgeCacheEntry.__table__
 _V = EvaluatorVersion.__table__
 _T = StoredTrace.__table__
 _BT = BatchTrace.__table__
-
-
-def _insert_ignore(engine: Engine, table: Any) -> Any:
-    dialect = engine.dialect.name
-    module = sqlite if dialect == "sqlite" else postgresql
-    return module.insert(table).on_conflict_do_nothing()
 
 
 def create_batch(engine: Engine, *, release: str, kind: str, config: dict[str, Any], sampled: int) -> str:
@@ -133,7 +127,7 @@ def save_evaluations(engine: Engine, batch_id: str, evaluations: Iterable[Evalua
                 "release_id": t.release_id if t else None, "segment_key": t.segment_key if t else None,
                 "trace_ts": t.ts if t else None, "weight": 1.0 / p if p else 1.0,
             })  # fmt: skip
-        conn.execute(_insert_ignore(engine, _E), rows)
+        conn.execute(insert_ignoring_conflicts(_E, engine.dialect), rows)
 
 
 CacheKey = tuple[str, str, str, int]
@@ -180,7 +174,7 @@ def cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, CachedVerdict]])
         for k, v in entries
     ]  # fmt: skip
     with engine.begin() as conn:
-        conn.execute(_insert_ignore(engine, _C), rows)
+        conn.execute(insert_ignoring_conflicts(_C, engine.dialect), rows)
 
 
 def seen_fingerprints(engine: Engine) -> dict[tuple[str, str], str]:
@@ -206,7 +200,7 @@ def register_evaluator_versions(engine: Engine, versions: Iterable[tuple[str, st
             for i, v, f in versions]  # fmt: skip
     if rows:
         with engine.begin() as conn:
-            conn.execute(_insert_ignore(engine, _V), rows)
+            conn.execute(insert_ignoring_conflicts(_V, engine.dialect), rows)
 
 
 def batch_counts(engine: Engine, batch_id: str) -> tuple[dict[str, int], dict[str, int]]:

@@ -24,13 +24,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, Dialect, Engine, Table, bindparam, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Boolean, Connection, Dialect, Engine, Table, bindparam, select
 
 from tracejury.core.ingest import IngestCounts, prepare_chunk, triage
 from tracejury.core.segments import SegmentationConfig
 from tracejury.core.validation import TraceValidator
-from tracejury.store.engine import make_engine
+from tracejury.store.engine import insert_ignoring_conflicts, make_engine
 from tracejury.store.rows import (
     BODY,
     TRACE_KEYS,
@@ -89,12 +88,7 @@ def _insert_ignoring_conflicts(
     if not rows:
         return
     dialect = conn.dialect
-    if dialect.name == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing()
-    elif dialect.name == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        stmt = insert(table)
+    stmt = insert_ignoring_conflicts(table, dialect)
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
     params: list[Any]
     if not compiled.positional:
