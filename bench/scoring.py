@@ -710,7 +710,11 @@ def main() -> None:
         for run_no in range(args.runs):
             for n in worker_counts if args.noop_tasks else ():
                 wait_for_quiet([redis_proc.pid], *quiet)
-                res = bench_noop(procs, redis_port, n, args.noop_tasks)
+                try:
+                    res = bench_noop(procs, redis_port, n, args.noop_tasks)
+                except Exception as exc:  # report it, keep the rest of the run
+                    print(f"[run {run_no + 1}] no-op tasks, {n} worker(s): FAILED: {exc}")
+                    continue
                 noops.setdefault(n, []).append(res)
                 print(f"[run {run_no + 1}] no-op tasks, {n} worker(s): {res.rate:,.0f} tasks/s"
                       f" (sent in {res.send_s:.2f} s, all done in {res.total_s:.2f} s,"
@@ -734,13 +738,17 @@ def main() -> None:
                         plan.append((2, "shipped", shipped_rubrics, shipped))
                     for n, profile, rubrics_dir, mc in plan:
                         tag = f"r{run_no}-{latency}ms-{n}w-{profile}"
-                        cell = run_cell(procs, tmp, redis_port=redis_port,
+                        try:
+                            cell = run_cell(procs, tmp, redis_port=redis_port,
                                         redis_pid=redis_proc.pid, mock_pid=mock.pid,
                                         judge_url=judge_url, latency_ms=latency, n_workers=n,
                                         traces=traces, rubrics_dir=rubrics_dir,
                                         max_concurrency=mc, profile=profile, tag=tag,
                                         timeout=args.cell_timeout, py_spy=args.py_spy,
                                         quiet=quiet)  # fmt: skip
+                        except Exception as exc:  # report it, keep the rest of the run
+                            print(f"[run {run_no + 1}] {tag}: FAILED: {exc}", flush=True)
+                            continue
                         cells.setdefault((latency, n, profile), []).append(cell)
                         print(f"[run {run_no + 1}] {latency} ms, {n} worker(s), profile"
                               f" max_concurrency {mc}: {cell.sampled} traces in"
@@ -754,17 +762,20 @@ def main() -> None:
                               flush=True)  # fmt: skip
                 finally:
                     procs.stop(mock)
-        if args.flat:
-            mock, judge_url = start_mock(procs, 0)
-            try:
-                flat = run_cell(procs, tmp, redis_port=redis_port, redis_pid=redis_proc.pid,
-                                mock_pid=mock.pid, judge_url=judge_url, latency_ms=0,
-                                n_workers=2, traces=args.flat, rubrics_dir=bench_rubrics,
-                                max_concurrency=args.max_concurrency, profile="bench",
-                                tag="flat", timeout=max(args.cell_timeout, 1800),
-                                track_progress=True, quiet=quiet)  # fmt: skip
-            finally:
-                procs.stop(mock)
+        try:
+            if args.flat:
+                mock, judge_url = start_mock(procs, 0)
+                try:
+                    flat = run_cell(procs, tmp, redis_port=redis_port, redis_pid=redis_proc.pid,
+                                    mock_pid=mock.pid, judge_url=judge_url, latency_ms=0,
+                                    n_workers=2, traces=args.flat, rubrics_dir=bench_rubrics,
+                                    max_concurrency=args.max_concurrency, profile="bench",
+                                    tag="flat", timeout=max(args.cell_timeout, 1800),
+                                    track_progress=True, quiet=quiet)  # fmt: skip
+                finally:
+                    procs.stop(mock)
+        except Exception as exc:  # report it, keep the rest of the run
+            print(f"flat-memory batch: FAILED: {exc}", flush=True)
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
