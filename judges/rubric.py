@@ -248,16 +248,23 @@ class Rubric(_Strict):
     def messages(self, ev: Evidence) -> tuple[dict[str, str], ...]:
         """The chat messages for one judge call: fixed system prompt, rendered instructions,
         then the whole evidence as one delimited, escaped JSON block."""
+        system, instructions = self._prompt_parts
+        return (
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"{instructions}\n\n{evidence_block(ev.as_data())}"},
+        )
+
+    @cached_property
+    def _prompt_parts(self) -> tuple[str, str]:
+        """System prompt and rendered instructions. Evidence variables render as references,
+        so neither depends on the trace: rendered once per rubric, not once per call (the
+        template compile was a fifth of a worker's time in bench/scoring.py)."""
         assert self.judge is not None
-        data = ev.as_data()
         labels = ", ".join(self.output.labels)
         rendered = _ENV.from_string(self.judge.prompt).render(
             {**{k: _DataRef(k) for k in EVIDENCE_FIELDS}, "labels": labels}
         )
-        return (
-            {"role": "system", "content": SYSTEM_PROMPT.format(labels=labels)},
-            {"role": "user", "content": f"{rendered.strip()}\n\n{evidence_block(data)}"},
-        )
+        return SYSTEM_PROMPT.format(labels=labels), rendered.strip()
 
 
 class _DataRef:
