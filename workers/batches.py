@@ -12,10 +12,12 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine
 
 from judges.catalog import Catalog
@@ -27,7 +29,7 @@ from tracejury.core.segments import parse_segment_key
 from tracejury.settings import Settings
 from tracejury.store import batches as store
 from tracejury.store import evaluations as evaluation_store
-from workers.deps import production_deps
+from workers.deps import ScoringDeps, production_deps
 from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
 
@@ -142,6 +144,45 @@ def _frozen_rubrics(config: dict[str, Any]) -> list[Rubric]:
     return rubrics
 
 
+class _ProcessScoring:
+    """One event loop and one set of judge clients per worker process, reused by every chunk:
+    a new HTTP client, SSL context and connection pool per chunk cost ~10% of a worker's time
+    (py-spy, bench/scoring.py). Keyed by engine and judge profiles, so a batch with other
+    profiles gets its own clients."""
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+        self._stack = AsyncExitStack()
+        self._deps: dict[tuple[int, bytes], ScoringDeps] = {}
+
+    def run(
+        self,
+        engine: Engine,
+        settings: Settings,
+        profiles: dict[str, JudgeProfile],
+        fn: Callable[[ScoringDeps], Awaitable[None]],
+    ) -> None:
+        key = (id(engine), orjson.dumps({n: p.model_dump(mode="json") for n, p in profiles.items()},
+                                        option=orjson.OPT_SORT_KEYS))  # fmt: skip
+
+        async def go() -> None:
+            if key not in self._deps:
+                self._deps[key] = await self._stack.enter_async_context(production_deps(engine, settings, profiles))
+            await fn(self._deps[key])
+
+        self._runner.run(go())
+
+
+_scoring: list[_ProcessScoring] = []
+
+
+def _process_scoring() -> _ProcessScoring:
+    """This process's scoring loop, created on first use (never at import, never before a fork)."""
+    if not _scoring:
+        _scoring.append(_ProcessScoring())
+    return _scoring[0]
+
+
 def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) -> str:
     """Run one chunk if this worker can claim it; end the batch if it was the last.
 
@@ -161,12 +202,10 @@ def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) 
         profiles = {n: JudgeProfile.model_validate(p) for n, p in config["judgeProfiles"].items()}
         trace_ids = store.chunk_trace_ids(engine, batch_id, chunk_no)
 
-        async def score() -> None:
-            async with production_deps(engine, settings, profiles) as deps:
-                await score_chunk(deps, batch_id, trace_ids, rubrics,
-                                  concurrency=settings.score_concurrency)  # fmt: skip
+        async def score(deps: ScoringDeps) -> None:
+            await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
 
-        asyncio.run(score())
+        _process_scoring().run(engine, settings, profiles, score)
     except BaseException:
         beat.stopped.set()
         raise
