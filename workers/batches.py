@@ -186,7 +186,9 @@ def _process_scoring() -> _ProcessScoring:
 def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) -> str:
     """Run one chunk if this worker can claim it; end the batch if it was the last.
 
-    Returns ``done``, ``skipped`` (already done, or held by a live worker) or ``missing``.
+    Returns ``done``; ``skipped`` (already done, held by a live worker, or out of attempts);
+    ``lost`` (this worker's lease ran out and another took the chunk over: its result stands);
+    or ``missing`` (no such batch).
     """
     config = store.batch_config(engine, batch_id)
     if config is None:
@@ -206,10 +208,8 @@ def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) 
             await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
 
         _process_scoring().run(engine, settings, profiles, score)
-    except BaseException:
+    finally:
         beat.stopped.set()
-        raise
-    beat.stopped.set()
     if not store.complete_chunk(engine, batch_id, chunk_no, worker):
         return "lost"  # our lease expired and another worker took over: its result stands
     finish(engine, batch_id)
