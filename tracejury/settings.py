@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     """Comma-separated modules to import at start; they register extra checkers."""
     judge_base_url: str = "http://127.0.0.1:8100/v1"
     """Base URL for judge profiles that set none (the shipped ``default``): the mock judge."""
-    score_concurrency: int = 256
+    score_concurrency: int = 512
     """Traces evaluated at once by ``tracejury score`` (judge calls are further bounded per
     profile by its ``max_concurrency``)."""
     broker_url: str = "sqla+sqlite:///tracejury-broker.db"
