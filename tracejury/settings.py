@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     judge_base_url: str = "http://127.0.0.1:8100/v1"
     """Base URL for judge profiles that set none (the shipped ``default``): the mock judge."""
     score_concurrency: int = 512
-    """Traces evaluated at once by ``tracejury score`` (judge calls are further bounded per
-    profile by its ``max_concurrency``)."""
+    """(trace, rubric) evaluations in flight at once per chunk — inline and in each worker; 512
+    keeps a 256-trace chunk with 2 rubrics all in flight. Judge calls are further bounded by
+    each profile's ``max_concurrency`` (shared by all workers with a Redis broker)."""
     broker_url: str = "sqla+sqlite:///tracejury-broker.db"
     """Celery broker: Redis (``redis://host:6379/0``) in production; by default an embedded
     SQLite broker (kombu's SQLAlchemy transport), so one machine runs with no server."""
