@@ -26,8 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
-
+from judges.checks.builtin import answer_text
 from judges.evidence import parse_evidence_block
 
 __all__ = [
@@ -134,9 +133,7 @@ def _messages(body: dict[str, Any], role: str) -> list[str]:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return []
-    return [
-        _text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == role
-    ]
+    return [_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == role]
 
 
 def evidence_of(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -162,17 +159,6 @@ def labels_of(body: dict[str, Any]) -> tuple[str, ...]:
     return DEFAULT_LABELS
 
 
-def _answer_text(final_answer: str) -> str:
-    """The answer a user saw: the ``answer`` of a JSON answer object, else the text itself."""
-    try:
-        data = orjson.loads(final_answer)
-    except orjson.JSONDecodeError:
-        return final_answer
-    if isinstance(data, dict) and isinstance(data.get("answer"), str):
-        return data["answer"]
-    return final_answer
-
-
 def _dates(text: str) -> set[tuple[int, int]]:
     """(month, day) of every date the text states (ISO, "Nov 18", "18 November")."""
     found = {(int(m), int(d)) for m, d in _ISO_DATE.findall(text)}
@@ -195,10 +181,7 @@ def _contradiction(answer: str, snapshot: dict[str, Any]) -> str | None:
     stray = sorted(_dates(answer) - known)
     if stray:
         month, day = stray[0]
-        return (
-            f"the answer states the date {_MONTHS[month - 1].title()} {day},"
-            " which the tool snapshot does not hold"
-        )
+        return f"the answer states the date {_MONTHS[month - 1].title()} {day}, which the tool snapshot does not hold"
     return None
 
 
@@ -213,7 +196,7 @@ def assess(evidence: dict[str, Any] | None) -> Assessment:
     final = evidence.get("final_answer")
     if not isinstance(final, str) or not final.strip():
         return Assessment("unjudgeable", "The trace has no final answer, so it cannot be judged.")
-    answer = _answer_text(final)
+    answer = answer_text(final)
     calls = [c for c in evidence.get("tool_calls") or [] if isinstance(c, dict)]
     succeeded = [c for c in calls if c.get("status") in ("success", "ok")]
     snapshots = [c["snapshot"] for c in succeeded if isinstance(c.get("snapshot"), dict)]

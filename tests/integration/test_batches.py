@@ -108,6 +108,9 @@ def test_run_chunk_scores_and_is_idempotent(populated: Any) -> None:
     assert run_chunk(populated, settings, "b_nope", 0) == "missing"
     progress = store.batch_progress(populated, b)
     assert progress is not None and progress["status"] == {"scored": 10}
+    rows = store.batch_results(populated, b)  # every trace sampled: p = 1, weight 1 each
+    assert sum(r[4] for r in rows) == 10 and sum(r[5] for r in rows) == 10.0
+    assert all(r[1].startswith("model=") for r in rows)  # segment key copied onto evaluations
 
 
 def test_a_batch_whose_ending_was_interrupted_is_ended_by_the_next_delivery_or_sweep(populated: Any) -> None:

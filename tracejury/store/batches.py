@@ -308,25 +308,12 @@ def list_batches(engine: Engine, *, limit: int = 50) -> list[Any]:
 
 
 def batch_results(engine: Engine, batch_id: str) -> list[Any]:
-    """Per (evaluator, segment key, status, passed): evaluations and the sum of 1/p_i
-    (inclusion probabilities; 1 for inline batches that judged every trace)."""
-    weight = 1.0 / func.coalesce(_BT.c.inclusion_prob, 1.0)
+    """Per (evaluator, segment key, status, passed): evaluations and the sum of their weights
+    1/p_i (written with each evaluation; 1 for inline batches that judged every trace)."""
     stmt = (
-        select(
-            _E.c.evaluator_id,
-            _T.c.segment_key,
-            _E.c.status,
-            _E.c.passed,
-            func.count(),
-            func.sum(weight),
-        )  # fmt: skip
-        .select_from(
-            _E.join(_T, _T.c.trace_id == _E.c.trace_id).outerjoin(
-                _BT, (_BT.c.batch_id == _E.c.batch_id) & (_BT.c.trace_id == _E.c.trace_id)
-            )
-        )
+        select(_E.c.evaluator_id, _E.c.segment_key, _E.c.status, _E.c.passed, func.count(), func.sum(_E.c.weight))
         .where(_E.c.batch_id == batch_id)
-        .group_by(_E.c.evaluator_id, _T.c.segment_key, _E.c.status, _E.c.passed)
+        .group_by(_E.c.evaluator_id, _E.c.segment_key, _E.c.status, _E.c.passed)
     )
     with engine.connect() as conn:
         return list(conn.execute(stmt))
