@@ -9,6 +9,7 @@ from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "ApiToken",
     "Batch",
     "BatchChunk",
     "BatchTrace",
@@ -18,6 +19,8 @@ __all__ = [
     "GateRun",
     "JudgeCacheEntry",
     "QuarantinedLine",
+    "ReviewItem",
+    "ReviewLabel",
     "StoredTrace",
     "TraceConflict",
     "TraceStage",
@@ -278,3 +281,70 @@ class GateOutcome(SQLModel, table=True):
     """JSON: spec, baseline kind and release, windows, counts and weights per arm, estimate,
     interval, p-value, correction and family size, margin, min samples, streak, versions,
     and the inputs that replay the decision."""
+
+
+class ApiToken(SQLModel, table=True):
+    """An API token: only its sha256 is stored; the token itself is shown once at creation."""
+
+    __tablename__ = "api_token"
+
+    id: str = Field(primary_key=True, max_length=32)
+    """Public id of the token (its first characters), to name it in lists and revocations."""
+    token_hash: str = Field(max_length=64, unique=True)
+    """sha256 hex of the whole token."""
+    role: str = Field(max_length=16)
+    """``ingest``, ``reviewer`` or ``admin``."""
+    name: str | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ReviewItem(SQLModel, table=True):
+    """A (trace, rubric) sent to people: why, how urgent, and where it stands in the queue.
+    One per (trace, evaluator): escalation never enqueues the same pair twice."""
+
+    __tablename__ = "review_item"
+    __table_args__ = (
+        UniqueConstraint("trace_id", "evaluator_id", name="uq_review_item"),
+        Index("ix_review_item_state_priority", "state", "priority", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    trace_id: str = Field(foreign_key="trace.trace_id", max_length=256)
+    evaluator_id: str = Field(max_length=128)
+    evaluator_version: str = Field(max_length=64)
+    batch_id: str | None = Field(default=None, foreign_key="batch.id", max_length=64)
+    release_id: str = Field(max_length=256)
+    segment_key: str
+    reasons: str
+    """JSON list of reasons (``low_confidence``, ``samples_disagree``, ``checker_disagrees``,
+    ``judge_failed``, ``audit``)."""
+    priority: int = 0
+    """Higher is reviewed first."""
+    evaluation_ids: str
+    """JSON list of the evaluation ids behind the escalation."""
+    state: str = Field(max_length=16)
+    """``pending``, ``claimed``, ``labelled`` or ``skipped``."""
+    claimed_by: str | None = Field(default=None, max_length=128)
+    lease_expires_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReviewLabel(SQLModel, table=True):
+    """A reviewer's label on a (trace, rubric). Relabels append; the newest row is the label."""
+
+    __tablename__ = "review_label"
+    __table_args__ = (Index("ix_review_label_trace_evaluator", "evaluator_id", "trace_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int | None = Field(default=None, foreign_key="review_item.id")
+    trace_id: str = Field(foreign_key="trace.trace_id", max_length=256)
+    evaluator_id: str = Field(max_length=128)
+    evaluator_version: str = Field(max_length=64)
+    reviewer: str = Field(max_length=128)
+    label: str = Field(max_length=64)
+    passed: bool | None = None
+    """Whether ``label`` is a passing label of the rubric (what gates count)."""
+    rationale: str | None = None
+    created_at: datetime
