@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     """How often each worker looks for expired leases to re-enqueue."""
     stale_pending_s: float = 300.0
     """A chunk pending this long without a worker is enqueued again (its message may be lost)."""
+    api_max_body_bytes: int = 16 * 1024 * 1024
+    """Largest request body the HTTP API accepts (bytes); larger ones get 413."""
     ingest_batch_size: int = 2000
     """Lines per batch (one transaction) during ingest; bounds memory per ingest process."""
     ingest_workers: int = 2

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import orjson
 import typer
 from rich.console import Console
 
 from tracejury.core.errors import TracejuryError
-from tracejury.core.segments import SegmentationConfig, default_segmentation
+from tracejury.core.segments import SegmentationConfig
 from tracejury.settings import Settings
 
 __all__ = ["app", "err", "main", "out"]
@@ -58,24 +57,16 @@ def _engine(settings: Settings):  # noqa: ANN202 - sqlalchemy Engine, imported l
 
 
 def _segmentation(settings: Settings) -> SegmentationConfig:
-    if settings.segmentation_path is None:
-        return default_segmentation()
-    path = Path(settings.segmentation_path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise TracejuryError(f"{path}: cannot read segmentation config: {exc.strerror}") from exc
-    return SegmentationConfig.from_yaml(text, file=str(path))
+    from workers.service import segmentation
+
+    return segmentation(settings)
 
 
 def _dims(by: str, settings: Settings) -> list[str]:
     """``--by`` as a list of known segment dimensions."""
-    dims = [d.strip() for d in by.split(",") if d.strip()]
-    known = _segmentation(settings).names
-    for d in dims:
-        if d not in known:
-            raise TracejuryError(f"--by: unknown dimension {d!r} (known: {', '.join(known)})")
-    return dims
+    from workers.service import dims
+
+    return dims(by, settings)
 
 
 def _print_json(data: object) -> None:
@@ -83,10 +74,9 @@ def _print_json(data: object) -> None:
 
 
 def _catalog(settings: Settings):  # noqa: ANN202 - judges.catalog.Catalog, imported lazily
-    from judges.catalog import load_catalog, load_plugins
+    from workers.service import catalog
 
-    load_plugins(settings.plugin_modules)
-    return load_catalog(Path(settings.rubrics_dir))
+    return catalog(settings)
 
 
 def main() -> None:

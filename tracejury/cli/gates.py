@@ -64,25 +64,9 @@ def gate_run(
 
 
 def _stored(run_id: str) -> tuple[dict, list[dict]]:
-    from tracejury.store.gates import load_run
+    from workers.service import stored_run
 
-    loaded = load_run(_engine(_settings()), run_id)
-    if loaded is None:
-        raise TracejuryError(f"no gate run {run_id!r}")
-    run, audits = loaded
-    from tracejury.core.gates import Outcome, WindowResult
-    from workers.reducer import _outcome_json
-
-    outcomes = []
-    for a in audits:
-        d = dict(a["outcome"])
-        d["windows"] = [WindowResult(**{**w, "interval": tuple(w["interval"])}) for w in d["windows"]]
-        d["interval"] = tuple(d["interval"]) if d["interval"] else None
-        outcomes.append(_outcome_json(Outcome(**d)))
-    baseline = next((a["baselineSource"].get("release") for a in audits), None)
-    result = {"runId": run.id, "release": run.release_id, "baseline": baseline,
-              "decision": run.decision, "outcomes": outcomes}  # fmt: skip
-    return result, audits
+    return stored_run(_engine(_settings()), run_id)
 
 
 @gate_app.command("show")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -65,12 +64,9 @@ def score(
 @rubrics_app.command("list")
 def rubrics_list(json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The rubrics in the rubrics directory."""
-    catalog = _catalog(_settings())
-    rows = [
-        {"id": r.id, "version": r.version, "kind": r.kind, "fingerprint": r.fingerprint,
-         "description": r.description, "file": catalog.files[r.id]}
-        for r in catalog.select(None)
-    ]  # fmt: skip
+    from workers.service import rubric_list
+
+    rows = rubric_list(_settings())
     if json:
         _print_json(rows)
         return
@@ -199,26 +195,9 @@ def batch_create(
 
 
 def _batch_status(batch_id: str) -> dict:
-    from tracejury.core.evaluation import EVALUATION_STATUSES
-    from tracejury.store.batches import batch_progress
+    from workers.service import batch_status
 
-    progress = batch_progress(_engine(_settings()), batch_id)
-    if progress is None:
-        raise TracejuryError(f"no batch {batch_id!r}")
-    b = progress["batch"]
-    done = sum(progress["status"].values())
-    elapsed = ((b.finished_at or datetime.now(UTC)) - b.created_at).total_seconds()
-    rate = progress["doneTraces"] / elapsed if elapsed > 0 else 0.0
-    left = b.sampled - progress["doneTraces"]
-    return {
-        "batchId": b.id, "release": b.release_id, "state": b.state, "reason": b.reason,
-        "sampled": b.sampled, "tracesDone": progress["doneTraces"], "evaluations": done,
-        "chunks": progress["chunks"],
-        "status": {s: progress["status"].get(s, 0) for s in EVALUATION_STATUSES},
-        "failures": dict(sorted(progress["failures"].items())),
-        "tracesPerSecond": round(rate, 1),
-        "etaSeconds": round(left / rate, 1) if rate > 0 and b.state == "running" else None,
-    }  # fmt: skip
+    return batch_status(_engine(_settings()), batch_id)
 
 
 @batch_app.command("status")
@@ -296,11 +275,9 @@ def batch_results(
 @batch_app.command("list")
 def batch_list(json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Recent batches, newest first."""
-    from tracejury.store.batches import list_batches
+    from workers.service import batch_list
 
-    rows = [{"batchId": b.id, "release": b.release_id, "kind": b.kind, "state": b.state,
-             "sampled": b.sampled, "createdAt": b.created_at.isoformat()}
-            for b in list_batches(_engine(_settings()))]  # fmt: skip
+    rows = batch_list(_engine(_settings()))
     if json:
         _print_json(rows)
         return

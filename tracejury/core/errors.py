@@ -3,7 +3,8 @@
     TracejuryError                 every error a user may see; str() is one line
     ├── InvalidTrace               a trace line that is not JSON or breaks the schema
     ├── ConfigError                a YAML config (segmentation, rubric, gate…) that is wrong
-    └── InputError                 an input that cannot be read at all (missing file, bad gzip)
+    ├── InputError                 an input that cannot be read at all (missing file, bad gzip)
+    └── NotFound                   an id the store does not know
 
 Context travels in keyword-only attributes, so callers can store it (quarantine rows) and the
 CLI can print the one-line ``str(error)`` without a traceback.
@@ -11,7 +12,7 @@ CLI can print the one-line ``str(error)`` without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "InvalidTrace", "TracejuryError"]
+__all__ = ["ConfigError", "InputError", "InvalidTrace", "NotFound", "TracejuryError"]
 
 
 class TracejuryError(Exception):
@@ -68,3 +69,7 @@ class ConfigError(TracejuryError):
 
 class InputError(TracejuryError):
     """An input that cannot be read at all (missing file, unreadable gzip stream)."""
+
+
+class NotFound(TracejuryError):
+    """A thing named by id (batch, gate run, trace, review item) that the store does not have."""

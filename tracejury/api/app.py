@@ -1,0 +1,63 @@
+"""The FastAPI application: settings and engine on ``app.state``, error handlers, a body
+size limit, and the routers of ``tracejury.api.routes``."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry, Counter
+
+from tracejury.api.errors import install_handlers
+from tracejury.api.limits import BodyLimit
+from tracejury.api.routes import batches, gates, metrics, rubrics, traces
+from tracejury.settings import Settings
+
+__all__ = ["ROUTERS", "create_app"]
+
+ROUTERS = (traces, batches, gates, rubrics, metrics)
+"""Modules whose ``router`` the app includes, in this order."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API for ``settings`` (default: from the environment). The store is opened, and
+    migrated if needed, on first use."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="tracejury",
+        version=version("tracejury"),
+        description="Grade production LLM traces and turn the results into deploy gates.",
+    )
+    app.state.settings = settings
+
+    @cache
+    def engine() -> Any:
+        from tracejury.store.engine import open_engine
+
+        return open_engine(settings.database_url)
+
+    app.state.engine = engine
+    app.state.registry = CollectorRegistry()
+    requests = Counter("tracejury_http_requests", "HTTP requests served by this API process",
+                       ["method", "route", "status"], registry=app.state.registry)  # fmt: skip
+    app.state.http_requests = requests
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        requests.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    install_handlers(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    return app

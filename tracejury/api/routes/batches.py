@@ -1,0 +1,77 @@
+"""Scoring batches: create (sample, freeze the config, enqueue chunks), list, status, results."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tracejury.api.deps import EngineDep, SettingsDep, require_role
+
+router = APIRouter(tags=["batches"], dependencies=[Depends(require_role())])
+
+
+class BatchRequest(BaseModel):
+    """What ``tracejury batch create`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    release: str = Field(min_length=1, max_length=256)
+    rubrics: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(default=None, max_length=200)
+    sampleSize: int | None = Field(default=None, ge=1, le=100_000_000)  # noqa: N815 - the JSON field name
+    budget: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> BatchRequest:
+        if self.sampleSize is not None and self.budget is not None:
+            raise ValueError("use sampleSize or budget, not both")
+        return self
+
+
+@router.post("/batches", status_code=201, summary="Sample a release and enqueue a scoring batch")
+def create_batch(req: BatchRequest, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    """As ``tracejury batch create --json``."""
+    from tracejury.core.sampling import default_sampling
+    from workers.batches import create_queued_batch
+    from workers.celery_app import create_app
+    from workers.service import catalog
+    from workers.tasks import enqueue_chunk
+
+    with create_app(settings).connection_for_write():
+        created = create_queued_batch(
+            engine, settings, catalog(settings), default_sampling(),
+            release=req.release, rubric_ids=req.rubrics, sample_size=req.sampleSize, budget=req.budget,
+            seed=req.seed, enqueue=enqueue_chunk,
+        )  # fmt: skip
+    return {"batchId": created.batch_id, "population": created.population, "sampled": created.sampled,
+            "chunks": created.chunks, "baseRate": created.base_rate}  # fmt: skip
+
+
+@router.get("/batches", summary="Recent batches, newest first")
+def list_batches(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
+    """As ``tracejury batch list --json``."""
+    from workers.service import batch_list
+
+    return batch_list(engine, limit=limit)
+
+
+@router.get("/batches/{batch_id}", summary="A batch's state, counts, progress, rate and ETA")
+def get_batch(batch_id: str, engine: EngineDep) -> dict[str, Any]:
+    """As ``tracejury batch status --json``."""
+    from workers.service import batch_status
+
+    return batch_status(engine, batch_id)
+
+
+@router.get("/batches/{batch_id}/results", summary="Fail rates per evaluator and segment group")
+def batch_results(batch_id: str, engine: EngineDep, settings: SettingsDep, by: str = "") -> list[dict[str, Any]]:
+    """As ``tracejury batch results --json`` (weighted by 1/inclusion probability)."""
+    from tracejury.core.results import summarise
+    from tracejury.store.batches import batch_results as query
+    from workers.service import batch_status, dims
+
+    groups = dims(by, settings, option="by")
+    batch_status(engine, batch_id)  # 404 for an unknown batch
+    return [r.as_dict() for r in summarise(query(engine, batch_id), groups)]

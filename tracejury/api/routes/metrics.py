@@ -1,0 +1,77 @@
+"""``GET /metrics`` in the Prometheus text format: the store's counts (written by the API, the
+CLI and the workers) read at scrape time, and this process's HTTP requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from starlette.concurrency import run_in_threadpool
+
+from tracejury.api.deps import EngineDep, require_role
+from tracejury.store.metrics import LATENCY_BUCKETS_MS, StoreMetrics, store_metrics
+
+router = APIRouter(tags=["meta"])
+
+__all__ = ["http_requests", "router"]
+
+
+def _families(m: StoreMetrics) -> Iterator[Metric]:
+    yield CounterMetricFamily("tracejury_traces_ingested", "Traces stored", value=m.traces)
+    yield CounterMetricFamily("tracejury_traces_quarantined", "Lines set aside by ingest", value=m.quarantined)
+    chunks = GaugeMetricFamily("tracejury_queue_chunks", "Scoring chunks by state (pending+running = queue depth)",
+                               labels=["state"])  # fmt: skip
+    for state in ("pending", "running", "done", "failed"):
+        chunks.add_metric([state], m.chunks.get(state, 0))
+    yield chunks
+    evals = CounterMetricFamily("tracejury_evaluations", "Evaluations by evaluator kind, status and failure kind",
+                                labels=["kind", "status", "failure_kind"])  # fmt: skip
+    for (kind, status, failure), n in sorted(m.evaluations.items()):
+        evals.add_metric([kind, status, failure], n)
+    yield evals
+    latency = HistogramMetricFamily("tracejury_judge_call_latency_seconds", "Judge call latency (uncached calls)")
+    bounds = [str(b / 1000) for b in LATENCY_BUCKETS_MS] + ["+Inf"]
+    latency.add_metric([], list(zip(bounds, m.judge_latency_buckets, strict=True)), m.judge_latency_sum_ms / 1000)
+    yield latency
+    yield CounterMetricFamily("tracejury_judge_retries", "Judge call attempts beyond the first", value=m.judge_retries)
+    yield CounterMetricFamily("tracejury_judge_cache_hits", "Judge verdicts served from the cache", value=m.cache_hits)
+    review = GaugeMetricFamily("tracejury_review_items", "Review queue items by state", labels=["state"])
+    for state in ("pending", "claimed", "labelled", "skipped"):
+        review.add_metric([state], m.review.get(state, 0))
+    yield review
+    outcomes = CounterMetricFamily("tracejury_gate_outcomes", "Gate outcomes by decision", labels=["decision"])
+    runs = CounterMetricFamily("tracejury_gate_runs", "Gate runs by decision", labels=["decision"])
+    for decision in ("pass", "block", "inconclusive", "insufficient_data"):
+        outcomes.add_metric([decision], m.gate_outcomes.get(decision, 0))
+        runs.add_metric([decision], m.gate_runs.get(decision, 0))
+    yield outcomes
+    yield runs
+
+
+class _Snapshot:
+    """A one-shot collector over a StoreMetrics already read."""
+
+    def __init__(self, m: StoreMetrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        return _families(self.m)
+
+
+def http_requests(request: Request) -> Counter:
+    """This app's request counter (one registry per app)."""
+    return request.app.state.http_requests
+
+
+@router.get("/metrics", summary="Prometheus metrics", dependencies=[Depends(require_role())],
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})  # fmt: skip
+async def metrics(request: Request, engine: EngineDep) -> Response:
+    """Counts from the store (every process's work) and this process's HTTP requests."""
+    snapshot = await run_in_threadpool(store_metrics, engine)
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(snapshot))
+    body = generate_latest(registry) + generate_latest(request.app.state.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

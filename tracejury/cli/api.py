@@ -1,0 +1,70 @@
+"""Commands of the HTTP API: serve it, and manage its tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tracejury.cli.app import _engine, _print_json, _settings, app, out
+
+token_app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless you mean otherwise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (and the review page) with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    _engine(settings)  # migrate once before the server processes start
+    uvicorn.run("tracejury.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False)  # fmt: skip
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="ingest, reviewer or admin.")],
+    name: Annotated[str | None, typer.Option(help="Who or what the token is for.")] = None,
+    json: Annotated[bool, typer.Option("--json", help='Print {"token": ..., "id": ..., "role": ...}.')] = False,
+) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    from tracejury.store.tokens import create_token
+
+    token, principal = create_token(_engine(_settings()), role, name)
+    if json:
+        _print_json({"token": token, "id": principal.token_id, "role": principal.role})
+    else:
+        out.print(f"token {principal.token_id} ({principal.role}); shown once, keep it safe:")
+        typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Tokens by id, role and name (never the token itself)."""
+    from tracejury.store.tokens import list_tokens
+
+    rows = list_tokens(_engine(_settings()))
+    if json:
+        _print_json(rows)
+        return
+    table = Table("id", "role", "name", "created", "revoked")
+    for r in rows:
+        table.add_row(*(str(r[k] or "") for k in ("id", "role", "name", "createdAt", "revokedAt")))
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (from token list).")]) -> None:
+    """Revoke a token; requests with it get 401 from then on."""
+    from tracejury.store.tokens import revoke_token
+
+    revoke_token(_engine(_settings()), token_id)
+    out.print(f"revoked {token_id}")

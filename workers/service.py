@@ -1,0 +1,110 @@
+"""What the CLI and the HTTP API share: configuration loaded from settings, and the JSON views
+of batches and gate runs. Both front ends call these, so a batch or a gate run reads the same
+from ``tracejury batch status --json`` and from ``GET /batches/{id}``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from judges.catalog import Catalog
+from tracejury.core.errors import NotFound, TracejuryError
+from tracejury.core.segments import SegmentationConfig, default_segmentation
+from tracejury.settings import Settings
+
+__all__ = ["batch_list", "batch_status", "catalog", "dims", "rubric_list", "segmentation", "stored_run"]
+
+
+def segmentation(settings: Settings) -> SegmentationConfig:
+    """The segmentation config: ``TRACEJURY_SEGMENTATION_PATH`` or the shipped default."""
+    if settings.segmentation_path is None:
+        return default_segmentation()
+    path = Path(settings.segmentation_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TracejuryError(f"{path}: cannot read segmentation config: {exc.strerror}") from exc
+    return SegmentationConfig.from_yaml(text, file=str(path))
+
+
+def dims(by: str, settings: Settings, *, option: str = "--by") -> list[str]:
+    """A comma-separated list of segment dimensions, each checked against the config."""
+    names = [d.strip() for d in by.split(",") if d.strip()]
+    known = segmentation(settings).names
+    for d in names:
+        if d not in known:
+            raise TracejuryError(f"{option}: unknown dimension {d!r} (known: {', '.join(known)})")
+    return names
+
+
+def catalog(settings: Settings) -> Catalog:
+    """The rubrics and judge profiles of ``TRACEJURY_RUBRICS_DIR`` (plugins imported first)."""
+    from judges.catalog import load_catalog, load_plugins
+
+    load_plugins(settings.plugin_modules)
+    return load_catalog(Path(settings.rubrics_dir))
+
+
+def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
+    """A batch's state, counts by status and failure kind, progress, rate and ETA."""
+    from tracejury.core.evaluation import EVALUATION_STATUSES
+    from tracejury.store.batches import batch_progress
+
+    progress = batch_progress(engine, batch_id)
+    if progress is None:
+        raise NotFound(f"no batch {batch_id!r}")
+    b = progress["batch"]
+    done = sum(progress["status"].values())
+    elapsed = ((b.finished_at or datetime.now(UTC)) - b.created_at).total_seconds()
+    rate = progress["doneTraces"] / elapsed if elapsed > 0 else 0.0
+    left = b.sampled - progress["doneTraces"]
+    return {
+        "batchId": b.id, "release": b.release_id, "state": b.state, "reason": b.reason,
+        "sampled": b.sampled, "tracesDone": progress["doneTraces"], "evaluations": done,
+        "chunks": progress["chunks"],
+        "status": {s: progress["status"].get(s, 0) for s in EVALUATION_STATUSES},
+        "failures": dict(sorted(progress["failures"].items())),
+        "tracesPerSecond": round(rate, 1),
+        "etaSeconds": round(left / rate, 1) if rate > 0 and b.state == "running" else None,
+    }  # fmt: skip
+
+
+def batch_list(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
+    """Recent batches, newest first."""
+    from tracejury.store.batches import list_batches
+
+    return [{"batchId": b.id, "release": b.release_id, "kind": b.kind, "state": b.state,
+             "sampled": b.sampled, "createdAt": b.created_at.isoformat()}
+            for b in list_batches(engine, limit=limit)]  # fmt: skip
+
+
+def stored_run(engine: Engine, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A stored gate run as ``gate run --json`` printed it, and its outcomes' audit trails."""
+    from tracejury.core.gates import Outcome, WindowResult
+    from tracejury.store.gates import load_run
+    from workers.reducer import _outcome_json
+
+    loaded = load_run(engine, run_id)
+    if loaded is None:
+        raise NotFound(f"no gate run {run_id!r}")
+    run, audits = loaded
+    outcomes = []
+    for a in audits:
+        d = dict(a["outcome"])
+        d["windows"] = [WindowResult(**{**w, "interval": tuple(w["interval"])}) for w in d["windows"]]
+        d["interval"] = tuple(d["interval"]) if d["interval"] else None
+        outcomes.append(_outcome_json(Outcome(**d)))
+    baseline = next((a["baselineSource"].get("release") for a in audits), None)
+    result = {"runId": run.id, "release": run.release_id, "baseline": baseline,
+              "decision": run.decision, "outcomes": outcomes}  # fmt: skip
+    return result, audits
+
+
+def rubric_list(settings: Settings) -> list[dict[str, Any]]:
+    """The rubrics of the rubrics directory: id, version, kind, fingerprint, description, file."""
+    cat = catalog(settings)
+    return [{"id": r.id, "version": r.version, "kind": r.kind, "fingerprint": r.fingerprint,
+             "description": r.description, "file": cat.files[r.id]} for r in cat.select(None)]  # fmt: skip
