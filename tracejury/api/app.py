@@ -7,11 +7,11 @@ from functools import cache
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
 from tracejury.api.errors import install_handlers
-from tracejury.api.limits import BodyLimit
+from tracejury.api.limits import BodyLimit, CountRequests
 from tracejury.api.routes import batches, gates, metrics, rubrics, traces
 from tracejury.settings import Settings
 
@@ -44,13 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        ["method", "route", "status"], registry=app.state.registry)  # fmt: skip
     app.state.http_requests = requests
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        requests.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
-
     install_handlers(app)
     for module in ROUTERS:
         app.include_router(module.router)
@@ -60,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(CountRequests, counter=requests)
     return app

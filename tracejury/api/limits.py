@@ -1,4 +1,4 @@
-"""A request body size limit as plain ASGI middleware: a declared ``Content-Length`` past the
+"""Plain ASGI middleware. A request body size limit: a declared ``Content-Length`` past the
 limit is refused before reading; a streamed body is counted and cut off at the limit."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["BodyLimit"]
+__all__ = ["BodyLimit", "CountRequests"]
 
 Scope = dict[str, Any]
 
@@ -61,3 +61,30 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await _send_413(send, self.max_bytes)
+
+
+class CountRequests:
+    """Count requests by method, route template and status (plain ASGI: no task groups in
+    the request path, so errors raised by inner middleware reach their handlers unwrapped)."""
+
+    def __init__(self, app: Any, counter: Any) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.counter.labels(scope["method"], route, str(status)).inc()
