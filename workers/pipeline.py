@@ -22,8 +22,10 @@ from judges.rubric import Rubric
 from tracejury.core.evaluation import EVALUATION_STATUSES, Evaluation
 from tracejury.settings import Settings
 from tracejury.store import evaluations as store
+from tracejury.store import review as review_store
+from workers import review as _review  # noqa: F401 - registers the escalation finaliser
 from workers.deps import ScoringDeps, production_deps
-from workers.hooks import finish
+from workers.hooks import finish, run_finalisers
 
 __all__ = ["ScoreSummary", "batch_config", "score_chunk", "score_release"]
 
@@ -84,6 +86,8 @@ class ScoreSummary:
     evaluators: list[str]
     status: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    escalated: int = 0
+    """Review items the batch's end enqueued (``workers.review``)."""
 
     def as_dict(self) -> dict[str, object]:
         """The ``--json`` shape."""
@@ -93,6 +97,7 @@ class ScoreSummary:
             "evaluators": self.evaluators,
             "status": {s: self.status.get(s, 0) for s in EVALUATION_STATUSES},
             "failures": dict(sorted(self.failures.items())),
+            "escalated": self.escalated,
         }
 
 
@@ -122,10 +127,13 @@ async def score_release(
             await _score_all(deps, batch_id, trace_ids, rubrics, settings.score_concurrency)
     except BaseException as exc:
         store.finish_batch(engine, batch_id, state="failed", reason=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, Exception):  # a failed batch ends too: its stored evaluations escalate
+            run_finalisers(engine, batch_id, "failed")
         raise
-    finish(engine, batch_id)  # no chunks: ends done, and runs the finalisers
+    finish(engine, batch_id)  # no chunks: ends done, and runs the finalisers (escalation among them)
     status, failures = store.batch_counts(engine, batch_id)
-    return ScoreSummary(batch_id, len(trace_ids), [r.id for r in rubrics], status, failures)
+    escalated = review_store.count_items(engine, batch_id=batch_id)
+    return ScoreSummary(batch_id, len(trace_ids), [r.id for r in rubrics], status, failures, escalated)
 
 
 async def _score_all(

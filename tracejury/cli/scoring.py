@@ -59,6 +59,8 @@ def score(
     out.print("total: " + ", ".join(f"{k} {v}" for k, v in status.items()))  # type: ignore[union-attr]
     if summary.failures:
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in summary.failures.items()))
+    if summary.escalated:
+        out.print(f"escalated to human review: {summary.escalated} item(s) (tracejury review list)")
 
 
 @rubrics_app.command("list")

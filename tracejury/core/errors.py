@@ -4,6 +4,8 @@
     ├── InvalidTrace               a trace line that is not JSON or breaks the schema
     ├── ConfigError                a YAML config (segmentation, rubric, gate…) that is wrong
     ├── InputError                 an input that cannot be read at all (missing file, bad gzip)
+    ├── InvalidInput               a value given by a user that is not allowed (a review label)
+    ├── Conflict                   a change the stored state refuses (an item someone else holds)
     └── NotFound                   an id the store does not know
 
 Context travels in keyword-only attributes, so callers can store it (quarantine rows) and the
@@ -12,7 +14,7 @@ CLI can print the one-line ``str(error)`` without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "InvalidTrace", "NotFound", "TracejuryError"]
+__all__ = ["ConfigError", "Conflict", "InputError", "InvalidInput", "InvalidTrace", "NotFound", "TracejuryError"]
 
 
 class TracejuryError(Exception):
@@ -69,6 +71,16 @@ class ConfigError(TracejuryError):
 
 class InputError(TracejuryError):
     """An input that cannot be read at all (missing file, unreadable gzip stream)."""
+
+
+class InvalidInput(TracejuryError):
+    """A value a user gave (an option, a request field) that is not allowed; the message names
+    the field and the allowed values."""
+
+
+class Conflict(TracejuryError):
+    """A change the stored state refuses: labelling a review item another reviewer holds,
+    skipping one that is not yours."""
 
 
 class NotFound(TracejuryError):

@@ -1,0 +1,540 @@
+"""The human-review queue in the store: escalating a batch's judgments into review items,
+claiming them with a lease, labelling and skipping them, and reading them back.
+
+Every function takes the engine, does its own transaction, and returns plain JSON-ready
+dicts (camelCase keys, ISO-8601 UTC times), the shapes the CLI prints and the API serves:
+
+* **item** (``list_items``, ``claim_next``, ``skip_item``): ``itemId``, ``traceId``,
+  ``rubric``, ``rubricVersion``, ``batchId``, ``release``, ``segment``, ``reasons``,
+  ``priority``, ``evaluationIds``, ``state``, ``claimedBy``, ``leaseExpiresAt``,
+  ``createdAt``, ``updatedAt``.
+* **item detail** (``get_item``): an item plus ``trace`` (the stored body), ``view``
+  (``tracejury.core.review.trace_view``), ``judge`` (the rubric's evaluation), ``checkers``
+  (the disagreeing checkers' evaluations), ``scale`` and ``labels`` (history, oldest first).
+* **label** (``label_item``): ``labelId``, ``itemId``, ``traceId``, ``rubric``,
+  ``rubricVersion``, ``reviewer``, ``label``, ``passed``, ``rationale``, ``createdAt``.
+
+States: ``pending → claimed → labelled`` or ``skipped``. A claim whose lease has expired reads
+as ``pending`` (``claimedBy`` and ``leaseExpiresAt`` null) and can be claimed by anyone; until
+someone does, its old holder may still label it. Claiming is one conditional ``UPDATE …
+WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) AND <still available> RETURNING``: on SQLite
+the statement runs under the database's single write lock, on PostgreSQL the row lock and
+``SKIP LOCKED`` keep concurrent claimers apart — two reviewers never get the same item.
+
+Labelling needs the item's claim (held by this reviewer, even if its lease ran out, as long
+as nobody claimed it since), or an item already ``labelled`` or ``skipped``: anyone may
+relabel. A label is a new ``review_label`` row; a relabel appends and the newest row is the
+human label of the (trace, rubric).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, bindparam, func, literal, or_, select, update
+
+from tracejury.core.errors import Conflict, InvalidInput, NotFound
+from tracejury.core.escalation import REASONS, EscalationPolicy, Judgment, escalate
+from tracejury.core.review import ITEM_STATES, LabelScale, trace_view
+from tracejury.store.engine import insert_ignoring_conflicts
+from tracejury.store.tables import Batch, EvaluationRow, ReviewItem, ReviewLabel, StoredTrace
+
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "EscalatingRubric",
+    "claim_next",
+    "count_items",
+    "escalate_batch",
+    "get_item",
+    "item_scale",
+    "label_item",
+    "labelled_pairs",
+    "list_items",
+    "skip_item",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 600.0
+"""A claim's lease: 10 minutes, after which the item returns to the queue."""
+
+_R = ReviewItem.__table__
+_L = ReviewLabel.__table__
+_E = EvaluationRow.__table__
+_B = Batch.__table__
+_T = StoredTrace.__table__
+_INSERT_ROWS = 500
+
+
+class EscalatingRubric(Protocol):
+    """What escalation needs of a rubric (``judges.rubric.Rubric`` has this shape)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def escalation(self) -> EscalationPolicy: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- escalation -------------------------------------------------------------------------
+
+
+def _judgment(row: Any) -> Judgment:
+    labels = tuple(row.sample_labels.split(",")) if row.sample_labels else ()
+    return Judgment(row.id, row.status, passed=row.passed, confidence=row.confidence, sample_labels=labels)
+
+
+def _checker_judgments(conn: Connection, batch_id: str, checker_ids: set[str]) -> dict[tuple[str, str], Judgment]:
+    """The newest evaluation of each named checker on each trace of the batch (from any batch:
+    a checker scored earlier still counts)."""
+    if not checker_ids:
+        return {}
+    traces = select(_E.c.trace_id).where(_E.c.batch_id == batch_id).distinct()
+    stmt = (
+        select(_E.c.id, _E.c.trace_id, _E.c.evaluator_id, _E.c.status, _E.c.passed, _E.c.confidence,
+               _E.c.sample_labels)
+        .where(_E.c.evaluator_id.in_(bindparam("checkers", expanding=True)), _E.c.trace_id.in_(traces))
+        .order_by(_E.c.id)
+    )  # fmt: skip
+    found: dict[tuple[str, str], Judgment] = {}
+    for row in conn.execute(stmt, {"checkers": sorted(checker_ids)}):
+        found[(row.trace_id, row.evaluator_id)] = _judgment(row)  # ascending ids: the newest wins
+    return found
+
+
+def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRubric]) -> int:
+    """Apply each rubric's escalation policy to its evaluations in the batch and enqueue the
+    review items; returns how many new items were enqueued.
+
+    Idempotent: one item per (trace, rubric) ever (the table's unique key), so running it
+    twice, or over two batches of the same traces, never enqueues a pair twice — the first
+    escalation's item stands. Rubrics without evaluations in the batch contribute nothing.
+    """
+    policies = {r.id: r for r in rubrics}
+    if not policies:
+        return 0
+    checker_ids = {c for r in rubrics for c in r.escalation.on_checker_disagreement}
+    stmt = select(
+        _E.c.id, _E.c.trace_id, _E.c.evaluator_id, _E.c.evaluator_version, _E.c.status, _E.c.passed,
+        _E.c.confidence, _E.c.sample_labels, _E.c.release_id, _E.c.segment_key,
+    ).where(_E.c.batch_id == batch_id, _E.c.evaluator_id.in_(bindparam("ids", expanding=True)))  # fmt: skip
+    now = _now()
+    rows: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        checkers = _checker_judgments(conn, batch_id, checker_ids)
+        for e in conn.execute(stmt, {"ids": sorted(policies)}):
+            rubric = policies[e.evaluator_id]
+            if e.evaluator_version != rubric.version:
+                continue
+            mine = {c: checkers[(e.trace_id, c)] for c in rubric.escalation.on_checker_disagreement
+                    if (e.trace_id, c) in checkers}  # fmt: skip
+            found = escalate(rubric.escalation, rubric_id=rubric.id, rubric_version=rubric.version,
+                             trace_id=e.trace_id, judgment=_judgment(e), checkers=mine)  # fmt: skip
+            if found is None:
+                continue
+            rows.append({
+                "trace_id": e.trace_id, "evaluator_id": e.evaluator_id, "evaluator_version": e.evaluator_version,
+                "batch_id": batch_id, "release_id": e.release_id or "", "segment_key": e.segment_key or "",
+                "reasons": orjson.dumps(list(found.reasons)).decode(), "priority": found.priority,
+                "evaluation_ids": orjson.dumps(list(found.evaluation_ids)).decode(), "state": "pending",
+                "created_at": now, "updated_at": now,
+            })  # fmt: skip
+    inserted = 0
+    with engine.begin() as conn:
+        for start in range(0, len(rows), _INSERT_ROWS):
+            part = rows[start : start + _INSERT_ROWS]
+            stmt_ins = insert_ignoring_conflicts(_R, engine.dialect).values(part).returning(_R.c.id)
+            inserted += len(conn.execute(stmt_ins).all())
+    log.info("batch %s: %d judgment(s) escalated, %d new review item(s)", batch_id, len(rows), inserted)
+    return inserted
+
+
+# --- reading items ----------------------------------------------------------------------
+
+
+def _available(now: datetime) -> Any:
+    """Claimable: pending, or claimed with an expired lease."""
+    return or_(_R.c.state == "pending", and_(_R.c.state == "claimed", _R.c.lease_expires_at < now))
+
+
+def _filters(
+    now: datetime,
+    *,
+    state: str | None = None,
+    rubric: str | None = None,
+    reason: str | None = None,
+    segment: str | None = None,
+    release: str | None = None,
+) -> list[Any]:
+    """WHERE clauses of the queue filters; bad values are ``InvalidInput``."""
+    conds: list[Any] = []
+    if state is not None:
+        if state not in ITEM_STATES:
+            raise InvalidInput(f"state: unknown state {state!r} (known: {', '.join(ITEM_STATES)})")
+        if state == "pending":
+            conds.append(_available(now))
+        elif state == "claimed":
+            conds.append(and_(_R.c.state == "claimed", _R.c.lease_expires_at >= now))
+        else:
+            conds.append(_R.c.state == state)
+    if rubric is not None:
+        conds.append(_R.c.evaluator_id == rubric)
+    if reason is not None:
+        if reason not in REASONS:
+            raise InvalidInput(f"reason: unknown reason {reason!r} (known: {', '.join(REASONS)})")
+        conds.append(_R.c.reasons.contains(f'"{reason}"', autoescape=True))
+    if segment:
+        for part in segment.split("|"):
+            if "=" not in part:
+                raise InvalidInput(f"segment: {part!r} is not dim=value (e.g. rag=on|tool=none)")
+            conds.append((literal("|") + _R.c.segment_key + literal("|")).contains(f"|{part}|", autoescape=True))
+    if release is not None:
+        conds.append(_R.c.release_id == release)
+    return conds
+
+
+def _item(row: Any, now: datetime) -> dict[str, Any]:
+    expired = row.state == "claimed" and row.lease_expires_at is not None and row.lease_expires_at < now
+    return {
+        "itemId": row.id,
+        "traceId": row.trace_id,
+        "rubric": row.evaluator_id,
+        "rubricVersion": row.evaluator_version,
+        "batchId": row.batch_id,
+        "release": row.release_id,
+        "segment": row.segment_key,
+        "reasons": orjson.loads(row.reasons),
+        "priority": row.priority,
+        "evaluationIds": orjson.loads(row.evaluation_ids),
+        "state": "pending" if expired else row.state,
+        "claimedBy": None if expired else row.claimed_by,
+        "leaseExpiresAt": None if expired or row.state != "claimed" else _iso(row.lease_expires_at),
+        "createdAt": _iso(row.created_at),
+        "updatedAt": _iso(row.updated_at),
+    }
+
+
+def list_items(
+    engine: Engine,
+    *,
+    state: str | None = None,
+    rubric: str | None = None,
+    reason: str | None = None,
+    segment: str | None = None,
+    release: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Items in queue order (priority high to low, then oldest first), filtered.
+
+    ``state`` is the state as it reads now (an expired claim is ``pending``); ``reason`` one
+    of ``tracejury.core.escalation.REASONS``; ``segment`` one or more ``dim=value`` joined by
+    ``|`` (every one must be in the item's segment key); ``rubric`` and ``release`` exact ids.
+    """
+    now = _now()
+    stmt = (
+        select(_R)
+        .where(*_filters(now, state=state, rubric=rubric, reason=reason, segment=segment, release=release))
+        .order_by(_R.c.priority.desc(), _R.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    with engine.connect() as conn:
+        return [_item(r, now) for r in conn.execute(stmt)]
+
+
+def count_items(engine: Engine, *, batch_id: str | None = None, state: str | None = None) -> int:
+    """How many items, optionally those a batch enqueued and/or in a state (as it reads now)."""
+    now = _now()
+    conds = _filters(now, state=state)
+    if batch_id is not None:
+        conds.append(_R.c.batch_id == batch_id)
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(_R).where(*conds)).scalar_one()
+
+
+def _scale(conn: Connection, batch_id: str | None, rubric_id: str, version: str) -> LabelScale:
+    """The label scale of the rubric version, from the batch's frozen config snapshot."""
+    raw = conn.execute(select(_B.c.config).where(_B.c.id == batch_id)).scalar_one_or_none() if batch_id else None
+    config = orjson.loads(raw) if raw is not None else {}
+    for r in config.get("rubrics", []):
+        if r.get("id") == rubric_id and str(r.get("version")) == version:
+            return LabelScale.from_output(r.get("output"))
+    raise NotFound(f"rubric {rubric_id} version {version} is not in the config of batch {batch_id}")
+
+
+def item_scale(engine: Engine, item_id: int) -> dict[str, list[str]]:
+    """The labels a reviewer may give item ``item_id``: ``{"labels": [...], "passing": [...]}``."""
+    with engine.connect() as conn:
+        row = _one(conn, item_id)
+        return _scale(conn, row.batch_id, row.evaluator_id, row.evaluator_version).as_dict()
+
+
+def _one(conn: Connection, item_id: int) -> Any:
+    row = conn.execute(select(_R).where(_R.c.id == item_id)).first()
+    if row is None:
+        raise NotFound(f"no review item {item_id}")
+    return row
+
+
+def _evaluation(row: Any) -> dict[str, Any]:
+    return {
+        "evaluationId": row.id,
+        "evaluator": row.evaluator_id,
+        "evaluatorVersion": row.evaluator_version,
+        "kind": row.evaluator_kind,
+        "batchId": row.batch_id,
+        "status": row.status,
+        "label": row.label,
+        "passed": row.passed,
+        "confidence": row.confidence,
+        "rationale": row.rationale,
+        "sampleLabels": row.sample_labels.split(",") if row.sample_labels else [],
+        "failureKind": row.failure_kind,
+        "error": row.error,
+        "judgeModel": row.judge_model,
+        "createdAt": _iso(row.created_at),
+    }
+
+
+def _label(row: Any) -> dict[str, Any]:
+    return {
+        "labelId": row.id,
+        "itemId": row.item_id,
+        "traceId": row.trace_id,
+        "rubric": row.evaluator_id,
+        "rubricVersion": row.evaluator_version,
+        "reviewer": row.reviewer,
+        "label": row.label,
+        "passed": row.passed,
+        "rationale": row.rationale,
+        "createdAt": _iso(row.created_at),
+    }
+
+
+def get_item(engine: Engine, item_id: int) -> dict[str, Any]:
+    """Everything a reviewer needs about one item (``NotFound`` if there is none): the item,
+    ``trace`` (the stored body), ``view`` (input, answer, chunks, tool snapshots, flags),
+    ``judge`` (the rubric's evaluation: label, confidence, rationale, sample labels, or its
+    failure), ``checkers`` (evaluations of the checkers that disagreed), ``scale`` (allowed
+    and passing labels) and ``labels`` (every human label on this trace and rubric, oldest
+    first; the last is the one gates use)."""
+    now = _now()
+    with engine.connect() as conn:
+        row = _one(conn, item_id)
+        item = _item(row, now)
+        body = conn.execute(select(_T.c.body).where(_T.c.trace_id == row.trace_id)).scalar_one()
+        evaluations = {
+            e.id: _evaluation(e)
+            for e in conn.execute(
+                select(_E).where(_E.c.id.in_(bindparam("ids", expanding=True))), {"ids": item["evaluationIds"]}
+            )
+        }
+        labels = conn.execute(
+            select(_L).where(_L.c.trace_id == row.trace_id, _L.c.evaluator_id == row.evaluator_id).order_by(_L.c.id)
+        ).all()
+        scale = _scale(conn, row.batch_id, row.evaluator_id, row.evaluator_version)
+    trace = orjson.loads(body)
+    ids = item["evaluationIds"]
+    return {
+        **item,
+        "trace": trace,
+        "view": trace_view(trace),
+        "judge": evaluations.get(ids[0]),
+        "checkers": [evaluations[i] for i in ids[1:] if i in evaluations],
+        "scale": scale.as_dict(),
+        "labels": [_label(r) for r in labels],
+    }
+
+
+# --- the queue --------------------------------------------------------------------------
+
+
+def claim_next(
+    engine: Engine,
+    reviewer: str,
+    *,
+    lease_s: float = DEFAULT_LEASE_S,
+    rubric: str | None = None,
+    reason: str | None = None,
+    segment: str | None = None,
+) -> dict[str, Any] | None:
+    """Claim the highest-priority claimable item (pending, or claimed with an expired lease)
+    that matches the filters, for ``lease_s`` seconds; returns the item, or None when nothing
+    is claimable. Atomic: concurrent claimers (threads, processes, machines) never get the
+    same item."""
+    if not reviewer.strip():
+        raise InvalidInput("reviewer: must not be empty")
+    if lease_s <= 0:
+        raise InvalidInput(f"lease: must be positive seconds, got {lease_s}")
+    now = _now()
+    conds = _filters(now, rubric=rubric, reason=reason, segment=segment)
+    pick = (
+        select(_R.c.id)
+        .where(_available(now), *conds)
+        .order_by(_R.c.priority.desc(), _R.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer and ignores it
+        .scalar_subquery()
+    )
+    stmt = (
+        update(_R)
+        .where(_R.c.id == pick, _available(now))
+        .values(
+            state="claimed", claimed_by=reviewer, lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now
+        )  # fmt: skip
+        .returning(*_R.c)
+    )
+    with engine.begin() as conn:
+        row = conn.execute(stmt).first()
+    return None if row is None else _item(row, now)
+
+
+def _refusal(conn: Connection, item_id: int, reviewer: str, action: str) -> Conflict:
+    """Why ``action`` was refused, as a one-line ``Conflict`` (or raise ``NotFound``)."""
+    row = _one(conn, item_id)
+    item = _item(row, _now())
+    if item["state"] == "claimed":
+        why = f"it is claimed by {item['claimedBy']} until {item['leaseExpiresAt']}"
+    elif item["state"] == "pending":
+        why = "it is not claimed: claim it first (tracejury review next)"
+    else:
+        why = f"it is {item['state']}"
+    return Conflict(f"review item {item_id}: {reviewer} cannot {action} it: {why}")
+
+
+def label_item(engine: Engine, item_id: int, reviewer: str, label: str, rationale: str | None = None) -> dict[str, Any]:
+    """Record ``reviewer``'s label on an item and mark it labelled; returns the label.
+
+    The label must be one of the rubric version's labels (``InvalidInput`` otherwise); its
+    ``passed`` comes from the rubric's passing labels. Allowed on an item this reviewer holds
+    (even past its lease, until someone else claims it) and on a labelled or skipped item
+    (a relabel, by anyone: a new row, the old ones stay). Otherwise ``Conflict``; an unknown
+    item is ``NotFound``.
+    """
+    if not reviewer.strip():
+        raise InvalidInput("reviewer: must not be empty")
+    with engine.connect() as conn:
+        row = _one(conn, item_id)
+        scale = _scale(conn, row.batch_id, row.evaluator_id, row.evaluator_version)
+    passed = scale.passed(label)
+    now = _now()
+    mine = and_(_R.c.state == "claimed", _R.c.claimed_by == reviewer)
+    stmt = (
+        update(_R)
+        .where(_R.c.id == item_id, or_(_R.c.state.in_(["labelled", "skipped"]), mine))
+        .values(state="labelled", lease_expires_at=None, updated_at=now)
+        .returning(_R.c.trace_id, _R.c.evaluator_id, _R.c.evaluator_version)
+    )
+    with engine.begin() as conn:
+        held = conn.execute(stmt).first()
+        if held is None:
+            raise _refusal(conn, item_id, reviewer, "label")
+        values = {
+            "item_id": item_id, "trace_id": held.trace_id, "evaluator_id": held.evaluator_id,
+            "evaluator_version": held.evaluator_version, "reviewer": reviewer, "label": label,
+            "passed": passed, "rationale": rationale or None, "created_at": now,
+        }  # fmt: skip
+        stored = conn.execute(_L.insert().values(values).returning(*_L.c)).one()
+    return _label(stored)
+
+
+def skip_item(engine: Engine, item_id: int, reviewer: str) -> dict[str, Any]:
+    """Set aside an item this reviewer holds (state ``skipped``: it leaves the queue, and
+    anyone may still label it later); returns the item. ``Conflict`` if the reviewer does not
+    hold it, ``NotFound`` if there is no such item."""
+    now = _now()
+    stmt = (
+        update(_R)
+        .where(_R.c.id == item_id, _R.c.state == "claimed", _R.c.claimed_by == reviewer)
+        .values(state="skipped", lease_expires_at=None, updated_at=now)
+        .returning(*_R.c)
+    )
+    with engine.begin() as conn:
+        row = conn.execute(stmt).first()
+        if row is None:
+            raise _refusal(conn, item_id, reviewer, "skip")
+    return _item(row, now)
+
+
+# --- agreement --------------------------------------------------------------------------
+
+
+def labelled_pairs(engine: Engine, *, rubric: str | None = None) -> list[dict[str, Any]]:
+    """For every item with a human label: the rubric and version, segment, reasons, the
+    judge's evaluation (status, label, passed) and the newest human label (label, passed).
+    The input of ``tracejury.core.agreement``."""
+    newest = (
+        select(_L.c.trace_id, _L.c.evaluator_id, func.max(_L.c.id).label("label_id"))
+        .group_by(_L.c.trace_id, _L.c.evaluator_id)
+        .subquery()
+    )
+    stmt = (
+        select(_R.c.trace_id, _R.c.evaluator_id, _R.c.evaluator_version, _R.c.segment_key, _R.c.reasons,
+               _R.c.evaluation_ids, _L.c.label, _L.c.passed)
+        .join(newest, and_(newest.c.trace_id == _R.c.trace_id, newest.c.evaluator_id == _R.c.evaluator_id))
+        .join(_L, _L.c.id == newest.c.label_id)
+        .order_by(_R.c.id)
+    )  # fmt: skip
+    if rubric is not None:
+        stmt = stmt.where(_R.c.evaluator_id == rubric)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+        judge_ids = [orjson.loads(r.evaluation_ids)[0] for r in rows]
+        judged: dict[int, Any] = {}
+        for start in range(0, len(judge_ids), _INSERT_ROWS):
+            part = judge_ids[start : start + _INSERT_ROWS]
+            for e in conn.execute(
+                select(_E.c.id, _E.c.status, _E.c.label, _E.c.passed).where(
+                    _E.c.id.in_(bindparam("ids", expanding=True))
+                ),
+                {"ids": part},
+            ):
+                judged[e.id] = e
+        scales = _scales(conn, {(r.evaluator_id, r.evaluator_version) for r in rows})
+    out = []
+    for r, judge_id in zip(rows, judge_ids, strict=True):
+        j = judged.get(judge_id)
+        out.append({
+            "traceId": r.trace_id, "rubric": r.evaluator_id, "rubricVersion": r.evaluator_version,
+            "labels": list(scales.get((r.evaluator_id, r.evaluator_version), ())),
+            "segment": r.segment_key, "reasons": orjson.loads(r.reasons),
+            "judgeStatus": j.status if j else None, "judgeLabel": j.label if j else None,
+            "judgePassed": j.passed if j else None, "humanLabel": r.label, "humanPassed": r.passed,
+        })  # fmt: skip
+    return out
+
+
+def _scales(conn: Connection, versions: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Label order of each (rubric, version), from the newest batch config that holds it."""
+    wanted = set(versions)
+    found: dict[tuple[str, str], tuple[str, ...]] = {}
+    if not wanted:
+        return found
+    by_rubric: dict[str, set[str]] = defaultdict(set)
+    for rid, version in wanted:
+        by_rubric[rid].add(version)
+    batches = select(_R.c.batch_id).where(_R.c.evaluator_id.in_(bindparam("ids", expanding=True))).distinct()
+    stmt = select(_B.c.config).where(_B.c.id.in_(batches)).order_by(_B.c.created_at.desc())
+    for (raw,) in conn.execute(stmt, {"ids": sorted(by_rubric)}):
+        for r in orjson.loads(raw).get("rubrics", []):
+            key = (r.get("id"), str(r.get("version")))
+            if key in wanted and key not in found:
+                found[key] = LabelScale.from_output(r.get("output")).labels
+        if len(found) == len(wanted):
+            break
+    return found

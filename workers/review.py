@@ -1,0 +1,35 @@
+"""Escalation when a batch ends: the finaliser that turns a batch's uncertain, disagreeing,
+failed and audited judgments into review items.
+
+Registered with ``workers.hooks`` on import (``workers.pipeline`` imports this module, and
+every path that ends a batch — inline ``tracejury score``, a worker's last chunk, the
+sweeper — goes through it). It escalates with the rubrics frozen in the batch's config
+snapshot, so the policy is the one the batch was scored under, and it runs whether the
+batch ended ``done`` or ``failed`` (the evaluations stored before a failure are real).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine
+
+from judges.rubric import Rubric
+from tracejury.store.batches import batch_config
+from tracejury.store.review import escalate_batch
+from workers.hooks import register_finaliser
+
+__all__ = ["escalate_finished_batch"]
+
+log = logging.getLogger(__name__)
+
+
+@register_finaliser
+def escalate_finished_batch(engine: Engine, batch_id: str, state: str) -> None:
+    """Escalate a batch that just ended (any end state) under its frozen rubrics."""
+    config = batch_config(engine, batch_id)
+    if config is None:
+        return
+    rubrics = [Rubric.model_validate(d) for d in config.get("rubrics", [])]
+    n = escalate_batch(engine, batch_id, rubrics)
+    log.info("batch %s (%s): %d review item(s) enqueued", batch_id, state, n)
