@@ -1,0 +1,243 @@
+"""OTLP trace export requests, JSON mapping, as plain spans: the half of OTLP ingest that
+knows the OTLP data model and nothing about GenAI.
+
+Input is an ``ExportTraceServiceRequest`` as a dict, in the OTLP/JSON form
+(``resourceSpans[].scopeSpans[].spans[]``, camelCase keys). Both spellings that reach us are
+accepted: OTLP/JSON (hex ids, integer enums) and ``MessageToDict`` of the protobuf message
+(base64 ids, enum names); 64-bit integers may be numbers or strings.
+
+A container that is not what OTLP says (``resourceSpans`` not a list, a span not an object)
+makes the whole request unreadable: ``InputError`` naming the path. A span whose own fields
+are unusable (bad trace id, no start time) is reported, and the rest of the request still maps.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracejury.core.errors import InputError
+
+__all__ = ["STATUS_ERROR", "Span", "SpanReport", "decode_any_value", "decode_attributes", "decode_spans"]
+
+STATUS_ERROR = 2
+"""``Status.code`` of a span that ended in an error (``STATUS_CODE_ERROR``)."""
+_STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class SpanReport:
+    """A span, or a whole trace, that did not make it into a stored trace, and why."""
+
+    trace_id: str | None
+    """OTLP trace id (hex) when readable."""
+    span_id: str | None
+    """The span the reason is about (hex), when there is one."""
+    name: str
+    """That span's name."""
+    reason: str
+    """One line: what is missing or wrong, naming the attribute or field."""
+    rejected_spans: int = 1
+    """Spans whose content is lost because of this (all spans of an unmappable trace); 0 for a
+    span that was only ignored (no GenAI meaning) inside a trace that was stored."""
+
+    def __str__(self) -> str:
+        where = f"trace {self.trace_id}" if self.trace_id else "trace ?"
+        if self.span_id:
+            where += f" span {self.span_id} {self.name!r}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One OTLP span with decoded ids, times, attributes and its resource's attributes."""
+
+    trace_id: str
+    """32 lowercase hex digits."""
+    span_id: str
+    """16 lowercase hex digits."""
+    parent_id: str | None
+    """Parent span id, None for a root span."""
+    name: str
+    start_ns: int
+    """Start, unix nanoseconds."""
+    end_ns: int
+    """End, unix nanoseconds (never before the start)."""
+    attrs: Mapping[str, Any]
+    """Span attributes as Python values (lists for arrays, dicts for key-value lists)."""
+    resource: Mapping[str, Any]
+    """Attributes of the span's resource."""
+    status_code: int = 0
+    """0 unset, 1 ok, 2 error."""
+    status_message: str = ""
+    exception_types: tuple[str, ...] = field(default=())
+    """``exception.type`` of the span's ``exception`` events, in order."""
+
+    @property
+    def duration_ns(self) -> int:
+        """End minus start."""
+        return self.end_ns - self.start_ns
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def decode_any_value(value: Any) -> Any:
+    """An OTLP ``AnyValue`` (``{"stringValue": …}`` etc.) as a Python value; None when empty."""
+    if not isinstance(value, Mapping):
+        return None
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "intValue" in value:
+        return _int(value["intValue"])
+    if "doubleValue" in value:
+        try:
+            return float(value["doubleValue"])
+        except (TypeError, ValueError):
+            return None
+    if "arrayValue" in value:
+        items = (value["arrayValue"] or {}).get("values") or []
+        return [decode_any_value(v) for v in items] if isinstance(items, list) else None
+    if "kvlistValue" in value:
+        return decode_attributes((value["kvlistValue"] or {}).get("values") or [])
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
+
+
+def decode_attributes(items: Any) -> dict[str, Any]:
+    """OTLP ``KeyValue`` list as a dict; malformed entries are skipped (attributes are optional
+    by nature, and every attribute the mapping needs is checked where it is used)."""
+    out: dict[str, Any] = {}
+    if not isinstance(items, list):
+        return out
+    for kv in items:
+        if isinstance(kv, Mapping) and isinstance(kv.get("key"), str):
+            out[kv["key"]] = decode_any_value(kv.get("value"))
+    return out
+
+
+def _id(value: Any, size: int) -> str | None:
+    """A trace (16 bytes) or span (8 bytes) id as lowercase hex, from hex or base64; None if
+    absent, malformed, or all zero (invalid in OTLP)."""
+    if not isinstance(value, str) or not value:
+        return None
+    raw: bytes | None = None
+    if len(value) == 2 * size:
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raw = None
+    if raw is None:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    if len(raw) != size or not any(raw):
+        return None
+    return raw.hex()
+
+
+def _status(span: Mapping[str, Any]) -> tuple[int, str]:
+    status = span.get("status")
+    if not isinstance(status, Mapping):
+        return 0, ""
+    code = status.get("code", 0)
+    number = _STATUS_NAMES.get(code) if isinstance(code, str) else _int(code)
+    message = status.get("message")
+    return number or 0, message if isinstance(message, str) else ""
+
+
+def _exception_types(span: Mapping[str, Any]) -> tuple[str, ...]:
+    events = span.get("events")
+    if not isinstance(events, list):
+        return ()
+    out = []
+    for event in events:
+        if isinstance(event, Mapping) and event.get("name") == "exception":
+            kind = decode_attributes(event.get("attributes")).get("exception.type")
+            if isinstance(kind, str):
+                out.append(kind)
+    return tuple(out)
+
+
+def _list(container: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError(f"{where}.{key}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InputError(f"{where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _span(raw: Mapping[str, Any], resource: Mapping[str, Any]) -> Span | SpanReport:
+    name = raw.get("name") if isinstance(raw.get("name"), str) else ""
+    raw_trace, raw_span = raw.get("traceId"), raw.get("spanId")
+    trace_id, span_id = _id(raw_trace, 16), _id(raw_span, 8)
+    shown_trace = trace_id or (raw_trace if isinstance(raw_trace, str) and raw_trace else None)
+    if trace_id is None:
+        return SpanReport(shown_trace, None, name, f"traceId {raw_trace!r} is not 16 non-zero bytes in hex or base64")
+    if span_id is None:
+        return SpanReport(trace_id, None, name, f"spanId {raw_span!r} is not 8 non-zero bytes in hex or base64")
+    parent = raw.get("parentSpanId")
+    parent_id = _id(parent, 8) if parent else None
+    if parent and parent_id is None:
+        return SpanReport(trace_id, span_id, name, f"parentSpanId {parent!r} is not 8 non-zero bytes in hex or base64")
+    start, end = _int(raw.get("startTimeUnixNano")), _int(raw.get("endTimeUnixNano"))
+    if not start or start < 0:
+        return SpanReport(trace_id, span_id, name, "startTimeUnixNano missing or not a positive integer")
+    if end is None or end < start:
+        return SpanReport(trace_id, span_id, name, "endTimeUnixNano missing or before the start")
+    code, message = _status(raw)
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        name=name,
+        start_ns=start,
+        end_ns=end,
+        attrs=decode_attributes(raw.get("attributes")),
+        resource=resource,
+        status_code=code,
+        status_message=message,
+        exception_types=_exception_types(raw),
+    )
+
+
+def decode_spans(request: Any) -> tuple[list[Span], list[SpanReport]]:
+    """Every span of an export request, in request order, and reports of unreadable ones.
+
+    Raises ``InputError`` when the request's structure is not OTLP's.
+    """
+    doc = _object(request, "request")
+    spans: list[Span] = []
+    reports: list[SpanReport] = []
+    for i, rs in enumerate(_list(doc, "resourceSpans", "$")):
+        where = f"$.resourceSpans[{i}]"
+        rs = _object(rs, where)
+        resource_doc = rs.get("resource")
+        resource = decode_attributes(resource_doc.get("attributes")) if isinstance(resource_doc, Mapping) else {}
+        for j, ss in enumerate(_list(rs, "scopeSpans", where)):
+            ss = _object(ss, f"{where}.scopeSpans[{j}]")
+            for k, raw in enumerate(_list(ss, "spans", f"{where}.scopeSpans[{j}]")):
+                decoded = _span(_object(raw, f"{where}.scopeSpans[{j}].spans[{k}]"), resource)
+                (spans if isinstance(decoded, Span) else reports).append(decoded)  # type: ignore[arg-type]
+    return spans, reports
