@@ -16,6 +16,7 @@ writer process cost as much in pickling as it saved.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 from collections import deque
@@ -209,6 +210,12 @@ def _ingest_in_pool(
     return total
 
 
+@functools.cache
+def _validator() -> TraceValidator:
+    """One compiled schema per process (0.25 ms to build; an HTTP request may carry one trace)."""
+    return TraceValidator()
+
+
 def ingest_lines(
     engine: Engine,
     source: str,
@@ -232,7 +239,7 @@ def ingest_lines(
         url = engine.url.render_as_string(hide_password=False)
         rest = itertools.chain([first, second], chunks)
         return _ingest_in_pool(url, source, rest, segmentation, workers)
-    validator = TraceValidator()
+    validator = _validator()
     total = IngestCounts()
     for chunk in itertools.chain([first], [second] if second else [], chunks):
         batch = build_rows(*prepare_chunk(chunk, validator=validator, segmentation=segmentation))
