@@ -161,9 +161,9 @@ class Escalation(_Strict):
 class Rubric(_Strict):
     """One evaluator, as YAML: an LLM ``judge`` or a deterministic ``checker``."""
 
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    """Stable id; what gates and reviews refer to."""
-    version: str = Field(min_length=1)
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=128)
+    """Stable id; what gates and reviews refer to (at most 128 characters, as the store keeps)."""
+    version: str = Field(min_length=1, max_length=64)
     """Explicit version; bump it whenever the content changes."""
     description: str = ""
     """What it checks, one sentence."""

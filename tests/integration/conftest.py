@@ -60,13 +60,14 @@ def fast_rubrics(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def base_env(tmp_path: Path, fast_rubrics: Path) -> dict[str, str]:
-    """Environment for tracejury subprocesses: a fresh store, fast rubrics, this venv."""
+def base_env(tmp_path: Path, fast_rubrics: Path, db_url: str) -> dict[str, str]:
+    """Environment for tracejury subprocesses: a fresh store (SQLite or PostgreSQL, as
+    ``db_url``), fast rubrics, this venv. The broker stays embedded SQLite unless a test sets one."""
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": str(tmp_path),
         "PYTHONPATH": str(ROOT),
-        "TRACEJURY_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}",
+        "TRACEJURY_DATABASE_URL": db_url,
         "TRACEJURY_RUBRICS_DIR": str(fast_rubrics),
         "TRACEJURY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -15,33 +16,82 @@ GATE = ROOT / "rubrics" / "gates" / "format_validity.yaml"
 runner = CliRunner()
 
 
+RELEASES = [
+    ("r41", 1, "2026-11-18T00:00:00Z", []),
+    ("r42", 2, "2026-11-20T00:00:00Z", ["--regress", "format_invalid:0.01:rag=off"]),
+]
+
+
 @pytest.fixture(scope="module")
-def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built once: r41 (baseline) and r42 with format breaking in rag=off traffic."""
+def _simulated(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """r41 (baseline) and r42 with format breaking in rag=off traffic, as JSONL files."""
     tmp = tmp_path_factory.mktemp("releases")
-    db = tmp / "t.db"
-    env = {"TRACEJURY_DATABASE_URL": f"sqlite:///{db}"}
-    for release, seed, start, extra in [
-        ("r41", 1, "2026-11-18T00:00:00Z", []),
-        ("r42", 2, "2026-11-20T00:00:00Z", ["--regress", "format_invalid:0.01:rag=off"]),
-    ]:
+    paths = []
+    for release, seed, start, extra in RELEASES:
         path = tmp / f"{release}.jsonl"
         args = ["simulate", "--release", release, "--traces", "20000", "--seed", str(seed),
                 "--start", start, "-o", str(path), *extra]  # fmt: skip
-        assert runner.invoke(app, args, env=env).exit_code == 0
-        assert runner.invoke(app, ["ingest", str(path)], env=env).exit_code == 0
-    return db
+        assert runner.invoke(app, args).exit_code == 0
+        paths.append(path)
+    return paths
+
+
+class _Templates:
+    """Per backend, built once on first use: a store with both releases ingested (a SQLite
+    file, or a PostgreSQL database), copied into each test's store."""
+
+    def __init__(self, simulated: list[Path], tmp: pytest.TempPathFactory, request: pytest.FixtureRequest) -> None:
+        self.simulated, self.tmp, self.request = simulated, tmp, request
+        self.built: dict[str, str] = {}
+
+    def _build(self, backend: str) -> str:
+        if backend == "sqlite":
+            where = str(self.tmp.mktemp("template") / "t.db")
+            url = f"sqlite:///{where}"
+        else:
+            server = self.request.getfixturevalue("pg_server")
+            where = server.create_database()
+            url = server.url(where)
+        for path in self.simulated:
+            assert runner.invoke(app, ["ingest", str(path)], env={"TRACEJURY_DATABASE_URL": url}).exit_code == 0
+        return where
+
+    def copy_to(self, db_url: str) -> None:
+        """Make the (empty) store at ``db_url`` a copy of the template of its backend."""
+        backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+        if backend not in self.built:
+            self.built[backend] = self._build(backend)
+        template = self.built[backend]
+        if backend == "sqlite":
+            import sqlite3
+
+            source, target = sqlite3.connect(template), sqlite3.connect(db_url.removeprefix("sqlite:///"))
+            source.backup(target)
+            source.close()
+            target.close()
+        else:
+            from sqlalchemy.engine import make_url
+
+            self.request.getfixturevalue("pg_server").clone_database(template, make_url(db_url).database)
+
+    def drop(self) -> None:
+        if "postgresql" in self.built:
+            self.request.getfixturevalue("pg_server").drop_database(self.built["postgresql"])
+
+
+@pytest.fixture(scope="module")
+def _templates(
+    _simulated: list[Path], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[_Templates]:
+    templates = _Templates(_simulated, tmp_path_factory, request)
+    yield templates
+    templates.drop()
 
 
 @pytest.fixture
-def releases(_template: Path, db_url: str) -> None:
+def releases(_templates: _Templates, db_url: str) -> None:
     """A copy of the template store as this test's store."""
-    import sqlite3
-
-    source, target = sqlite3.connect(_template), sqlite3.connect(db_url.removeprefix("sqlite:///"))
-    source.backup(target)
-    source.close()
-    target.close()
+    _templates.copy_to(db_url)
 
 
 def test_gate_run_blocks_the_regressed_segment_only(releases: None) -> None:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from tests.pg import BACKENDS
 from tracejury.core.segments import default_segmentation
 from tracejury.store.engine import open_engine
 from tracejury.store.ingest import ingest_lines
@@ -72,8 +75,8 @@ def mutated_lines(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated=mutated_lines())
-def test_mutations_never_crash_or_lose_neighbours(mutated: bytes, tmp_path_factory: Any) -> None:
-    engine = _engine(tmp_path_factory)
+def test_mutations_never_crash_or_lose_neighbours(mutated: bytes, fuzz_engine: Any) -> None:
+    engine = fuzz_engine
     n = next(_ids)
     before = {**EXAMPLE, "traceId": f"tr_before_{n}"}
     after = {**EXAMPLE, "traceId": f"tr_after_{n}"}
@@ -92,10 +95,17 @@ def test_mutations_never_crash_or_lose_neighbours(mutated: bytes, tmp_path_facto
     assert stored == {before["traceId"], after["traceId"]}
 
 
-_ENGINE: list[Any] = []
-
-
-def _engine(factory: Any) -> Any:
-    if not _ENGINE:
-        _ENGINE.append(open_engine(f"sqlite:///{factory.mktemp('fuzz') / 'f.db'}"))
-    return _ENGINE[0]
+@pytest.fixture(scope="module", params=BACKENDS)
+def fuzz_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One store per backend for every example (hypothesis runs them in one test call)."""
+    if request.param == "sqlite":
+        engine = open_engine(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'f.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server = request.getfixturevalue("pg_server")
+    name = server.create_database()
+    engine = open_engine(server.url(name))
+    yield engine
+    engine.dispose()
+    server.drop_database(name)

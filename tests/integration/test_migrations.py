@@ -1,46 +1,145 @@
-"""Alembic migrations: an empty database goes to head, and a store at the previous schema
-upgrades with its data (evaluations get their trace's release, segment and weight)."""
+"""Alembic migrations, on SQLite and on PostgreSQL: an empty database goes to head with exactly
+the models' schema; the schema before head upgrades with a row in every table and keeps it;
+and 0004 data gets the 0005 backfill (evaluations get their trace's release, segment, weight).
+
+Rows are made from the reflected schema of the older revision, so these tests follow whatever
+the head is when revisions are added."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import inspect, text
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Boolean, DateTime, Engine, Float, Integer, LargeBinary, MetaData, String, inspect, select
+from sqlmodel import SQLModel
 
-from tracejury.store.engine import make_engine, migrate
+from tracejury.store.engine import alembic_config, make_engine, migrate
 from tracejury.store.tables import EvaluationRow
 
-
-def test_empty_database_to_head(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    migrate(engine)
-    tables = set(inspect(engine).get_table_names())
-    assert {"trace", "quarantine", "evaluation", "batch", "gate_run", "gate_outcome"} <= tables
-    columns = {c["name"] for c in inspect(engine).get_columns("evaluation")}
-    assert columns == set(EvaluationRow.__table__.columns.keys())
+WHEN = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 
 
-def test_previous_schema_upgrades_with_its_data(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    migrate(engine, "0004")
-    with engine.begin() as conn:
-        conn.execute(text(
-            "insert into trace (trace_id, release_id, ts, segment_key, segmentation_version, content_hash,"
-            " session_id_hash, latency_ms, input_tokens, completion_tokens, truncated, format_invalid, fallback_used,"
-            " rag_on, retrieval_empty, tool_required, tool_called, tool_error, tool_timeout, guard_block,"
-            " negative_feedback, has_sample, body, ingested_at) values ('t1', 'r1', '2026-11-20 00:00:00.000000',"
-            " 'rag=on', 'seg-v1', 'h', 's', 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, x'7b7d',"
-            " '2026-11-20 00:00:00.000000')"))  # fmt: skip
-        conn.execute(text(
-            "insert into batch (id, release_id, kind, state, config, sampled, created_at)"
-            " values ('b1', 'r1', 'queued', 'done', x'7b7d', 1, '2026-11-20 00:00:00.000000')"))  # fmt: skip
-        conn.execute(text("insert into batch_trace values ('b1', 't1', 0.25, 0)"))
-        conn.execute(text(
-            "insert into evaluation (batch_id, trace_id, evaluator_id, evaluator_version, evaluator_fingerprint,"
-            " evaluator_kind, status, passed, attempts, evidence_hash, cached, created_at) values ('b1', 't1',"
-            " 'json_valid', '1', 'f', 'checker', 'scored', 1, 0, 'e', 0, '2026-11-20 00:00:00.000000')"))  # fmt: skip
-    migrate(engine)
+def _revisions(engine: Engine) -> tuple[str, str | None]:
+    """(head, the revision before it)."""
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_revision("head")
+    assert head is not None
+    down = head.down_revision
+    assert down is None or isinstance(down, str), "the migration history should be linear"
+    return head.revision, down
+
+
+def _current(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        row = conn.execute(text("select release_id, segment_key, trace_ts, weight from evaluation")).one()
-    assert (row.release_id, row.segment_key, row.weight) == ("r1", "rag=on", 4.0)
-    assert row.trace_ts is not None
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _value(column: Any, table: str) -> Any:
+    """A value of the column's type (strings say where they belong, within the column's length)."""
+    t = column.type
+    if isinstance(t, Boolean):
+        return True
+    if isinstance(t, Integer):
+        return 3
+    if isinstance(t, Float):
+        return 0.25
+    if isinstance(t, DateTime):
+        return WHEN
+    if isinstance(t, LargeBinary):
+        return b'{"k": 1}'
+    if isinstance(t, String):
+        return f"{table}.{column.name}"[: t.length or None]
+    raise AssertionError(f"{table}.{column.name}: no test value for type {t!r}")
+
+
+def _fill(engine: Engine, overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """One row in every table of the schema as it is now (foreign keys point at the rows
+    inserted before); returns the rows by table, with generated ids filled in."""
+    overrides = overrides or {}
+    meta = MetaData()
+    meta.reflect(engine)
+    rows: dict[str, dict[str, Any]] = {}
+    with engine.begin() as conn:
+        for table in meta.sorted_tables:
+            if table.name == "alembic_version":
+                continue
+            row: dict[str, Any] = {}
+            for c in table.columns:
+                generated = c.primary_key and isinstance(c.type, Integer) and len(table.primary_key.columns) == 1
+                if c.foreign_keys:
+                    fk = next(iter(c.foreign_keys))
+                    row[c.name] = rows[fk.column.table.name][fk.column.name]
+                elif c.name in overrides.get(table.name, {}):
+                    row[c.name] = overrides[table.name][c.name]
+                elif not generated:
+                    row[c.name] = _value(c, table.name)
+            key = conn.execute(table.insert().values(row)).inserted_primary_key
+            row.update({c.name: v for c, v in zip(table.primary_key.columns, key, strict=True)})
+            rows[table.name] = row
+    return rows
+
+
+def _same(stored: Any, inserted: Any) -> bool:
+    if isinstance(stored, datetime) and stored.tzinfo is None:  # SQLite keeps UTC without an offset
+        stored = stored.replace(tzinfo=UTC)
+    return stored == inserted
+
+
+def test_empty_database_to_head_matches_the_models(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert _current(engine) is None
+        migrate(engine)
+        head, _ = _revisions(engine)
+        assert _current(engine) == head
+        tables = set(inspect(engine).get_table_names())
+        assert {"trace", "quarantine", "evaluation", "batch", "gate_run", "gate_outcome"} <= tables
+        columns = {c["name"] for c in inspect(engine).get_columns("evaluation")}
+        assert columns == set(EvaluationRow.__table__.columns.keys())
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, SQLModel.metadata) == []  # migrations build exactly the models
+    finally:
+        engine.dispose()
+
+
+def test_schema_before_head_upgrades_and_keeps_a_row_in_every_table(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        head, previous = _revisions(engine)
+        assert previous is not None, "only one revision: nothing to upgrade from"
+        migrate(engine, previous)
+        rows = _fill(engine)
+        assert {"trace", "evaluation", "batch_trace", "batch_chunk", "gate_outcome"} <= set(rows)
+        migrate(engine)
+        assert _current(engine) == head
+        meta = MetaData()
+        meta.reflect(engine)
+        for name, row in rows.items():
+            assert name in meta.tables, f"table {name} and its data are gone after the upgrade"
+            table = meta.tables[name]
+            where = [table.c[c.name] == row[c.name] for c in table.primary_key.columns]
+            with engine.connect() as conn:
+                stored = conn.execute(select(table).where(*where)).mappings().one()
+            kept = {k: v for k, v in row.items() if k in stored}
+            changed = {k: (stored[k], v) for k, v in kept.items() if not _same(stored[k], v)}
+            assert not changed, f"{name}: values changed by the upgrade (stored, inserted): {changed}"
+    finally:
+        engine.dispose()
+
+
+def test_0004_data_gets_the_0005_backfill(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate(engine, "0004")
+        _fill(engine, {"trace": {"release_id": "r1", "segment_key": "rag=on"}, "batch_trace": {"inclusion_prob": 0.25}})
+        migrate(engine)
+        evaluation = EvaluationRow.__table__
+        with engine.connect() as conn:
+            row = conn.execute(select(evaluation)).one()
+        assert (row.release_id, row.segment_key, row.weight) == ("r1", "rag=on", 4.0)
+        assert row.trace_ts == WHEN  # read back in UTC, whatever the server's time zone
+    finally:
+        engine.dispose()

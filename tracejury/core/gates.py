@@ -146,7 +146,7 @@ class MinSamples(_Strict):
 class GateSpec(_Strict):
     """One gate, as YAML in ``rubrics/gates/``."""
 
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=128)
     description: str = ""
     metric: Metric
     where: Where = Where()

@@ -20,6 +20,7 @@ from tracejury.core.signals import TraceFacts, trace_facts
 from tracejury.core.validation import TraceValidator
 
 __all__ = [
+    "MAX_STAGE_NAME",
     "IngestCounts",
     "Keyed",
     "PreparedTrace",
@@ -29,6 +30,10 @@ __all__ = [
     "prepare_line",
     "triage",
 ]
+
+
+MAX_STAGE_NAME = 64
+"""Longest stage name (a key of ``runtime.stageLatencyMs``) the store keeps (``trace_stage.stage``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,7 @@ def prepare_trace(doc: Mapping[str, Any], *, line_no: int, segmentation: Segment
             path="$.timestamp",
             trace_id=doc["traceId"],
         ) from exc
-    return PreparedTrace(
+    prepared = PreparedTrace(
         trace_id=doc["traceId"],
         release_id=doc["releaseId"],
         ts=ts,
@@ -83,6 +88,35 @@ def prepare_trace(doc: Mapping[str, Any], *, line_no: int, segmentation: Segment
         body=body,
         line_no=line_no,
     )
+    if b"\\u0000" in body:  # rare; orjson writes U+0000 as this escape
+        _refuse_nul(prepared)
+    for stage in prepared.facts.stage_latency_ms:
+        if len(stage) > MAX_STAGE_NAME:
+            raise InvalidTrace(f"stage name {stage[:40]!r}… is longer than {MAX_STAGE_NAME} characters",
+                               path="$.runtime.stageLatencyMs", trace_id=prepared.trace_id)  # fmt: skip
+    return prepared
+
+
+def _refuse_nul(p: PreparedTrace) -> None:
+    """Refuse a NUL character (U+0000) in any value kept in a text column: PostgreSQL text
+    cannot hold one, and a trace must be stored the same way on every backend."""
+    fields = [
+        ("$.traceId", p.trace_id, "contains"),
+        ("$.releaseId", p.release_id, "contains"),
+        ("$.req.sessionIdHash", p.session_id_hash, "contains"),
+        ("$.runtime.stageLatencyMs", "".join(p.facts.stage_latency_ms), "a stage name contains"),
+        ("$", p.segment_key, "a segment dimension value contains"),
+    ]
+    for path, value, what in fields:
+        if "\x00" in value:
+            trace_id = None if path == "$.traceId" else p.trace_id
+            raise InvalidTrace(f"{what} a NUL character (U+0000), which the store cannot keep", path=path,
+                               trace_id=trace_id)  # fmt: skip
+
+
+def _no_nul(text: str | None) -> str | None:
+    """Quarantine text with NUL characters escaped (the raw line keeps them)."""
+    return text.replace("\x00", "\\u0000") if text and "\x00" in text else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +151,8 @@ def prepare_chunk(
         except InvalidTrace as exc:
             raw = bytes(raw)
             digest = hashlib.sha256(raw).hexdigest()
-            bad.append(RejectedLine(line_no, exc.trace_id, exc.path, exc.message, raw, digest))
+            trace_id, path, message = _no_nul(exc.trace_id), _no_nul(exc.path) or "$", _no_nul(exc.message) or ""
+            bad.append(RejectedLine(line_no, trace_id, path, message, raw, digest))
     return good, bad
 
 

@@ -1,0 +1,113 @@
+"""Values one backend would take and the other refuse are handled the same way on both:
+NUL characters, over-long stage names and ids, and time zones (the PostgreSQL test server runs
+in a non-UTC zone on purpose)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from judges.rubric import Rubric
+from tracejury.core.evaluation import Evaluation
+from tracejury.core.gates import GateSpec
+from tracejury.core.ingest import MAX_STAGE_NAME
+from tracejury.core.segments import default_segmentation
+from tracejury.store.evaluations import CachedVerdict, cache_get, cache_put, create_batch, save_evaluations
+from tracejury.store.ingest import ingest_lines
+from tracejury.store.queries import list_quarantine
+from tracejury.store.tables import EvaluationRow, GateOutcome, StoredTrace, TraceStage
+
+
+def _ingest(engine: Any, docs: list[Any]) -> Any:
+    lines = [(i + 1, d if isinstance(d, bytes) else orjson.dumps(d)) for i, d in enumerate(docs)]
+    return ingest_lines(engine, "t", lines, segmentation=default_segmentation())
+
+
+def _trace(example: dict[str, Any], trace_id: str, **changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(example)
+    doc["traceId"] = trace_id
+    doc.update(changes)
+    return doc
+
+
+def test_nul_characters_are_quarantined_with_their_place_and_neighbours_kept(
+    engine: Any, example_trace: dict[str, Any]
+) -> None:
+    stage = _trace(example_trace, "tr_stage")
+    stage["runtime"]["stageLatencyMs"] = {"gen\x00": 5}
+    docs = [
+        _trace(example_trace, "tr_ok_1"),
+        _trace(example_trace, "tr_release", releaseId="r\x0042"),
+        _trace(example_trace, "tr\x00id"),
+        stage,
+        _trace(example_trace, "tr\x00bad", releaseId=7),  # invalid, and its id has a NUL
+        _trace(example_trace, "tr_ok_2"),
+    ]
+    counts = _ingest(engine, docs)
+    assert (counts.ingested, counts.quarantined) == (2, 4)
+    with engine.connect() as conn:
+        assert set(conn.execute(select(StoredTrace.trace_id)).scalars()) == {"tr_ok_1", "tr_ok_2"}
+    by_line = {q["line"]: q for q in list_quarantine(engine)}
+    assert (by_line[2]["path"], by_line[2]["traceId"]) == ("$.releaseId", "tr_release")
+    assert (by_line[3]["path"], by_line[3]["traceId"]) == ("$.traceId", None)
+    assert by_line[4]["path"] == "$.runtime.stageLatencyMs"
+    assert all("NUL character" in by_line[n]["message"] for n in (2, 3, 4))
+    assert (by_line[5]["path"], by_line[5]["traceId"]) == ("$.releaseId", "tr\\u0000bad")  # escaped, kept
+
+
+def test_a_stage_name_longer_than_the_column_is_quarantined(engine: Any, example_trace: dict[str, Any]) -> None:
+    assert TraceStage.__table__.c.stage.type.length == MAX_STAGE_NAME
+    long = _trace(example_trace, "tr_long")
+    long["runtime"]["stageLatencyMs"] = {"s" * (MAX_STAGE_NAME + 1): 5}
+    exact = _trace(example_trace, "tr_exact")
+    exact["runtime"]["stageLatencyMs"] = {"s" * MAX_STAGE_NAME: 5}
+    counts = _ingest(engine, [long, exact])
+    assert (counts.ingested, counts.quarantined) == (1, 1)
+    (q,) = list_quarantine(engine)
+    assert (q["line"], q["path"]) == (1, "$.runtime.stageLatencyMs")
+    assert "longer than 64 characters" in q["message"]
+
+
+def test_judge_text_with_nul_is_stored_escaped(engine: Any, example_trace: dict[str, Any]) -> None:
+    _ingest(engine, [_trace(example_trace, "tr_1")])
+    batch = create_batch(engine, release="r42", kind="inline", config={}, sampled=1)
+    evaluation = Evaluation(
+        trace_id="tr_1", evaluator_id="r", evaluator_version="1", evaluator_fingerprint="f",
+        evaluator_kind="rubric", status="judge_failed", failure_kind="invalid_output",
+        rationale="because\x00", error="reply: \x00\x00", evidence_hash="e",
+    )  # fmt: skip
+    save_evaluations(engine, batch, [evaluation])
+    with engine.connect() as conn:
+        row = conn.execute(select(EvaluationRow.rationale, EvaluationRow.error)).one()
+    assert tuple(row) == ("because\\u0000", "reply: \\u0000\\u0000")
+    key = ("m", "f", "e", 0)
+    cache_put(engine, [(key, CachedVerdict("pass", "ok\x00", None, None, None))])
+    assert cache_get(engine, [key])[key].rationale == "ok\\u0000"
+
+
+def test_timestamps_are_utc_whatever_the_offset_or_the_server_zone(engine: Any, example_trace: dict[str, Any]) -> None:
+    _ingest(engine, [_trace(example_trace, "tr_tz", timestamp="2026-11-20T23:30:00-05:00")])
+    with engine.connect() as conn:
+        ts = conn.execute(select(StoredTrace.ts)).scalar_one()
+    assert ts == datetime(2026, 11, 21, 4, 30, tzinfo=UTC)
+    assert ts.utcoffset() is not None and ts.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "column"),
+    [
+        (Rubric, {"id": "r" * 129, "version": "1"}, EvaluationRow.__table__.c.evaluator_id),
+        (Rubric, {"id": "r", "version": "1" * 65}, EvaluationRow.__table__.c.evaluator_version),
+        (GateSpec, {"id": "g" * 129}, GateOutcome.__table__.c.gate_id),
+    ],
+    ids=["rubric-id", "rubric-version", "gate-id"],
+)
+def test_ids_longer_than_their_columns_are_refused_at_lint(model: Any, data: dict[str, Any], column: Any) -> None:
+    with pytest.raises(ValidationError, match=f"at most {column.type.length} characters"):
+        model.model_validate(data)
