@@ -1,0 +1,212 @@
+"""Commands on human review: list, next, show, label, skip, agreement.
+
+Trace text is untrusted: it is printed as plain text (no Rich markup) with control characters
+replaced, so a trace cannot restyle or rewrite the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from tracejury.cli.app import _dims, _engine, _print_json, _settings, app, err, out
+
+review_app = typer.Typer(help="Human review: the queue of escalated judgments, labels, agreement.",
+                         no_args_is_help=True)  # fmt: skip
+app.add_typer(review_app, name="review")
+
+NOTHING_PENDING = 4
+"""Exit code of ``review next`` when no item is claimable."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+Reviewer = Annotated[str, typer.Option(help="Your reviewer name (recorded with claims and labels).")]
+RubricOpt = Annotated[str | None, typer.Option(help="Only this rubric id.")]
+ReasonOpt = Annotated[str | None, typer.Option(help="Only items escalated for this reason.")]
+SegmentOpt = Annotated[str | None, typer.Option(help="Only these segment values, e.g. rag=on|tool=none.")]
+
+
+def _plain(text: object) -> str:
+    """Untrusted text as one safe string: control characters (escape sequences) replaced."""
+    return _CONTROL.sub("?", str(text))
+
+
+def _cell(text: object) -> Text:
+    """A table cell that shows untrusted text literally (no markup)."""
+    return Text(_plain(text))
+
+
+def _write(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+@review_app.command("list")
+def review_list(
+    state: Annotated[str | None, typer.Option(help="pending, claimed, labelled or skipped.")] = None,
+    rubric: RubricOpt = None,
+    reason: ReasonOpt = None,
+    segment: SegmentOpt = None,
+    release: Annotated[str | None, typer.Option(help="Only this release.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many items.", min=1)] = 50,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Review items in queue order (highest priority first)."""
+    from tracejury.store.review import list_items
+
+    items = list_items(_engine(_settings()), state=state, rubric=rubric, reason=reason, segment=segment,
+                       release=release, limit=limit)  # fmt: skip
+    if json:
+        _print_json(items)
+        return
+    table = Table("item", "rubric", "trace", "reasons", "priority", "state", "claimed by", "segment")
+    for i in items:
+        table.add_row(str(i["itemId"]), i["rubric"], _cell(i["traceId"]), ", ".join(i["reasons"]),
+                      str(i["priority"]), i["state"], _cell(i["claimedBy"] or "-"), _cell(i["segment"]))  # fmt: skip
+    out.print(table)
+
+
+def _show(detail: dict[str, Any]) -> None:
+    """An item as plain text, for a reviewer at a terminal."""
+    view, judge = detail["view"], detail["judge"] or {}
+    _write(f"item {detail['itemId']}  {detail['rubric']} v{detail['rubricVersion']}  trace {detail['traceId']}")
+    _write(f"why: {', '.join(detail['reasons'])} (priority {detail['priority']})  segment: {detail['segment']}")
+    if detail["leaseExpiresAt"]:
+        _write(f"claimed by {detail['claimedBy']} until {detail['leaseExpiresAt']}")
+    if judge.get("status") == "scored":
+        samples = f"  samples: {','.join(judge['sampleLabels'])}" if judge["sampleLabels"] else ""
+        _write(f"judge: {judge['label']} (confidence {judge['confidence']}){samples}")
+        _write(f"  {_plain(judge['rationale'])}")
+    elif judge:
+        _write(f"judge: {judge['status']} ({judge['failureKind']}): {_plain(judge['error'])}")
+    for c in detail["checkers"]:
+        _write(f"checker {c['evaluator']}: {c['label']}: {_plain(c['rationale'])}")
+    _write(f"input: {_plain(view['inputText'])}")
+    _write(f"answer: {_plain(view['finalAnswer'])}")
+    for chunk in view["retrievedChunks"]:
+        _write(f"chunk {_plain(chunk['docId'])}: {_plain(chunk['text'])}")
+    for call in view["toolCalls"]:
+        _write(f"tool {_plain(call['toolName'])} ({call['status']}): {_plain(call['snapshot'])}")
+    guards = ", ".join(f"{_plain(g['ruleId'])}={g['decision']}" for g in view["guardrails"]) or "-"
+    _write(f"truncated: {view['truncated']}  guardrails: {guards}")
+    for label in detail["labels"]:
+        note = f": {_plain(label['rationale'])}" if label["rationale"] else ""
+        _write(f"label by {label['reviewer']} at {label['createdAt']}: {label['label']}{note}")
+    _write(f"labels: {', '.join(detail['scale']['labels'])} (passing: {', '.join(detail['scale']['passing'])})")
+
+
+@review_app.command("next")
+def review_next(
+    reviewer: Reviewer,
+    rubric: RubricOpt = None,
+    reason: ReasonOpt = None,
+    segment: SegmentOpt = None,
+    lease: Annotated[float, typer.Option(help="Seconds the claim lasts before the item returns.", min=1)] = 600,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Claim the highest-priority pending item and show it; exit 4 when nothing is pending."""
+    from tracejury.store.review import claim_next, get_item
+
+    engine = _engine(_settings())
+    item = claim_next(engine, reviewer, lease_s=lease, rubric=rubric, reason=reason, segment=segment)
+    if item is None:
+        if not json:
+            err.print("no review item pending")
+        raise typer.Exit(NOTHING_PENDING)
+    if json:
+        _print_json({k: item[k] for k in ("itemId", "traceId", "rubric", "reasons", "leaseExpiresAt")})
+        return
+    _show(get_item(engine, item["itemId"]))
+    _write(f"label it: tracejury review label {item['itemId']} --reviewer {reviewer} --label LABEL")
+
+
+@review_app.command("show")
+def review_show(
+    item_id: Annotated[int, typer.Argument(help="Review item id.")],
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One item with its trace, the judge's verdict, why it was escalated, and its labels."""
+    from tracejury.store.review import get_item
+
+    detail = get_item(_engine(_settings()), item_id)
+    if json:
+        _print_json(detail)
+    else:
+        _show(detail)
+
+
+@review_app.command("label")
+def review_label(
+    item_id: Annotated[int, typer.Argument(help="Review item id.")],
+    reviewer: Reviewer,
+    label: Annotated[str, typer.Option(help="One of the rubric's labels.")],
+    rationale: Annotated[str | None, typer.Option(help="Why, in a sentence.")] = None,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Label an item you claimed (or relabel a labelled one): the label supersedes the judge's
+    verdict in gates; the judge's verdict stays stored."""
+    from tracejury.store.review import label_item
+
+    stored = label_item(_engine(_settings()), item_id, reviewer, label, rationale)
+    if json:
+        _print_json(stored)
+    else:
+        verdict = "pass" if stored["passed"] else "fail"
+        out.print(f"item {item_id}: {stored['label']} ({verdict}) by {reviewer}", markup=False)
+
+
+@review_app.command("skip")
+def review_skip(
+    item_id: Annotated[int, typer.Argument(help="Review item id.")],
+    reviewer: Reviewer,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Set aside an item you claimed (it leaves the queue; it can still be labelled)."""
+    from tracejury.store.review import skip_item
+
+    item = skip_item(_engine(_settings()), item_id, reviewer)
+    if json:
+        _print_json(item)
+    else:
+        out.print(f"item {item_id}: skipped by {reviewer}", markup=False)
+
+
+@review_app.command("agreement")
+def review_agreement(
+    rubric: RubricOpt = None,
+    by: Annotated[str, typer.Option(help="Segment dimensions to group errors by (default: whole key).")] = "",
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Judge–human agreement per rubric version (confusion matrix, Cohen's kappa) and the
+    judge's error rate by segment, from the newest human labels."""
+    from tracejury.core.agreement import agreement
+    from tracejury.store.review import labelled_pairs
+
+    settings = _settings()
+    dims = _dims(by, settings)
+    report = agreement(labelled_pairs(_engine(settings), rubric=rubric), dims)
+    if json:
+        _print_json(report)
+        return
+    if not report:
+        out.print("no labelled review items" + (f" for rubric {rubric}" if rubric else ""), markup=False)
+    for r in report:
+        kappa = "-" if r["kappa"] is None else f"{r['kappa']:.3f}"
+        agree = "-" if r["observedAgreement"] is None else f"{100 * r['observedAgreement']:.1f}%"
+        out.print(f"[bold]{r['rubric']}[/bold] v{r['rubricVersion']}: {r['n']} labelled, agreement {agree},"
+                  f" kappa {kappa}, verdict flips {r['verdictFlips']}, judge failed {r['judgeFailed']}")  # fmt: skip
+        matrix = Table("judge \\ human", *r["labels"])
+        for label, row in zip(r["labels"], r["matrix"], strict=True):
+            matrix.add_row(_cell(label), *map(str, row))
+        out.print(matrix)
+        errors = Table("segment", "n", "disagree", "error rate", "verdict flips", "audit n", "audit error rate")
+        for s in r["segments"]:
+            rate = "-" if s["errorRate"] is None else f"{100 * s['errorRate']:.1f}%"
+            audit = "-" if s["auditErrorRate"] is None else f"{100 * s['auditErrorRate']:.1f}%"
+            counts = [str(s["n"]), str(s["disagree"]), rate, str(s["verdictFlips"]), str(s["auditN"]), audit]
+            errors.add_row(_cell(s["segment"] or "(all)"), *counts)
+        out.print(errors)
