@@ -260,10 +260,27 @@ def test_unreadable_span_is_reported_and_the_rest_maps() -> None:
     assert result.span_count == 6
 
 
-@pytest.mark.parametrize("body", [[], {"resourceSpans": {}}, {"resourceSpans": [{"scopeSpans": [{"spans": [3]}]}]}])
-def test_request_that_is_not_otlp_is_an_input_error(body: Any) -> None:
-    with pytest.raises(InputError, match=r"expected (an object|a list)"):
+def _with_attribute(value: Any) -> dict[str, Any]:
+    return request([{**span(TA, "aaaaaaaaaaaa0001", "x", 0, 1), "attributes": [{"key": "k", "value": value}]}])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "request: expected an object, got list"),
+        ({"resourceSpans": {}}, "$.resourceSpans: expected a list, got dict"),
+        ({"resourceSpans": [{"scopeSpans": [{"spans": [3]}]}]}, "$.resourceSpans[0].scopeSpans[0].spans[0]: expected"),
+        (_with_attribute({"arrayValue": [1, 2]}),
+         "$.resourceSpans[0].scopeSpans[0].spans[0].attributes[0].value.arrayValue: expected an object, got list"),
+        (_with_attribute({"kvlistValue": {"values": [{"key": 1}]}}),
+         "attributes[0].value.kvlistValue.values[0]: expected a {key, value} object"),
+        (_with_attribute("plain"), "attributes[0].value: expected an AnyValue object, got str"),
+    ],
+)  # fmt: skip
+def test_request_that_is_not_otlp_is_an_input_error(body: Any, message: str) -> None:
+    with pytest.raises(InputError) as err:
         map_export_request(body)
+    assert message in str(err.value)
 
 
 def test_empty_request_maps_to_nothing() -> None:
@@ -310,3 +327,39 @@ def test_every_tracejury_attribute_is_documented() -> None:
     assert missing == []
     used = set(re.findall(r'"(tracejury\.[a-z_.]+)"', source)) - {"tracejury.trace/v1"}
     assert used <= set(TRACEJURY_ATTRIBUTES), used - set(TRACEJURY_ATTRIBUTES)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"stringValue": "x"}
+    for _ in range(depth):
+        value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("gen_ai.operation.name", {"arrayValue": {"values": [{"stringValue": "chat"}]}}, "has no mapping; ignored"),
+        ("gen_ai.usage.input_tokens", {"stringValue": "9" * 5000}, "gen_ai.usage.input_tokens must be an integer"),
+        ("gen_ai.request.temperature", {"doubleValue": "Infinity"}, "must be a finite number"),
+        ("gen_ai.tool.call.arguments", _nested(300), "cannot be hashed as JSON"),
+        ("gen_ai.tool.name", {"kvlistValue": {"values": []}}, "gen_ai.tool.name must be a string, got dict"),
+    ],
+)
+def test_hostile_attribute_values_are_reported_not_raised(key: str, value: Any, reason: str) -> None:
+    spans = genai_trace(TA)
+    target = {"gen_ai.usage.input_tokens": 2, "gen_ai.request.temperature": 4, "gen_ai.retrieval.documents": 1}.get(
+        key, 3
+    )
+    attrs = [a for a in spans[target]["attributes"] if a["key"] != key]
+    spans[target]["attributes"] = [*attrs, {"key": key, "value": value}]
+    result = map_export_request(request(spans, RESOURCE))
+    assert any(reason in r.reason for r in result.reports), result.reports
+
+
+@pytest.mark.parametrize("start", [str(2**64), "-5", "soon", None])
+def test_unusable_start_times_are_reported(start: Any) -> None:
+    spans = genai_trace(TA)
+    spans[0]["startTimeUnixNano"] = start
+    result = map_export_request(request(spans, RESOURCE))
+    assert any("startTimeUnixNano missing or not a positive 64-bit integer" in r.reason for r in result.reports)

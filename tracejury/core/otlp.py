@@ -32,7 +32,7 @@ from tracejury.core.otlp_genai import Unmappable
 from tracejury.core.otlp_spans import Span, SpanReport, decode_spans
 from tracejury.core.trace import SCHEMA_VERSION
 
-__all__ = ["TRACEJURY_ATTRIBUTES", "OtlpMapping", "SpanReport", "map_export_request", "map_trace"]
+__all__ = ["TRACEJURY_ATTRIBUTES", "OtlpMapping", "SpanReport", "TraceOrigin", "map_export_request", "map_trace"]
 
 TRACEJURY_ATTRIBUTES = (
     "tracejury.trace_id", "tracejury.release_id", "tracejury.input_text_hash", "tracejury.session_id_hash",
@@ -61,11 +61,25 @@ _RATE_LIMIT = ("429", "ratelimit", "rate_limit", "resource_exhausted")
 
 
 @dataclass(frozen=True, slots=True)
+class TraceOrigin:
+    """Where a mapped trace came from, to name it if ingest refuses it."""
+
+    trace_id: str
+    """OTLP trace id (hex)."""
+    root_span_id: str
+    root_name: str
+    spans: int
+    """Spans the trace was mapped from."""
+
+
+@dataclass(frozen=True, slots=True)
 class OtlpMapping:
     """The result of mapping one export request."""
 
     traces: list[dict[str, Any]]
     """v1 trace documents, in the order their trace ids first appear."""
+    origins: list[TraceOrigin]
+    """Aligned with ``traces``."""
     reports: list[SpanReport]
     """Spans and traces that are not (fully) in ``traces``, and why."""
     span_count: int
@@ -375,6 +389,7 @@ def _sample(final_answer: str | None, user_text: str | None, docs: list[dict[str
             except orjson.JSONDecodeError:
                 continue
         if isinstance(result, dict) and "responseHash" in call:
+            g.content_hash(result)  # raises Unmappable when too deep to store
             snapshots.append({"responseHash": call["responseHash"], "snapshot": result})
     return _compact({
         "inputText": user_text,
@@ -400,7 +415,7 @@ def map_export_request(request: Any) -> OtlpMapping:
             reports.append(SpanReport(span.trace_id, span.span_id, span.name, reason, rejected_spans=1))
             continue
         group[span.span_id] = span
-    traces = []
+    traces, origins = [], []
     for trace_id, group in groups.items():
         try:
             trace, ignored = map_trace(list(group.values()))
@@ -409,6 +424,8 @@ def map_export_request(request: Any) -> OtlpMapping:
             reports.append(SpanReport(trace_id, at.span_id if at else None, at.name if at else "",
                                       f"trace not mapped: {exc.reason}", rejected_spans=len(group)))  # fmt: skip
             continue
+        root = next(s for s in group.values() if s.parent_id is None)
         traces.append(trace)
+        origins.append(TraceOrigin(trace_id, root.span_id, root.name, len(group)))
         reports.extend(ignored)
-    return OtlpMapping(traces=traces, reports=reports, span_count=span_count)
+    return OtlpMapping(traces=traces, origins=origins, reports=reports, span_count=span_count)

@@ -10,6 +10,7 @@ Every reader either returns a value, returns None for "not recorded", or raises
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -88,7 +89,7 @@ def span_kind(span: Span) -> tuple[str | None, str | None]:
     """
     op = span.attrs.get("gen_ai.operation.name")
     if op is not None:
-        if op in GEN_AI_OPERATIONS:
+        if isinstance(op, str) and op in GEN_AI_OPERATIONS:
             return GEN_AI_OPERATIONS[op], None
         return None, f"gen_ai.operation.name {op!r} has no mapping; ignored"
     kind = span.attrs.get("openinference.span.kind")
@@ -120,23 +121,29 @@ def integer(value: Any, key: str) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise Unmappable(f"{key} must be an integer, got {value!r}")
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise Unmappable(f"{key} must be an integer, got {_short(value)}")
 
 
 def number(value: Any, key: str) -> float | None:
     """A numeric attribute; None when absent."""
     if value is None:
         return None
+    out: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        out = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            out = float(value)
         except ValueError:
-            pass
-    raise Unmappable(f"{key} must be a number, got {value!r}")
+            out = None
+    if out is None or not math.isfinite(out):
+        raise Unmappable(f"{key} must be a finite number, got {_short(value)}")
+    return out
 
 
 def flag(value: Any, key: str) -> bool | None:
@@ -147,13 +154,24 @@ def flag(value: Any, key: str) -> bool | None:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise Unmappable(f"{key} must be a boolean, got {value!r}")
+    raise Unmappable(f"{key} must be a boolean, got {_short(value)}")
 
 
 def content_hash(value: Any) -> str:
     """``sha256:<hex>`` of a text, or of the canonical JSON of a structured value."""
-    raw = value.encode() if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    if isinstance(value, str):
+        raw = value.encode("utf-8", "surrogatepass")
+    else:
+        try:
+            raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError as exc:  # nested past orjson's limit
+            raise Unmappable(f"value cannot be hashed as JSON: {exc}") from exc
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _json(value: Any, key: str, span: Span) -> Any:

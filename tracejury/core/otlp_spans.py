@@ -6,8 +6,9 @@ Input is an ``ExportTraceServiceRequest`` as a dict, in the OTLP/JSON form
 accepted: OTLP/JSON (hex ids, integer enums) and ``MessageToDict`` of the protobuf message
 (base64 ids, enum names); 64-bit integers may be numbers or strings.
 
-A container that is not what OTLP says (``resourceSpans`` not a list, a span not an object)
-makes the whole request unreadable: ``InputError`` naming the path. A span whose own fields
+A container that is not what OTLP says (``resourceSpans`` not a list, a span not an object,
+an attribute that is not a ``{key, value}`` with an ``AnyValue``) makes the whole request
+unreadable: ``InputError`` naming the JSON path. A span whose own fields
 are unusable (bad trace id, no start time) is reported, and the rest of the request still maps.
 """
 
@@ -26,6 +27,7 @@ __all__ = ["STATUS_ERROR", "Span", "SpanReport", "decode_any_value", "decode_att
 STATUS_ERROR = 2
 """``Status.code`` of a span that ended in an error (``STATUS_CODE_ERROR``)."""
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+_MAX_NS = 2**63 - 1  # OTLP times are fixed64; past this a timestamp means nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +89,25 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:  # not an integer, or too many digits
+            return None
     return None
 
 
-def decode_any_value(value: Any) -> Any:
-    """An OTLP ``AnyValue`` (``{"stringValue": …}`` etc.) as a Python value; None when empty."""
-    if not isinstance(value, Mapping):
+def decode_any_value(value: Any, where: str = "value") -> Any:
+    """An OTLP ``AnyValue`` (``{"stringValue": …}`` etc.) as a Python value; None when empty.
+
+    Raises ``InputError`` naming ``where`` when the value is not shaped as OTLP says.
+    """
+    if value is None:
         return None
+    if not isinstance(value, Mapping):
+        raise InputError(f"{where}: expected an AnyValue object, got {type(value).__name__}")
     if "stringValue" in value:
-        return value["stringValue"]
+        return value["stringValue"] if isinstance(value["stringValue"], str) else str(value["stringValue"])
     if "boolValue" in value:
         return bool(value["boolValue"])
     if "intValue" in value:
@@ -108,24 +118,37 @@ def decode_any_value(value: Any) -> Any:
         except (TypeError, ValueError):
             return None
     if "arrayValue" in value:
-        items = (value["arrayValue"] or {}).get("values") or []
-        return [decode_any_value(v) for v in items] if isinstance(items, list) else None
+        items = _values(value["arrayValue"], f"{where}.arrayValue")
+        return [decode_any_value(v, f"{where}.arrayValue.values[{i}]") for i, v in enumerate(items)]
     if "kvlistValue" in value:
-        return decode_attributes((value["kvlistValue"] or {}).get("values") or [])
+        return decode_attributes(_values(value["kvlistValue"], f"{where}.kvlistValue"), f"{where}.kvlistValue.values")
     if "bytesValue" in value:
         return value["bytesValue"]
     return None
 
 
-def decode_attributes(items: Any) -> dict[str, Any]:
-    """OTLP ``KeyValue`` list as a dict; malformed entries are skipped (attributes are optional
-    by nature, and every attribute the mapping needs is checked where it is used)."""
-    out: dict[str, Any] = {}
+def _values(container: Any, where: str) -> list[Any]:
+    if not isinstance(container, Mapping):
+        raise InputError(f"{where}: expected an object, got {type(container).__name__}")
+    items = container.get("values")
+    if items is None:
+        return []
     if not isinstance(items, list):
-        return out
-    for kv in items:
-        if isinstance(kv, Mapping) and isinstance(kv.get("key"), str):
-            out[kv["key"]] = decode_any_value(kv.get("value"))
+        raise InputError(f"{where}.values: expected a list, got {type(items).__name__}")
+    return items
+
+
+def decode_attributes(items: Any, where: str = "attributes") -> dict[str, Any]:
+    """An OTLP ``KeyValue`` list as a dict; ``InputError`` naming ``where`` when malformed."""
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise InputError(f"{where}: expected a list, got {type(items).__name__}")
+    out: dict[str, Any] = {}
+    for i, kv in enumerate(items):
+        if not isinstance(kv, Mapping) or not isinstance(kv.get("key"), str):
+            raise InputError(f"{where}[{i}]: expected a {{key, value}} object with a string key")
+        out[kv["key"]] = decode_any_value(kv.get("value"), f"{where}[{i}].value")
     return out
 
 
@@ -160,14 +183,12 @@ def _status(span: Mapping[str, Any]) -> tuple[int, str]:
     return number or 0, message if isinstance(message, str) else ""
 
 
-def _exception_types(span: Mapping[str, Any]) -> tuple[str, ...]:
-    events = span.get("events")
-    if not isinstance(events, list):
-        return ()
+def _exception_types(span: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    events = _list(span, "events", where)
     out = []
-    for event in events:
+    for i, event in enumerate(events):
         if isinstance(event, Mapping) and event.get("name") == "exception":
-            kind = decode_attributes(event.get("attributes")).get("exception.type")
+            kind = decode_attributes(event.get("attributes"), f"{where}.events[{i}].attributes").get("exception.type")
             if isinstance(kind, str):
                 out.append(kind)
     return tuple(out)
@@ -188,7 +209,7 @@ def _object(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _span(raw: Mapping[str, Any], resource: Mapping[str, Any]) -> Span | SpanReport:
+def _span(raw: Mapping[str, Any], resource: Mapping[str, Any], where: str) -> Span | SpanReport:
     name = raw.get("name") if isinstance(raw.get("name"), str) else ""
     raw_trace, raw_span = raw.get("traceId"), raw.get("spanId")
     trace_id, span_id = _id(raw_trace, 16), _id(raw_span, 8)
@@ -202,9 +223,9 @@ def _span(raw: Mapping[str, Any], resource: Mapping[str, Any]) -> Span | SpanRep
     if parent and parent_id is None:
         return SpanReport(trace_id, span_id, name, f"parentSpanId {parent!r} is not 8 non-zero bytes in hex or base64")
     start, end = _int(raw.get("startTimeUnixNano")), _int(raw.get("endTimeUnixNano"))
-    if not start or start < 0:
-        return SpanReport(trace_id, span_id, name, "startTimeUnixNano missing or not a positive integer")
-    if end is None or end < start:
+    if not start or not 0 < start <= _MAX_NS:
+        return SpanReport(trace_id, span_id, name, "startTimeUnixNano missing or not a positive 64-bit integer")
+    if end is None or not start <= end <= _MAX_NS:
         return SpanReport(trace_id, span_id, name, "endTimeUnixNano missing or before the start")
     code, message = _status(raw)
     return Span(
@@ -214,11 +235,11 @@ def _span(raw: Mapping[str, Any], resource: Mapping[str, Any]) -> Span | SpanRep
         name=name,
         start_ns=start,
         end_ns=end,
-        attrs=decode_attributes(raw.get("attributes")),
+        attrs=decode_attributes(raw.get("attributes"), f"{where}.attributes"),
         resource=resource,
         status_code=code,
         status_message=message,
-        exception_types=_exception_types(raw),
+        exception_types=_exception_types(raw, where),
     )
 
 
@@ -234,10 +255,12 @@ def decode_spans(request: Any) -> tuple[list[Span], list[SpanReport]]:
         where = f"$.resourceSpans[{i}]"
         rs = _object(rs, where)
         resource_doc = rs.get("resource")
-        resource = decode_attributes(resource_doc.get("attributes")) if isinstance(resource_doc, Mapping) else {}
+        resource = (decode_attributes(resource_doc.get("attributes"), f"{where}.resource.attributes")
+                    if isinstance(resource_doc, Mapping) else {})  # fmt: skip
         for j, ss in enumerate(_list(rs, "scopeSpans", where)):
             ss = _object(ss, f"{where}.scopeSpans[{j}]")
             for k, raw in enumerate(_list(ss, "spans", f"{where}.scopeSpans[{j}]")):
-                decoded = _span(_object(raw, f"{where}.scopeSpans[{j}].spans[{k}]"), resource)
+                at = f"{where}.scopeSpans[{j}].spans[{k}]"
+                decoded = _span(_object(raw, at), resource, at)
                 (spans if isinstance(decoded, Span) else reports).append(decoded)  # type: ignore[arg-type]
     return spans, reports
