@@ -12,12 +12,12 @@ from prometheus_client import CollectorRegistry, Counter
 
 from tracejury.api.errors import install_handlers
 from tracejury.api.limits import BodyLimit, CountRequests
-from tracejury.api.routes import batches, gates, metrics, rubrics, traces
+from tracejury.api.routes import batches, gates, metrics, otlp, review, review_page, rubrics, traces
 from tracejury.settings import Settings
 
 __all__ = ["ROUTERS", "create_app"]
 
-ROUTERS = (traces, batches, gates, rubrics, metrics)
+ROUTERS = (traces, batches, gates, rubrics, metrics, review, review_page, otlp)
 """Modules whose ``router`` the app includes, in this order."""
 
 

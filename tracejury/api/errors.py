@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from tracejury.core.errors import ConfigError, InputError, NotFound, TracejuryError
+from tracejury.core.errors import ConfigError, Conflict, InputError, InvalidInput, NotFound, TracejuryError
 
 __all__ = ["ApiError", "install_handlers"]
 
@@ -55,6 +55,14 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return _body(404, "not_found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _body(409, "conflict", str(exc))
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        return _body(400, "invalid_input", str(exc))
 
     @app.exception_handler(TracejuryError)
     async def _tracejury_error(_: Request, exc: TracejuryError) -> JSONResponse:

@@ -1,0 +1,168 @@
+"""The human-review queue over HTTP (reviewer role; admin always passes): list and read items,
+claim the next one, label it, skip it. The review page (``review_page``) calls these routes.
+
+**Who is reviewing.** A request acts as the reviewer its token names: the token's ``name``,
+or ``token:<id>`` when the token has none (``GET /api/review/me`` says which). A body may name
+a ``reviewer`` explicitly; a reviewer token may only name itself (else 403), an admin token
+may name anyone (a tool working for several people). Claims, labels and skips are checked
+against that name by the store: you label and skip what you claimed.
+
+Shapes are the store's (``tracejury.store.review``), the ones the CLI prints with ``--json``;
+``POST /api/review/next`` answers as ``tracejury review next --json`` does, and 404 with code
+``queue_empty`` where the CLI exits 4.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracejury.api.deps import EngineDep, require_role
+from tracejury.api.errors import ApiError
+from tracejury.core.escalation import REASONS
+from tracejury.core.review import ITEM_STATES
+from tracejury.store.tokens import Principal
+
+__all__ = ["reviewer_name", "router"]
+
+router = APIRouter(prefix="/api/review", tags=["review"])
+
+ReviewerDep = Annotated[Principal, Depends(require_role("reviewer"))]
+
+_NAME = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters (PostgreSQL refuses NUL)
+_TEXT = r"^[^\x00]*$"
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=_NAME)]
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The review item's id.")]
+_Filter = Annotated[str | None, Query(min_length=1, max_length=256, pattern=_NAME)]
+
+
+def reviewer_name(principal: Principal, asked: str | None = None) -> str:
+    """The reviewer a request acts as: ``asked`` if given and allowed (itself, or anyone for
+    an admin), else the token's name, else ``token:<id>``."""
+    own = principal.name or f"token:{principal.token_id}"
+    if asked is None or asked == own:
+        if len(own) > 128:
+            raise ApiError(400, "bad_input", f"reviewer: the token's name is longer than 128 characters: {own[:40]}…")
+        return own
+    if principal.role != "admin":
+        raise ApiError(403, "forbidden", f"reviewer: this token reviews as {own!r}; only an admin may act as {asked!r}")
+    return asked
+
+
+class ClaimRequest(BaseModel):
+    """What ``tracejury review next`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: Name | None = None
+    """Who claims (default: the token's reviewer, see the module docstring)."""
+    leaseSeconds: float = Field(default=600.0, gt=0, le=86_400)  # noqa: N815 - the JSON field name
+    """How long the claim holds before the item returns to the queue."""
+    rubric: Annotated[str, Field(min_length=1, max_length=128, pattern=_NAME)] | None = None
+    """Only items of this rubric."""
+    reason: Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME)] | None = None
+    """Only items escalated for this reason."""
+    segment: Annotated[str, Field(min_length=1, max_length=512, pattern=_NAME)] | None = None
+    """Only items whose segment key holds every ``dim=value`` of this ``|``-joined list."""
+
+
+class LabelRequest(BaseModel):
+    """What ``tracejury review label`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME)]
+    """One of the rubric version's labels (``scale.labels`` of the item)."""
+    rationale: Annotated[str, Field(max_length=10_000, pattern=_TEXT)] | None = None
+    """Why, in the reviewer's words (optional)."""
+    reviewer: Name | None = None
+    """Who labels (default: the token's reviewer)."""
+
+
+class SkipRequest(BaseModel):
+    """What ``tracejury review skip`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: Name | None = None
+    """Who skips (default: the token's reviewer)."""
+
+
+@router.get("/me", summary="Who this token reviews as, and the queue's vocabulary")
+def me(principal: ReviewerDep) -> dict[str, Any]:
+    """The reviewer name requests with this token act as, its role, and the known item states
+    and escalation reasons (for filters)."""
+    return {"reviewer": reviewer_name(principal), "role": principal.role, "tokenId": principal.token_id,
+            "states": list(ITEM_STATES), "reasons": list(REASONS)}  # fmt: skip
+
+
+@router.get("/items", summary="Review items in queue order, filtered")
+def list_items(
+    engine: EngineDep,
+    _: ReviewerDep,
+    state: _Filter = None,
+    rubric: _Filter = None,
+    reason: _Filter = None,
+    segment: _Filter = None,
+    release: _Filter = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[dict[str, Any]]:
+    """As ``tracejury review list --json``: priority high to low, then oldest first. ``state``
+    reads as of now (an expired claim is ``pending``); ``segment`` is ``dim=value`` joined
+    by ``|``."""
+    from tracejury.store.review import list_items as query
+
+    return query(engine, state=state, rubric=rubric, reason=reason, segment=segment, release=release,
+                 limit=limit, offset=offset)  # fmt: skip
+
+
+@router.get("/items/{item_id}", summary="One review item with its trace, evaluations and labels")
+def get_item(item_id: ItemId, engine: EngineDep, _: ReviewerDep) -> dict[str, Any]:
+    """Everything a reviewer needs: the item, the stored trace and its reviewer ``view``
+    (input, answer, chunks, tool snapshots, flags), the judge's evaluation, the disagreeing
+    checkers' evaluations, the label ``scale`` and the label history (oldest first). Trace
+    text is returned as stored: untrusted."""
+    from tracejury.store.review import get_item as read
+
+    return read(engine, item_id)
+
+
+@router.post("/next", summary="Claim the next review item (with a lease)")
+def claim_next(
+    engine: EngineDep, principal: ReviewerDep, req: Annotated[ClaimRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """As ``tracejury review next --json``: ``{"itemId", "traceId", "rubric", "reasons",
+    "leaseExpiresAt"}``. Nothing claimable is 404 with code ``queue_empty``."""
+    from tracejury.store.review import claim_next as claim
+
+    req = req or ClaimRequest()
+    reviewer = reviewer_name(principal, req.reviewer)
+    item = claim(engine, reviewer, lease_s=req.leaseSeconds, rubric=req.rubric, reason=req.reason,
+                 segment=req.segment)  # fmt: skip
+    if item is None:
+        raise ApiError(404, "queue_empty", "no pending review item matches (the queue is empty for these filters)")
+    return {k: item[k] for k in ("itemId", "traceId", "rubric", "reasons", "leaseExpiresAt")}
+
+
+@router.post("/items/{item_id}/label", summary="Label a review item (a relabel appends)")
+def label_item(item_id: ItemId, req: LabelRequest, engine: EngineDep, principal: ReviewerDep) -> dict[str, Any]:
+    """As ``tracejury review label --json``: the stored label. Needs your claim on the item,
+    or an item already labelled or skipped (a relabel); else 409 ``conflict``. A label not on
+    the rubric's scale is 400 ``invalid_input``."""
+    from tracejury.store.review import label_item as label
+
+    return label(engine, item_id, reviewer_name(principal, req.reviewer), req.label, req.rationale)
+
+
+@router.post("/items/{item_id}/skip", summary="Set aside a review item you hold")
+def skip_item(
+    item_id: ItemId, engine: EngineDep, principal: ReviewerDep, req: Annotated[SkipRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """As ``tracejury review skip --json``: the item, now ``skipped``. 409 ``conflict`` if you
+    do not hold its claim."""
+    from tracejury.store.review import skip_item as skip
+
+    return skip(engine, item_id, reviewer_name(principal, (req or SkipRequest()).reviewer))
