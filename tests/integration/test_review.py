@@ -119,6 +119,46 @@ def test_judge_failures_escalate_on_high_risk_rubrics_only(
     assert detail["judge"]["status"] == "judge_failed" and detail["judge"]["failureKind"] == "invalid_output"
 
 
+def test_a_queued_batch_escalates_when_its_last_chunk_ends(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_judge: str, fast_rubrics: Path
+) -> None:
+    """The worker path (create_queued_batch, run_chunk per chunk, no Celery): the finaliser
+    runs once the last chunk is done, in whichever process ends the batch."""
+    from judges.catalog import load_catalog
+    from tracejury.core.sampling import default_sampling
+    from tracejury.settings import Settings
+    from workers.batches import create_queued_batch, run_chunk
+
+    rubrics_dir = rubrics_with(fast_rubrics, tmp_path, ESCALATION)
+    populate(tmp_path, monkeypatch, judge_url=mock_judge, rubrics_dir=rubrics_dir, traces=80)
+    settings = Settings(chunk_size=25)
+    sent: list[tuple[str, int]] = []
+    created = create_queued_batch(
+        engine, settings, load_catalog(rubrics_dir), default_sampling(), release="r1",
+        rubric_ids=["helpfulness", "retrieval_grounding"], sample_size=None, budget=None, seed=1,
+        enqueue=lambda b, c: sent.append((b, c)),
+    )  # fmt: skip
+    assert len(sent) == created.chunks > 1
+    try:
+        for batch_id, chunk_no in sent:
+            assert review.count_items(engine, batch_id=batch_id) == 0  # not before the batch ends
+            assert run_chunk(engine, settings, batch_id, chunk_no) == "done"
+    finally:  # the per-process judge clients a worker keeps for its lifetime: close them here
+        from workers import batches
+
+        for scoring in batches._scoring:
+            scoring._runner.run(scoring._stack.aclose())
+            scoring._runner.close()
+        batches._scoring.clear()
+    low = {e.trace_id for e in _evaluations(engine, batch_id=created.batch_id, evaluator_id="helpfulness")
+           if e.status == "scored" and e.confidence < 0.6}  # fmt: skip
+    items = review.list_items(engine, limit=10_000)
+    assert low and {i["traceId"] for i in items} == low
+    assert {(i["rubric"], i["batchId"], tuple(i["reasons"])) for i in items} == {
+        ("helpfulness", created.batch_id, ("low_confidence",))
+    }
+
+
 # --- the queue ----------------------------------------------------------------------------
 
 
