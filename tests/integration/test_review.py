@@ -311,6 +311,10 @@ def test_labels_are_checked_and_only_the_holder_labels_or_skips(engine: Engine, 
         review.label_item(engine, pending["itemId"], "ana", "pass")
     with pytest.raises(NotFound, match="no review item 999999"):
         review.get_item(engine, 999999)
+    with pytest.raises(InvalidInput, match="reviewer: at most 128 characters, got 200"):
+        review.claim_next(engine, "x" * 200)
+    with pytest.raises(InvalidInput, match="reviewer: must not be empty"):
+        review.label_item(engine, item["itemId"], " ", "pass")
     skipped = review.skip_item(engine, item["itemId"], "ana")
     assert skipped["state"] == "skipped" and skipped["leaseExpiresAt"] is None
     assert item["itemId"] not in {i["itemId"] for i in review.list_items(engine, state="pending", limit=10_000)}

@@ -377,8 +377,7 @@ def claim_next(
     that matches the filters, for ``lease_s`` seconds; returns the item, or None when nothing
     is claimable. Atomic: concurrent claimers (threads, processes, machines) never get the
     same item."""
-    if not reviewer.strip():
-        raise InvalidInput("reviewer: must not be empty")
+    _check_reviewer(reviewer)
     if lease_s <= 0:
         raise InvalidInput(f"lease: must be positive seconds, got {lease_s}")
     now = _now()
@@ -404,6 +403,14 @@ def claim_next(
     return None if row is None else _item(row, now)
 
 
+def _check_reviewer(reviewer: str) -> None:
+    """A reviewer name fits the column (128 characters) and is not blank."""
+    if not reviewer.strip():
+        raise InvalidInput("reviewer: must not be empty")
+    if len(reviewer) > 128:
+        raise InvalidInput(f"reviewer: at most 128 characters, got {len(reviewer)}")
+
+
 def _refusal(conn: Connection, item_id: int, reviewer: str, action: str) -> Conflict:
     """Why ``action`` was refused, as a one-line ``Conflict`` (or raise ``NotFound``)."""
     row = _one(conn, item_id)
@@ -426,8 +433,7 @@ def label_item(engine: Engine, item_id: int, reviewer: str, label: str, rational
     (a relabel, by anyone: a new row, the old ones stay). Otherwise ``Conflict``; an unknown
     item is ``NotFound``.
     """
-    if not reviewer.strip():
-        raise InvalidInput("reviewer: must not be empty")
+    _check_reviewer(reviewer)
     with engine.connect() as conn:
         row = _one(conn, item_id)
         scale = _scale(conn, row.batch_id, row.evaluator_id, row.evaluator_version)
@@ -457,6 +463,7 @@ def skip_item(engine: Engine, item_id: int, reviewer: str) -> dict[str, Any]:
     """Set aside an item this reviewer holds (state ``skipped``: it leaves the queue, and
     anyone may still label it later); returns the item. ``Conflict`` if the reviewer does not
     hold it, ``NotFound`` if there is no such item."""
+    _check_reviewer(reviewer)
     now = _now()
     stmt = (
         update(_R)
