@@ -1,5 +1,5 @@
 """The human-review queue over HTTP (reviewer role; admin always passes): list and read items,
-claim the next one, label it, skip it. The review page (``review_page``) calls these routes.
+claim the next one, label it, skip it; the judge–human agreement. The review page (``review_page``) calls these routes.
 
 **Who is reviewing.** A request acts as the reviewer its token names: the token's ``name``,
 or ``token:<id>`` when the token has none (``GET /api/review/me`` says which). A body may name
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from tracejury.api.deps import EngineDep, require_role
+from tracejury.api.deps import EngineDep, SettingsDep, require_role
 from tracejury.api.errors import ApiError
 from tracejury.core.escalation import REASONS
 from tracejury.core.review import ITEM_STATES
@@ -166,3 +166,22 @@ def skip_item(
     from tracejury.store.review import skip_item as skip
 
     return skip(engine, item_id, reviewer_name(principal, (req or SkipRequest()).reviewer))
+
+
+@router.get("/agreement", summary="Judge–human agreement per rubric version, and judge errors by segment")
+def agreement(
+    engine: EngineDep,
+    settings: SettingsDep,
+    _: ReviewerDep,
+    rubric: _Filter = None,
+    by: Annotated[str, Query(max_length=512, pattern=_TEXT)] = "",
+) -> list[dict[str, Any]]:
+    """As ``tracejury review agreement --json``: per rubric version the confusion matrix
+    (judge rows, human columns), observed agreement, Cohen's kappa, verdict flips, judge
+    failures, and per segment group (``by``: comma-separated dimensions) the judge's error
+    rate, with the audit-only items' rate beside it."""
+    from tracejury.core.agreement import agreement as fold
+    from tracejury.store.review import labelled_pairs
+    from workers.service import dims
+
+    return fold(labelled_pairs(engine, rubric=rubric), dims(by, settings, option="by"))
