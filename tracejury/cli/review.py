@@ -184,7 +184,7 @@ def review_agreement(
     """Judge–human agreement per rubric version (confusion matrix, Cohen's kappa) and the
     judge's error rate by segment, from the newest human labels."""
     from tracejury.core.agreement import agreement
-    from tracejury.store.review import labelled_pairs
+    from tracejury.store.agreement import labelled_pairs
 
     settings = _settings()
     dims = _dims(by, settings)

@@ -90,7 +90,7 @@ class _Version:
 
 
 def agreement(rows: Iterable[Mapping[str, Any]], by: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Fold reviewed items (``tracejury.store.review.labelled_pairs`` rows: ``rubric``,
+    """Fold reviewed items (``tracejury.store.agreement.labelled_pairs`` rows: ``rubric``,
     ``rubricVersion``, ``labels``, ``segment``, ``reasons``, ``judgeStatus``, ``judgeLabel``,
     ``judgePassed``, ``humanLabel``, ``humanPassed``) into one report per rubric version.
 
