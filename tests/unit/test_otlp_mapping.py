@@ -340,7 +340,9 @@ def _nested(depth: int) -> dict[str, Any]:
     ("key", "value", "reason"),
     [
         ("gen_ai.operation.name", {"arrayValue": {"values": [{"stringValue": "chat"}]}}, "has no mapping; ignored"),
-        ("gen_ai.usage.input_tokens", {"stringValue": "9" * 5000}, "gen_ai.usage.input_tokens must be an integer"),
+        ("gen_ai.usage.input_tokens", {"stringValue": "9" * 5000}, "gen_ai.usage.input_tokens must be a 64-bit"),
+        ("gen_ai.usage.input_tokens", {"intValue": str(2**70)}, "gen_ai.usage.input_tokens must be a 64-bit integer"),
+        ("gen_ai.usage.input_tokens", {"intValue": str(2**63 - 1)}, "summed over generation spans exceeds a 64-bit"),
         ("gen_ai.request.temperature", {"doubleValue": "Infinity"}, "must be a finite number"),
         ("gen_ai.tool.call.arguments", _nested(300), "cannot be hashed as JSON"),
         ("gen_ai.tool.name", {"kvlistValue": {"values": []}}, "gen_ai.tool.name must be a string, got dict"),

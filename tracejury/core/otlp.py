@@ -257,6 +257,8 @@ def _tokens(view: _View, gens: list[Span], which: str) -> int:
             field = "runtime.inputTokenCount" if which == "input" else "runtime.completionTokenCount"
             raise Unmappable(f"missing {field}: no {keys[0]} or {keys[1]} on this generation span", span)
         total += count
+    if total > g.INT64_MAX:
+        raise Unmappable(f"{keys[0]} summed over generation spans exceeds a 64-bit integer")
     return total
 
 

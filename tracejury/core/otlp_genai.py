@@ -21,6 +21,8 @@ from tracejury.core.otlp_spans import STATUS_ERROR, Span
 
 __all__ = [
     "DECISIONS",
+    "INT64_MAX",
+    "INT64_MIN",
     "EMBEDDING",
     "GEN_AI_OPERATIONS",
     "GENERATION",
@@ -70,6 +72,8 @@ STAGE_OF_KIND = {GENERATION: "generation", EMBEDDING: "embedding", RETRIEVAL: "r
                  RERANK: "retrieval", TOOL: "tool", GUARDRAIL: "guardrail"}  # fmt: skip
 """The ``runtime.stageLatencyMs`` stage a span of each kind counts towards."""
 DECISIONS = ("allow", "block", "rewrite")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""The range of integers a trace can hold (JSON consumers, the store's BIGINT)."""
 
 
 class Unmappable(Exception):
@@ -114,19 +118,22 @@ def text(value: Any, key: str) -> str | None:
 
 
 def integer(value: Any, key: str) -> int | None:
-    """An integer attribute (a string of digits is accepted); None when absent."""
+    """A 64-bit integer attribute (a string of digits is accepted); None when absent."""
     if value is None:
         return None
+    out: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+        out = value
+    elif isinstance(value, float) and value.is_integer():
+        out = int(value)
+    elif isinstance(value, str):
         try:
-            return int(value)
+            out = int(value)
         except ValueError:
-            pass
-    raise Unmappable(f"{key} must be an integer, got {_short(value)}")
+            out = None
+    if out is None or not INT64_MIN <= out <= INT64_MAX:
+        raise Unmappable(f"{key} must be a 64-bit integer, got {_short(value)}")
+    return out
 
 
 def number(value: Any, key: str) -> float | None:
