@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from judges.rubric import Rubric
+from tracejury.core.errors import InvalidInput
 from tracejury.core.evaluation import Evaluation
 from tracejury.core.gates import GateSpec
 from tracejury.core.ingest import MAX_STAGE_NAME
@@ -21,6 +22,7 @@ from tracejury.core.segments import default_segmentation
 from tracejury.store.evaluations import CachedVerdict, cache_get, cache_put, create_batch, save_evaluations
 from tracejury.store.ingest import ingest_lines
 from tracejury.store.queries import list_quarantine
+from tracejury.store.signals import release_signals
 from tracejury.store.tables import EvaluationRow, GateOutcome, StoredTrace, TraceStage
 
 
@@ -111,3 +113,15 @@ def test_timestamps_are_utc_whatever_the_offset_or_the_server_zone(engine: Any, 
 def test_ids_longer_than_their_columns_are_refused_at_lint(model: Any, data: dict[str, Any], column: Any) -> None:
     with pytest.raises(ValidationError, match=f"at most {column.type.length} characters"):
         model.model_validate(data)
+
+
+def test_a_query_for_a_value_with_nul_is_bad_input_not_a_server_error(
+    engine: Any, example_trace: dict[str, Any]
+) -> None:
+    _ingest(engine, [_trace(example_trace, "tr_1")])
+    if engine.dialect.name == "sqlite":  # SQLite takes the value and matches nothing
+        assert release_signals(engine, "r\x0042") == []
+    else:  # psycopg refuses to send it: a one-line InvalidInput naming the column, not a DataError
+        with pytest.raises(InvalidInput, match=r"^release_id: contains a NUL character \(U\+0000\)$"):
+            release_signals(engine, "r\x0042")
+    assert [s.count for s in release_signals(engine, "r42")] == [1]  # the engine still works

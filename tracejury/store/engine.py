@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Dialect, Engine, Insert, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import ExceptionContext
+
+from tracejury.core.errors import InvalidInput
 
 if TYPE_CHECKING:  # alembic costs ~11 MiB per process; ingest processes never migrate
     from alembic.config import Config as AlembicConfig
@@ -34,13 +38,29 @@ def insert_ignoring_conflicts(table: Table, dialect: Dialect) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+def _nul_is_invalid_input(context: ExceptionContext) -> None:
+    """PostgreSQL text cannot hold U+0000 (psycopg refuses to send it): a parameter with one is
+    bad input (a release id with a NUL in an API query), not a server error. SQLite takes the
+    value and simply matches nothing; ingest refuses such values on both backends."""
+    exc = context.original_exception
+    if not (type(exc).__module__.startswith("psycopg") and "NUL (0x00)" in str(exc)):
+        return
+    params = context.parameters
+    rows = params if isinstance(params, list | tuple) else [params]
+    bad = next((k for row in rows if isinstance(row, dict) for k, v in row.items()
+                if isinstance(v, str) and "\x00" in v), "a value")  # fmt: skip
+    raise InvalidInput(f"{re.sub(r'_[0-9]+$', '', bad)}: contains a NUL character (U+0000)") from exc
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL mode and a busy timeout."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "handle_error", _nul_is_invalid_input)
+    return engine
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
