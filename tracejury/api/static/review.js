@@ -193,10 +193,10 @@
         "tr", state.item && state.item.itemId === item.itemId ? "current" : null,
         el("td", null, `#${item.itemId}`),
         el("td", null, show(item.priority)),
-        el("td", null, `${item.rubric} v${item.rubricVersion}`),
+        el("td", "wrap", `${item.rubric} v${item.rubricVersion}`),
         el("td", null, reasons(item.reasons)),
-        el("td", null, show(item.segment)),
-        el("td", null, show(item.release)),
+        el("td", "wrap", show(item.segment)),
+        el("td", "wrap", show(item.release)),
         el("td", null, show(item.state)),
         el("td", null, show(item.claimedBy)),
       );
