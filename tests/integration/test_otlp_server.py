@@ -214,3 +214,26 @@ def test_json_body_bad_bodies_and_quarantine(server: dict[str, Any]) -> None:
             "$.resourceSpans: expected a list, got int")  # fmt: skip
         # nothing of a refused body was stored
         assert len(http.get("/quarantine", headers=_bearer(tokens["admin"])).json()) == 1
+
+
+def test_store_limits_are_named_in_the_response(server: dict[str, Any]) -> None:
+    """A trace that ingest quarantines past schema validation (a stage name longer than the store
+    keeps, a NUL in the release) is named in the response, never reported as accepted."""
+    url, tokens = server["url"], server["tokens"]
+    long_stage, nul_release = genai_trace(TA), genai_trace(TB)
+    long_stage[1]["attributes"].append({"key": "tracejury.stage", "value": {"stringValue": "s" * 5000}})
+    nul_release[0]["attributes"].append({"key": "tracejury.release_id", "value": {"stringValue": "r\x0042"}})
+    body = orjson.dumps(request(long_stage + nul_release, RESOURCE))
+    r = httpx.post(f"{url}/v1/traces", content=body, timeout=30,
+                   headers={**_bearer(tokens["ingest"]), "content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    partial = r.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "10"
+    message = partial["errorMessage"]
+    assert message.startswith("0 trace(s) stored, 0 duplicate(s), 0 conflict(s), 2 quarantined")
+    assert f"trace {TA} span {TA[:12]}0001 'invoke_agent shop': quarantined as line 1" in message
+    assert "$.runtime.stageLatencyMs: stage name 'ssss" in message
+    assert f"trace {TB} span {TB[:12]}0001 'invoke_agent shop': quarantined as line 2" in message
+    assert "$.releaseId: contains a NUL character" in message
+    rows = httpx.get(f"{url}/quarantine", headers=_bearer(tokens["admin"]), timeout=30).json()
+    assert sorted((q["traceId"], q["path"]) for q in rows) == [(TA, "$.runtime.stageLatencyMs"), (TB, "$.releaseId")]

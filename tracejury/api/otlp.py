@@ -26,8 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from sqlalchemy import Engine
 
 from tracejury.api.errors import ApiError
-from tracejury.core.errors import InputError, InvalidTrace
-from tracejury.core.ingest import IngestCounts
+from tracejury.core.errors import InputError
+from tracejury.core.ingest import IngestCounts, prepare_chunk
 from tracejury.core.otlp import OtlpMapping, SpanReport, map_export_request
 from tracejury.core.validation import TraceValidator
 from tracejury.settings import Settings
@@ -109,14 +109,14 @@ class OtlpResult:
 
     def message(self) -> str:
         """One line for ``partial_success.error_message``; empty when there is nothing to say."""
-        if not self.reports:
+        if not self.reports and not self.counts.quarantined and not self.counts.conflicts:
             return ""
         c = self.counts
         head = f"{c.ingested} trace(s) stored, {c.duplicates} duplicate(s), {c.conflicts} conflict(s), " \
                f"{c.quarantined} quarantined; {self.rejected_spans} span(s) rejected"  # fmt: skip
-        listed = "; ".join(str(r) for r in self.reports[:MAX_LISTED])
+        listed = "".join(f"; {r}" for r in self.reports[:MAX_LISTED])
         more = len(self.reports) - MAX_LISTED
-        return f"{head}; {listed}" + (f"; and {more} more" if more > 0 else "")
+        return head + listed + (f"; and {more} more" if more > 0 else "")
 
 
 def ingest_request(engine: Engine, settings: Settings, source: str, doc: dict[str, Any]) -> OtlpResult:
@@ -131,22 +131,21 @@ def ingest_request(engine: Engine, settings: Settings, source: str, doc: dict[st
         raise ApiError(400, "invalid_otlp", str(exc)) from exc
     lines = [(n, orjson.dumps(trace)) for n, trace in enumerate(mapping.traces, 1)]
     reports = list(mapping.reports)
-    validator = TraceValidator()
-    for (n, raw), origin in zip(lines, mapping.origins, strict=True):
-        try:  # ingest quarantines these; checking here too lets the response name them
-            validator.parse(raw)
-        except InvalidTrace as exc:
-            reason = f"quarantined as line {n} of {source}: {exc}"
-            reports.append(SpanReport(origin.trace_id, origin.root_span_id, origin.root_name, reason, origin.spans))
-    counts = ingest_lines(engine, source, lines, segmentation=segmentation(settings),
-                          batch_size=settings.ingest_batch_size)  # fmt: skip
+    segments = segmentation(settings)
+    # ingest quarantines these; preparing them here the same way lets the response name them
+    _, rejected = prepare_chunk(lines, validator=TraceValidator(), segmentation=segments)
+    for line in rejected:
+        origin = mapping.origins[line.line_no - 1]
+        reason = f"quarantined as line {line.line_no} of {source}: {line.path}: {line.message}"
+        reports.append(SpanReport(origin.trace_id, origin.root_span_id, origin.root_name, reason, origin.spans))
+    counts = ingest_lines(engine, source, lines, segmentation=segments, batch_size=settings.ingest_batch_size)
     for report in reports:
         log.warning("OTLP %s: %s", source, report)
     return OtlpResult(mapping=mapping, counts=counts, reports=reports)
 
 
 def _response(result: OtlpResult) -> ExportTraceServiceResponse:
-    if not result.reports:
+    if not result.message():
         return ExportTraceServiceResponse()
     partial = ExportTracePartialSuccess(rejected_spans=result.rejected_spans, error_message=result.message())
     return ExportTraceServiceResponse(partial_success=partial)
