@@ -1,6 +1,7 @@
 """Benchmark: the gate reducer over 1,000,000 evaluations and 100 segments on SQLite.
 
     .venv/bin/python bench/reducer.py [--evaluations 1000000] [--segments 100] [--runs 5]
+        [--labels 0.01] [--before REV]
 
 Builds a store with two releases (half the traces each) spread over ``--segments`` segment
 keys, one evaluation per trace for one evaluator (about 3% failing, 1% judge failures),
@@ -9,13 +10,22 @@ ingest or scoring). Then times ``run_gates`` (dry
 run: the windows query, two aggregations by SQL, the decisions) for an evaluator gate
 grouped by every segment dimension (100 groups) with windows of 50,000 traces. Beside it, in
 the same run: a plain ``GROUP BY`` over the evaluation table, the floor of any SQL reducer.
+
+``--labels F``: a reviewer labelled a fraction F of the traces (a tenth of them twice: the
+newest label counts), so the gate reads human labels where they exist.
+``--before REV``: the reducer of git revision REV (``git archive``) runs in a child process
+on a copy of the same store at that revision's schema (``--before-schema``), alternating run
+by run with this tree's reducer, so both medians come from one run on the same data.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,37 +100,126 @@ def build(url: str, evaluations: int, segments: int) -> None:
     engine.dispose()
 
 
+def add_labels(url: str, evaluations: int, share: float) -> int:
+    """Labels on ``share`` of the traces (random verdicts); a tenth of them relabelled."""
+    rng = random.Random(2)
+    now = datetime(2026, 11, 6, tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    picked = sorted(rng.sample(range(evaluations), int(evaluations * share)))
+    rows = [{"tid": f"t{i:08d}", "passed": rng.random() < 0.5, "now": now} for i in picked]
+    rows += [{**r, "passed": not r["passed"]} for r in rows[::10]]  # relabels append
+    engine = open_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "insert into review_label (trace_id, evaluator_id, evaluator_version, reviewer, label, passed, created_at)"
+            " values (:tid, 'answer_correctness', '1', 'bench', case when :passed then 'pass' else 'fail' end,"
+            " :passed, :now)"), rows)  # fmt: skip
+    engine.dispose()
+    return len(rows)
+
+
+SPEC = {
+    "id": "ac", "metric": {"evaluator": "answer_correctness"}, "group_by": list(DIMS), "min_samples": 300,
+    "hysteresis": {"windows": 2, "window": {"traces": 50_000}}, "judge_failure_tolerance": 0.05,
+}  # fmt: skip
+CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from tracejury.core.gates import GateSpec
+from tracejury.store.engine import make_engine
+from workers.reducer import run_gates
+engine, spec = make_engine(sys.argv[2]), GateSpec.model_validate(json.loads(sys.argv[3]))
+for _ in sys.stdin:
+    t, cpu = time.perf_counter(), time.process_time()
+    result = run_gates(engine, [spec], "r2", baseline="r1", dry_run=True)
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(json.dumps([took, cpu, [[o.segment, o.decision] for o in result.outcomes]]), flush=True)
+"""
+
+
+def start_before(rev: str, schema: str, url: str, workdir: Path) -> subprocess.Popen[str]:
+    """A child process running revision ``rev``'s reducer on a copy of the store downgraded
+    to ``schema``; it times one run per line it reads."""
+    from alembic import command
+
+    from tracejury.store.engine import alembic_config, make_engine
+
+    tree = workdir / f"tree-{rev}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    copy = workdir / "before.db"
+    shutil.copyfile(url.removeprefix("sqlite:///"), copy)
+    engine = make_engine(f"sqlite:///{copy}")
+    command.downgrade(alembic_config(engine), schema)
+    engine.dispose()
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tree), f"sqlite:///{copy}", json.dumps(SPEC)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tree,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluations", type=int, default=1_000_000)
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--labels", type=float, default=0.0, help="share of traces a reviewer labelled")
+    parser.add_argument("--before", help="git revision whose reducer runs beside this one")
+    parser.add_argument("--before-schema", default="0006", help="the schema revision of --before's store")
     args = parser.parse_args()
-    url = f"sqlite:///{tempfile.mkdtemp(prefix='tj-reducer-')}/r.db"
+    workdir = Path(tempfile.mkdtemp(prefix="tj-reducer-"))
+    url = f"sqlite:///{workdir}/r.db"
     start = time.perf_counter()
     build(url, args.evaluations, args.segments)
     built = time.perf_counter() - start
     print(f"built {args.evaluations:,} evaluations over {args.segments} segment keys in {built:.0f} s")
+    if args.labels:
+        print(f"{add_labels(url, args.evaluations, args.labels):,} review labels")
+    before = start_before(args.before, args.before_schema, url, workdir) if args.before else None
     engine = open_engine(url)
-    spec = GateSpec.model_validate({
-        "id": "ac", "metric": {"evaluator": "answer_correctness"}, "group_by": list(DIMS), "min_samples": 300,
-        "hysteresis": {"windows": 2, "window": {"traces": 50_000}}, "judge_failure_tolerance": 0.05,
-    })  # fmt: skip
-    reducer, floor = [], []
-    for _ in range(args.runs):
-        t = time.perf_counter()
-        result = run_gates(engine, [spec], "r2", baseline="r1", dry_run=True)
-        reducer.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        with engine.connect() as conn:
-            plain = "select evaluator_id, status, passed, count(*) from evaluation group by 1, 2, 3"
-            conn.execute(text(plain)).all()
-        floor.append(time.perf_counter() - t)
+    spec = GateSpec.model_validate(SPEC)
+    reducer, floor, earlier, cpu, earlier_cpu = [], [], [], [], []
+    same = True
+    try:
+        for _ in range(args.runs):
+            if before is not None:
+                assert before.stdin is not None and before.stdout is not None
+                before.stdin.write("go\n")
+                before.stdin.flush()
+                took, took_cpu, decided = json.loads(before.stdout.readline())
+                earlier.append(took)
+                earlier_cpu.append(took_cpu)
+            t, c = time.perf_counter(), time.process_time()
+            result = run_gates(engine, [spec], "r2", baseline="r1", dry_run=True)
+            reducer.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+            if before is not None:
+                same = same and decided == [[o.segment, o.decision] for o in result.outcomes]
+            t = time.perf_counter()
+            with engine.connect() as conn:
+                plain = "select evaluator_id, status, passed, count(*) from evaluation group by 1, 2, 3"
+                conn.execute(text(plain)).all()
+            floor.append(time.perf_counter() - t)
+    finally:
+        if before is not None:
+            before.communicate("")
+        engine.dispose()
+        shutil.rmtree(workdir)
     groups = len(result.outcomes)
     windows = len(result.outcomes[0].windows) if result.outcomes else 0
-    print(f"gate run (dry): {groups} segment groups x {windows} windows, decision {result.decision}")
-    print(f"reducer: median {statistics.median(reducer):.3f} s  (runs: {', '.join(f'{r:.3f}' for r in reducer)})")
-    print(f"plain GROUP BY over evaluations: median {statistics.median(floor):.3f} s")
+    labels = sum(o.baseline.get("humanLabels", 0) for o in result.outcomes)
+    print(f"gate run (dry): {groups} segment groups x {windows} windows, decision {result.decision}"
+          f" (human labels read in the baseline arm: {labels})")  # fmt: skip
+
+    def show(name: str, runs: list[float], cpu: list[float] | None = None) -> None:
+        spent = f", CPU median {statistics.median(cpu):.3f} s (all threads)" if cpu else ""
+        print(f"{name}: median {statistics.median(runs):.3f} s  (runs: {', '.join(f'{r:.3f}' for r in runs)}){spent}")
+
+    if earlier:
+        show(f"reducer at {args.before}", earlier, earlier_cpu)
+        print(f"same decisions per segment: {same}")
+    show("reducer", reducer, cpu)
+    show("plain GROUP BY over evaluations", floor)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from tracejury.core.gates import (
     SegmentInputs,
     WindowArm,
     decide_family,
+    plain,
     run_decision,
 )
 from tracejury.store import gates as store
@@ -114,7 +115,7 @@ def run_gates(
             audit = {
                 "outcome": outcome.as_dict(), "spec": spec.model_dump(mode="json"),
                 "baselineSource": data.baseline, "windows": data.windows, "currentBatches": data.current_batches,
-                "inputs": asdict(inputs), "release": release,
+                "inputs": plain(inputs), "release": release,
             }  # fmt: skip
             outcomes.append((outcome, audit))
     decision = run_decision([o for o, _ in outcomes])

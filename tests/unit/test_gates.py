@@ -136,6 +136,15 @@ def test_decrease_direction_and_threshold_baseline() -> None:
     assert decide(single, seg(arm(0, 0), arm(18, 9000), arm(18, 9000)))[0].decision == "pass"
 
 
+def test_a_huge_regression_blocks_instead_of_crashing() -> None:
+    # p-values below ~1e-150 once crashed both p-value inversions (see test_stats)
+    single = GateSpec.model_validate({**SPEC.model_dump(), "interval": "wilson",
+                                      "baseline": {"kind": "threshold", "value": 0.002}})  # fmt: skip
+    for spec, base in ((SPEC, arm(18, 9000)), (single, arm(0, 0))):
+        (o,) = decide(spec, seg(base, arm(855, 9000), arm(855, 9000)))
+        assert o.decision == "block" and 0 < o.p_value < 1e-100
+
+
 def test_run_decision_order() -> None:
     base = arm(18, 9000)
     outcomes = decide(SPEC, seg(base, arm(41, 9000), arm(41, 9000), name="a"), seg(base, base, name="b"))
@@ -155,6 +164,18 @@ def test_replay_from_json_audits_reproduces_decisions() -> None:
     audits = [json.loads(json.dumps({"spec": SPEC.model_dump(mode="json"), "inputs": asdict(s)})) for s in segments]
     assert [o.as_dict() for o in replay(audits)] == [o.as_dict() for o in outcomes]
     assert [o.decision for o in outcomes] == ["block", "pass"]
+
+
+def test_audit_dicts_equal_dataclasses_asdict() -> None:
+    from dataclasses import asdict
+
+    from tracejury.core.gates import plain
+
+    windows = (WindowArm(0, "a", "b", arm(41, 9000, versions=("1",)), arm(18, 9000)), WindowArm(1, "b", "", arm(3, 9)))
+    inputs = SegmentInputs("rag=on", arm(35, 18000, judge_failed=2, versions=("1", "2")), windows)
+    (outcome,) = decide(SPEC, inputs)
+    assert plain(inputs) == asdict(inputs) and plain(outcome) == asdict(outcome)
+    assert plain(outcome)["baseline"] is not outcome.baseline  # a copy, as asdict's
 
 
 def test_spec_errors() -> None:

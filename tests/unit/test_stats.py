@@ -68,6 +68,45 @@ def test_one_sided_p_is_consistent_with_the_interval() -> None:
     assert one_sided_p(41, 9000, 18, 9000, 0.01) == 1.0  # the effect is under the margin
 
 
+def test_one_sided_p_of_a_huge_effect_is_tiny_not_a_crash() -> None:
+    # p < 1e-150: the geometric bisection's lo·hi (lo = 1e-300) underflowed to 0 and asked
+    # for the normal quantile of 0 (StatisticsError) — a gate crashed on a big regression
+    for args in [(855, 9000, 18, 9000), (4000, 50000, 18, 9000), (500_000, 1_000_000, 10, 1_000_000)]:
+        p = one_sided_p(*args, 0.0)
+        assert 0 < p < 1e-100
+        assert newcombe_diff(*args, 2 * p * 1.01)[0] > 0
+
+
+def test_one_sided_p_is_exactly_the_inversion_of_newcombe_diff() -> None:
+    # one_sided_p inlines the lower bound for speed; it must give the very same floats as
+    # bisecting on newcombe_diff itself (the definition)
+    def reference(c1: float, n1: float, c2: float, n2: float, margin: float) -> float:
+        if n1 <= 0 or n2 <= 0:
+            return 1.0
+
+        def excludes(p: float) -> bool:
+            return newcombe_diff(c1, n1, c2, n2, 2.0 * p)[0] > margin
+
+        if not excludes(0.5 - 1e-12):
+            return 1.0
+        lo, hi = 1e-300, 0.5 - 1e-12
+        if excludes(lo):
+            return lo
+        for _ in range(200):
+            mid = (math.sqrt(lo) * math.sqrt(hi) if lo * hi == 0 else math.sqrt(lo * hi)) if hi / lo > 1e3 else (
+                (lo + hi) / 2.0)  # fmt: skip
+            lo, hi = (lo, mid) if excludes(mid) else (mid, hi)
+            if hi - lo < 1e-12 * hi:
+                break
+        return hi
+
+    ns = [0, 1, 5, 20, 300, 9000, 1_000_000, 37.5]
+    for n1, n2 in itertools.product(ns, ns):
+        for c1, c2 in {(0, 0), (n1, 0), (0, n2), (n1 / 3, n2 / 7), (n1 * 0.9, n2 * 0.1), (n1, n2)}:
+            for margin in (0.0, 0.01, -0.02):
+                assert one_sided_p(c1, n1, c2, n2, margin) == reference(c1, n1, c2, n2, margin), (c1, n1, c2, n2)
+
+
 def test_holm_bonferroni_none() -> None:
     ps = [0.001, 0.02, 0.04, 0.3]
     assert adjust(ps, 0.05, "none") == [True, True, True, False]

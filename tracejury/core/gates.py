@@ -15,7 +15,7 @@ outcomes with their audit trail; replaying stored inputs reproduces the decision
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +30,7 @@ __all__ = [
     "Outcome",
     "SegmentInputs",
     "decide_family",
+    "plain",
     "run_decision",
 ]
 
@@ -207,6 +208,8 @@ class Arm:
     """Evaluator versions seen in the arm."""
     cluster_n: float | None = None
     """Effective n from the cluster-robust variance (gates with ``cluster``), when defined."""
+    human_labels: int = 0
+    """Verdicts in the arm that are a reviewer's label instead of the judge's (audit only)."""
 
     @property
     def rate(self) -> float:
@@ -287,17 +290,31 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON shape (``gate run --json``)."""
-        d = asdict(self)
+        d = plain(self)
         d["interval"] = list(self.interval) if self.interval else None
         for w in d["windows"]:
             w["interval"] = list(w["interval"])
         return d
 
 
+def plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for audit trails, without its deep copy of every number and
+    string (a run of 100 segments spent longer copying them than deciding)."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
 def _arm_dict(arm: Arm) -> dict[str, Any]:
     return {"failures": arm.failures, "n": arm.n, "rate": arm.rate,
             "effectiveN": arm.effective_n, "judgeFailed": arm.judge_failed,
-            "versions": list(arm.versions)}  # fmt: skip
+            "versions": list(arm.versions), "humanLabels": arm.human_labels}  # fmt: skip
 
 
 def _compare(spec: GateSpec, cur: Arm, base: Arm, margin: float) -> tuple[float, tuple[float, float], float]:
@@ -328,7 +345,8 @@ def _wilson_p(count: float, n: float, bound: float) -> float:
     if n <= 0 or wilson(count, n, 2 * hi)[0] <= bound:
         return 1.0
     for _ in range(200):
-        mid = (lo * hi) ** 0.5 if hi / lo > 1e3 else (lo + hi) / 2
+        prod = lo * hi  # below the smallest double once hi < ~1e-24: take the roots apart
+        mid = (prod**0.5 if prod > 0 else lo**0.5 * hi**0.5) if hi / lo > 1e3 else (lo + hi) / 2
         if wilson(count, n, 2 * mid)[0] > bound:
             hi = mid
         else:

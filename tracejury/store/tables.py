@@ -151,7 +151,12 @@ class EvaluationRow(SQLModel, table=True):
         UniqueConstraint("batch_id", "trace_id", "evaluator_id", "evaluator_version", name="uq_evaluation"),
         Index("ix_evaluation_evaluator_status", "evaluator_id", "status"),
         Index("ix_evaluation_trace", "trace_id"),
-        Index("ix_evaluation_gate", "evaluator_id", "release_id", "trace_id", "id"),
+        # gates: exactly the columns an arm's aggregation reads, equality columns first, then
+        # segment key, status and passed (grouped, seeked), then trace_ts (window ranges)
+        Index("ix_evaluation_gate_cover", "evaluator_id", "release_id", "batch_id", "evaluator_version",
+              "segment_key", "status", "passed", "trace_ts", "weight"),  # fmt: skip
+        # gates: the newest evaluation of an evaluator in a release (which batch an arm reads)
+        Index("ix_evaluation_release_latest", "evaluator_id", "release_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
