@@ -87,9 +87,9 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
     return {
         "gate": o.gate, "segment": o.segment, "decision": o.decision, "reason": o.reason,
         "baseline": {"failures": o.baseline.get("failures", 0), "n": o.baseline.get("n", 0),
-                     "rate": o.baseline.get("rate")},
+                     "rate": o.baseline.get("rate"), "humanLabels": o.baseline.get("humanLabels", 0)},
         "current": {"failures": o.current.get("failures", 0), "n": o.current.get("n", 0),
-                    "rate": o.current.get("rate")},
+                    "rate": o.current.get("rate"), "humanLabels": o.current.get("humanLabels", 0)},
         "estimate": o.estimate, "interval": d["interval"], "pValue": o.p_value,
         "margin": o.margin, "minSamples": o.min_samples, "streak": o.streak,
         "familySize": o.family_size, "windows": d["windows"],
