@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -124,16 +124,17 @@ def report(
     out.print(f"wrote {output}")
 
 
-def _evaluator_counts(rows: list[tuple[str, str, int, int]], dims: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
-    """(evaluator, projected segment) → (failed verdicts, verdicts)."""
+def _evaluator_counts(rows: list[tuple[str, str, Any]], dims: list[str]) -> dict[tuple[str, str], Any]:
+    """(evaluator, projected segment) → its ``Arm`` (counts and weights summed)."""
+    from tracejury.core.gates import Arm
     from tracejury.core.segments import project_key
 
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    for evaluator, key, failed, n in rows:
-        k = (evaluator, project_key(key, dims))
-        f0, n0 = out.get(k, (0, 0))
-        out[k] = (f0 + failed, n0 + n)
-    return out
+    sums: dict[tuple[str, str], list[Any]] = {}
+    for evaluator, key, arm in rows:
+        s = sums.setdefault((evaluator, project_key(key, dims)), [0, 0, 0.0, 0.0, 0.0])
+        for i, value in enumerate((arm.failures, arm.n, arm.weight_failed, arm.weight_sum, arm.weight_sq)):
+            s[i] += value
+    return {k: Arm(*s) for k, s in sums.items()}
 
 
 @app.command()
@@ -147,21 +148,21 @@ def diff(
     """What changed: config fields that differ, and the rates that moved most (weak signals
     and evaluator fail rates, overall and per segment), ranked by evidence."""
     from tracejury.cli.app import _dims
-    from tracejury.core.diff import config_changes, rank_moves
+    from tracejury.core.diff import config_changes, rank_moves, unweighted
     from tracejury.store.queries import evaluator_rates, sample_bodies
     from tracejury.store.signals import release_signals
 
     settings = _settings()
     engine = _engine(settings)
     changes = config_changes(sample_bodies(engine, baseline), sample_bodies(engine, release))
-    rates: list[tuple[str, str, tuple[int, int], tuple[int, int]]] = []
+    rates: list[tuple[str, str, Any, Any]] = []
     for dims in [[]] + [[d] for d in _dims(by, settings)]:
         base = {r.group: r for r in release_signals(engine, baseline, dims)}
         for r in release_signals(engine, release, dims):
             if r.group in base:
                 for name, rate in r.rates.items():
                     b = base[r.group].rates[name]
-                    rates.append((name, r.group, (b.count, b.n), (rate.count, rate.n)))
+                    rates.append((name, r.group, unweighted(b.count, b.n), unweighted(rate.count, rate.n)))
         evals = {rel: _evaluator_counts(evaluator_rates(engine, rel), dims) for rel in (baseline, release)}
         for key, cur in evals[release].items():
             if key in evals[baseline]:
@@ -172,6 +173,7 @@ def diff(
             "release": release, "baseline": baseline,
             "configChanges": [{"field": c.field, "baseline": c.baseline, "current": c.current} for c in changes],
             "moves": [{"what": m.what, "segment": m.segment, "baseline": list(m.baseline), "current": list(m.current),
+                       "baselineRate": m.baseline_rate, "currentRate": m.current_rate,
                        "delta": m.delta, "direction": m.direction, "pValue": m.p_value, "interval": list(m.interval)}
                       for m in moves],
         })  # fmt: skip
@@ -183,6 +185,7 @@ def diff(
     out.print(table if changes else "no config field changed")
     table = Table("what moved", "segment", baseline, release, "delta", "p (one-sided)", title="what moved most")
     for m in moves:
-        counts = f"{m.baseline[0]}/{m.baseline[1]}", f"{m.current[0]}/{m.current[1]}"
+        counts = (f"{m.baseline[0]}/{m.baseline[1]} ({m.baseline_rate:.2%})",
+                  f"{m.current[0]}/{m.current[1]} ({m.current_rate:.2%})")  # weighted rates: sampled verdicts
         table.add_row(m.what, m.segment or "(all)", *counts, f"{100 * m.delta:+.2f} pts", f"{m.p_value:.2g}")
     out.print(table)

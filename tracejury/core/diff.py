@@ -1,6 +1,11 @@
 """What changed between two releases: config fields that differ, and the rates that moved
 most, ranked by evidence (the one-sided p-value of the move), so a blocked gate comes with
-actionable hypotheses."""
+actionable hypotheses.
+
+Rates are ``Arm``s, as in gates: a weak signal counts every trace (weight 1); an evaluator's
+fail rate comes from sampled evaluations, so it is the Horvitz–Thompson ratio (Σ 1/p over
+failed verdicts / Σ 1/p) with Kish's effective n — oversampling failures does not make a
+release look worse."""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tracejury.core.gates import Arm
 from tracejury.core.stats import newcombe_diff, one_sided_p
 
-__all__ = ["CONFIG_FIELDS", "ConfigChange", "Move", "config_changes", "rank_moves"]
+__all__ = ["CONFIG_FIELDS", "ConfigChange", "Move", "config_changes", "rank_moves", "unweighted"]
 
 CONFIG_FIELDS = (
     "config.model.name", "config.model.version", "config.systemPromptVersion", "config.temperature",
@@ -60,27 +66,45 @@ class Move:
     what: str
     segment: str
     baseline: tuple[int, int]
+    """(failures, observations), unweighted."""
     current: tuple[int, int]
     direction: str
     p_value: float
     interval: tuple[float, float]
+    baseline_rate: float = 0.0
+    """The baseline's rate, weighted (Horvitz–Thompson) when its observations are sampled."""
+    current_rate: float = 0.0
 
     @property
     def delta(self) -> float:
-        """current rate − baseline rate."""
-        (cb, nb), (cc, nc) = self.baseline, self.current
-        return (cc / nc if nc else 0.0) - (cb / nb if nb else 0.0)
+        """current rate − baseline rate (weighted)."""
+        return self.current_rate - self.baseline_rate
 
 
-def rank_moves(rates: Iterable[tuple[str, str, tuple[int, int], tuple[int, int]]], *, top: int = 15) -> list[Move]:
-    """Rank (what, segment, baseline (count, n), current (count, n)) by the one-sided
-    p-value of a move in either direction (95% Newcombe interval of the difference kept)."""
+def unweighted(count: int, n: int) -> Arm:
+    """An arm of ``n`` observations of weight 1 (a weak signal over every trace)."""
+    return Arm(count, n, float(count), float(n), float(n))
+
+
+def _evidence(arm: Arm) -> tuple[float, float]:
+    """(count, n) the interval uses: the counts themselves when every weight is 1, else the
+    weighted rate × Kish's effective n (as gates compare arms)."""
+    if arm.weight_sum == arm.n and arm.weight_sq == arm.n:
+        return arm.failures, arm.n
+    return arm.rate * arm.effective_n, arm.effective_n
+
+
+def rank_moves(rates: Iterable[tuple[str, str, Arm, Arm]], *, top: int = 15) -> list[Move]:
+    """Rank (what, segment, baseline arm, current arm) by the one-sided p-value of a move in
+    either direction (95% Newcombe interval of the difference kept)."""
     moves = []
-    for what, segment, (cb, nb), (cc, nc) in rates:
-        if nb == 0 or nc == 0:
+    for what, segment, base, cur in rates:
+        if base.n == 0 or cur.n == 0:
             continue
+        (cb, nb), (cc, nc) = _evidence(base), _evidence(cur)
         up, down = one_sided_p(cc, nc, cb, nb, 0.0), one_sided_p(cb, nb, cc, nc, 0.0)
         p, direction = (up, "up") if up <= down else (down, "down")
-        moves.append(Move(what, segment, (cb, nb), (cc, nc), direction, p, newcombe_diff(cc, nc, cb, nb, 0.05)))
+        moves.append(Move(what, segment, (base.failures, base.n), (cur.failures, cur.n), direction, p,
+                          newcombe_diff(cc, nc, cb, nb, 0.05), base.rate, cur.rate))  # fmt: skip
     moves.sort(key=lambda m: (m.p_value, -abs(m.delta)))
     return moves[:top]

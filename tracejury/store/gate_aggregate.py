@@ -46,6 +46,7 @@ __all__ = [
     "Window",
     "aggregate",
     "choose_batches",
+    "distinct_values",
     "trace_filter",
     "windows",
 ]
@@ -315,12 +316,17 @@ def _distinct(column: Any, conds: list[ColumnElement[bool]], name: str) -> Any:
     return first.union_all(select(nxt).where(prev.c.v.is_not(None)))
 
 
+def distinct_values(conn: Connection, column: Any, conds: list[ColumnElement[bool]]) -> list[Any]:
+    """The distinct non-null values of ``column`` under ``conds``, by a skip scan."""
+    values = _distinct(column, conds, "distinct_values")
+    return list(conn.execute(select(values.c.v).where(values.c.v.is_not(None))).scalars())
+
+
 def _seek_rows(conn: Connection, evaluator: str, release: str, batch: str, wins: Sequence[Window],
                jfr: bool, outside: bool) -> list[Row]:  # fmt: skip
     arm = [_E.c.evaluator_id == evaluator, _E.c.release_id == release, _E.c.batch_id == batch]
-    versions = _distinct(_E.c.evaluator_version, arm, "versions")
     rows: list[Row] = []
-    for version in conn.execute(select(versions.c.v).where(versions.c.v.is_not(None))).scalars().all():
+    for version in distinct_values(conn, _E.c.evaluator_version, arm):
         prefix = [*arm, _E.c.evaluator_version == version]
         keys = _distinct(_E.c.segment_key, prefix, "seg_keys")
         branches = [

@@ -49,19 +49,28 @@ def sample_bodies(engine: Engine, release: str, *, limit: int = 2000) -> list[di
         return [orjson.loads(b) for b in rows]
 
 
-def evaluator_rates(engine: Engine, release: str) -> list[tuple[str, str, int, int]]:
-    """(evaluator, segment key, failed verdicts, verdicts) of a release's latest evaluations."""
-    from sqlalchemy import case, func
+def evaluator_rates(engine: Engine, release: str) -> list[tuple[str, str, Any]]:
+    """(evaluator, segment key, ``Arm``) of a release's verdicts, counted as gates count them:
+    the batch that scored the evaluator last in the release, each verdict weighted by its
+    1/p (Horvitz–Thompson), a reviewer's newest label in place of the judge's verdict."""
+    from tracejury.core.gates import Arm, GateSpec
+    from tracejury.store.gate_aggregate import ArmTraffic, aggregate, distinct_values
+    from tracejury.store.tables import EvaluationRow
 
-    from tracejury.store.tables import EvaluationRow, StoredTrace
-
-    e, t = EvaluationRow.__table__, StoredTrace.__table__
-    latest = select(func.max(e.c.id).label("id")).group_by(e.c.trace_id, e.c.evaluator_id).subquery("latest")
-    stmt = (
-        select(e.c.evaluator_id, t.c.segment_key, func.sum(case((e.c.passed.is_(False), 1), else_=0)), func.count())
-        .select_from(latest.join(e, e.c.id == latest.c.id).join(t, t.c.trace_id == e.c.trace_id))
-        .where(t.c.release_id == release, e.c.status == "scored")
-        .group_by(e.c.evaluator_id, t.c.segment_key)
-    )
+    e = EvaluationRow.__table__
+    out: list[tuple[str, str, Any]] = []
     with engine.connect() as conn:
-        return [(r[0], r[1], int(r[2] or 0), r[3]) for r in conn.execute(stmt)]
+        evaluators = distinct_values(conn, e.c.evaluator_id, [])
+        for evaluator in evaluators:
+            spec = GateSpec.model_validate({"id": "diff", "metric": {"evaluator": evaluator}})
+            acc: dict[str, list[Any]] = {}
+            for key, _w, _v, failures, n, wf, ws, wsq, jf, _sid, labels in aggregate(
+                conn, spec, ArmTraffic(release), [], []
+            ):
+                if key is None:
+                    continue
+                a = acc.setdefault(key, [0, 0, 0.0, 0.0, 0.0, 0, 0])
+                for i, value in enumerate((failures, n, wf, ws, wsq, jf, labels)):
+                    a[i] += value
+            out += [(evaluator, key, Arm(*a[:6], human_labels=a[6])) for key, a in sorted(acc.items()) if a[1] > 0]
+    return out
