@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -143,3 +144,20 @@ def test_0004_data_gets_the_0005_backfill(db_url: str) -> None:
         assert row.trace_ts == WHEN  # read back in UTC, whatever the server's time zone
     finally:
         engine.dispose()
+
+
+def test_growing_tables_have_64_bit_ids(db_url: str) -> None:
+    """evaluation and quarantine ids do not run out at 2^31 rows on PostgreSQL (0008)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite's INTEGER PRIMARY KEY is the 64-bit rowid already")
+    engine = make_engine(db_url)
+    migrate(engine)
+    with engine.connect() as conn:
+        for table in ("evaluation", "quarantine"):
+            (column,) = [c for c in inspect(conn).get_columns(table) if c["name"] == "id"]
+            assert column["type"].__class__.__name__ == "BIGINT"
+            maximum = conn.exec_driver_sql(
+                f"SELECT max_value FROM pg_sequences WHERE sequencename = '{table}_id_seq'"
+            ).scalar_one()
+            assert maximum == 2**63 - 1
+    engine.dispose()

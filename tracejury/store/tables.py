@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -25,6 +25,11 @@ __all__ = [
     "TraceConflict",
     "TraceStage",
 ]
+
+
+BIGINT_ID = BigInteger().with_variant(Integer, "sqlite")
+"""Primary keys of the tables that grow with traffic: 64-bit on PostgreSQL (a 32-bit serial
+runs out after ~25 days at 1,000 judge calls/s); SQLite's INTEGER PRIMARY KEY is 64-bit already."""
 
 
 class StoredTrace(SQLModel, table=True):
@@ -87,7 +92,7 @@ class QuarantinedLine(SQLModel, table=True):
     __tablename__ = "quarantine"
     __table_args__ = (UniqueConstraint("source", "line_no", "raw_hash", name="uq_quarantine_line"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=Column(BIGINT_ID, primary_key=True))
     source: str
     """File path, ``-`` for stdin, or ``http`` for the API."""
     line_no: int
@@ -159,7 +164,7 @@ class EvaluationRow(SQLModel, table=True):
         Index("ix_evaluation_release_latest", "evaluator_id", "release_id", "id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=Column(BIGINT_ID, primary_key=True))
     batch_id: str = Field(foreign_key="batch.id", max_length=64)
     trace_id: str = Field(foreign_key="trace.trace_id", max_length=256)
     evaluator_id: str = Field(max_length=128)
