@@ -5,6 +5,12 @@ Memory stays flat in input size: at most ``batch_size`` lines per batch and a bo
 number of batches in flight. Each batch commits on its own, so a crash loses at most the
 batches in flight, and rerunning the same input only adds duplicates to the counts.
 
+Concurrent ingests of overlapping ids (two files, two API requests) count right: a batch
+first inserts the first occurrence of each id (``ON CONFLICT DO NOTHING``, in id order so two
+PostgreSQL transactions never wait on each other in a cycle) and learns from ``RETURNING``
+which rows it really inserted; only the others are read back and triaged as duplicates or
+conflicts against what the store holds — whoever stored them, before or meanwhile.
+
     reader ──chunks of lines──► process k: prepare (parse, validate, segment, hash, rows)
                                          then, on its turn, write (one transaction per chunk)
 
@@ -50,6 +56,10 @@ _CONFLICT: Table = TraceConflict.__table__  # type: ignore[assignment]
 _SELECT_STORED = select(_TRACE.c.trace_id, _TRACE.c.content_hash).where(
     _TRACE.c.trace_id.in_(bindparam("ids", expanding=True))
 )
+_ROWS_PER_INSERT = 100
+"""Rows per multi-row INSERT: as fast as ``executemany`` on SQLite (measured: 57k vs 59k rows/s
+of 25 columns and 2 KiB), where 500–1,200 rows per statement were slower and held MiBs per
+cached prepared statement."""
 
 
 def _bind_processors(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> list[tuple[int, Any]]:
@@ -102,6 +112,40 @@ def _insert_ignoring_conflicts(
     conn.exec_driver_sql(compiled.string, params)
 
 
+@functools.lru_cache(maxsize=32)
+def _multi_insert_sql(dialect: Dialect, table: Table, keys: tuple[str, ...], rows: int, returning: str) -> str:
+    """``INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING RETURNING <returning>`` for ``rows``
+    rows of positional parameters (the drivers' executemany drops RETURNING rows)."""
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    group = "(" + ", ".join([mark] * len(keys)) + ")"
+    return (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) VALUES "
+        + ", ".join([group] * rows)
+        + f" ON CONFLICT DO NOTHING RETURNING {quote(returning)}"
+    )
+
+
+def _insert_returning(
+    conn: Connection, table: Table, keys: tuple[str, ...], rows: list[tuple[Any, ...]], returning: str
+) -> set[Any]:
+    """INSERT rows (driver-ready tuples in ``keys`` order), skipping any that collide with a
+    unique key; returns the ``returning`` column of the rows really inserted."""
+    dialect = conn.dialect
+    per_statement = max(1, min(_ROWS_PER_INSERT, 32766 // len(keys)))  # SQLite ≥ 3.32 takes 32,766 parameters
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    inserted: set[Any] = set()
+    try:
+        for start in range(0, len(rows), per_statement):
+            part = rows[start : start + per_statement]
+            cursor.execute(_multi_insert_sql(dialect, table, keys, len(part), returning),
+                           [v for row in part for v in row])  # fmt: skip
+            inserted.update(r[0] for r in cursor.fetchall())
+    finally:
+        cursor.close()
+    return inserted
+
+
 _CONFLICT_KEYS = ("trace_id", "source", "line_no", "stored_hash", "incoming_hash", "body", "at")
 _QUARANTINE_KEYS = (
     "source", "line_no", "trace_id", "json_path", "message", "raw", "raw_hash", "at",
@@ -113,15 +157,19 @@ def _write_batch(engine: Engine, source: str, batch: RowBatch) -> IngestCounts:
     """Store one prepared batch in one transaction."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        ids = list({k.trace_id for k in batch.keys})
-        stored = dict(conn.execute(_SELECT_STORED, {"ids": ids}).all()) if ids else {}
-        split = triage(batch.keys, stored)
-        new = [k.index for k in split.new]
+        first: dict[str, int] = {}  # id -> index of its first occurrence in the batch: the one to store
+        for k in batch.keys:
+            first.setdefault(k.trace_id, k.index)
         ts = _TRACE.c.ts.type._cached_bind_processor(conn.dialect) or (lambda v: v)
         at = ts(now)
-        rows = [batch.trace_rows[i] for i in new]
+        rows = [batch.trace_rows[first[trace_id]] for trace_id in sorted(first)]
         rows = [(*r[:TS], ts(r[TS]), *r[TS + 1 :], at) for r in rows]
-        _insert_ignoring_conflicts(conn, _TRACE, _TRACE_KEYS, rows)
+        inserted = _insert_returning(conn, _TRACE, _TRACE_KEYS, rows, "trace_id")
+        # the ids this batch did not insert were stored before, or by another ingest meanwhile
+        others = [trace_id for trace_id in first if trace_id not in inserted]
+        stored = dict(conn.execute(_SELECT_STORED, {"ids": others}).all()) if others else {}
+        split = triage(batch.keys, stored)
+        new = [k.index for k in split.new]
         stages = [row for i in new for row in batch.stage_rows[i]]
         _insert_ignoring_conflicts(conn, _STAGE, _STAGE_KEYS, stages)
         conflicts = [
@@ -134,7 +182,7 @@ def _write_batch(engine: Engine, source: str, batch: RowBatch) -> IngestCounts:
                 batch.trace_rows[k.index][BODY],
                 now,
             )
-            for k, kept in split.conflicts
+            for k, kept in sorted(split.conflicts, key=lambda c: (c[0].trace_id, c[0].content_hash))
         ]
         procs = _bind_processors(conn.dialect, _CONFLICT, _CONFLICT_KEYS)
         _insert_ignoring_conflicts(conn, _CONFLICT, _CONFLICT_KEYS, _process(conflicts, procs))
