@@ -185,10 +185,12 @@ def gate_inputs(
     if spec.baseline.kind != "threshold":
         with engine.connect() as conn:
             traffic, base_meta = _baseline_traffic(conn, spec, release, baseline_release)
+    # an in-memory SQLite database is a different one on another thread's connection
+    in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        base_read = pool.submit(_read_arm, engine, spec, traffic, True, plan) if traffic else None
+        base_read = pool.submit(_read_arm, engine, spec, traffic, True, plan) if traffic and not in_memory else None
         cur = _read_arm(engine, spec, current_traffic, False, plan)
-        base = base_read.result() if base_read else None
+        base = base_read.result() if base_read else _read_arm(engine, spec, traffic, True, plan) if traffic else None
     wins = cur.windows
     current, _ = _fold(cur.rows, spec)
     b_count = 0
