@@ -12,6 +12,7 @@ traces, ``--evaluators`` checker evaluations per trace. Runs alternate between r
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -68,11 +69,14 @@ def main() -> None:
     args = parser.parse_args()
     traces = [orjson.dumps(t) for t in simulate("bench", args.traces, seed=7)]
     workdir = Path(tempfile.mkdtemp(prefix="tj-evals-"))
-    stores = {rev: store(workdir / f"{rev}.db", rev, traces) for rev in args.revisions.split(",")}
-    rates: dict[str, list[float]] = {rev: [] for rev in stores}
-    for _ in range(args.runs):
-        for rev, (engine, ids) in stores.items():
-            rates[rev].append(save_all(engine, ids, args.evaluators))
+    try:
+        stores = {rev: store(workdir / f"{rev}.db", rev, traces) for rev in args.revisions.split(",")}
+        rates: dict[str, list[float]] = {rev: [] for rev in stores}
+        for _ in range(args.runs):
+            for rev, (engine, ids) in stores.items():
+                rates[rev].append(save_all(engine, ids, args.evaluators))
+    finally:
+        shutil.rmtree(workdir)
     for rev, runs in rates.items():
         print(f"schema {rev}: median {statistics.median(runs):,.0f} evaluations/s"
               f"  (runs: {', '.join(f'{r:,.0f}' for r in runs)})")  # fmt: skip
