@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     """A chunk pending this long without a worker is enqueued again (its message may be lost)."""
     api_max_body_bytes: int = 16 * 1024 * 1024
     """Largest request body the HTTP API accepts (bytes); larger ones get 413."""
+    metrics_cache_s: float = 10.0
+    """``GET /metrics`` reads the store at most once per this many seconds (each read scans the
+    evaluation table); scrapes in between get the same counts."""
     ingest_batch_size: int = 2000
     """Lines per batch (one transaction) during ingest; bounds memory per ingest process."""
     ingest_workers: int = 2

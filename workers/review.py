@@ -15,6 +15,7 @@ import logging
 from sqlalchemy import Engine
 
 from judges.rubric import Rubric
+from tracejury.core.errors import NotFound
 from tracejury.store.batches import batch_config
 from tracejury.store.review import escalate_batch
 from workers.hooks import register_finaliser
@@ -25,11 +26,14 @@ log = logging.getLogger(__name__)
 
 
 @register_finaliser
-def escalate_finished_batch(engine: Engine, batch_id: str, state: str) -> None:
-    """Escalate a batch that just ended (any end state) under its frozen rubrics."""
+def escalate_finished_batch(engine: Engine, batch_id: str, state: str) -> int:
+    """Escalate a batch that just ended (any end state) under its frozen rubrics; returns the
+    items enqueued. Idempotent: ``tracejury review escalate BATCH`` reruns it, e.g. after the
+    finaliser failed (the store was unreachable when the batch ended)."""
     config = batch_config(engine, batch_id)
     if config is None:
-        return
+        raise NotFound(f"no batch {batch_id!r}")
     rubrics = [Rubric.model_validate(d) for d in config.get("rubrics", [])]
     n = escalate_batch(engine, batch_id, rubrics)
     log.info("batch %s (%s): %d review item(s) enqueued", batch_id, state, n)
+    return n

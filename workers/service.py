@@ -15,7 +15,17 @@ from tracejury.core.errors import NotFound, TracejuryError
 from tracejury.core.segments import SegmentationConfig, default_segmentation
 from tracejury.settings import Settings
 
-__all__ = ["batch_list", "batch_status", "catalog", "dims", "rubric_list", "segmentation", "stored_run"]
+__all__ = [
+    "batch_list",
+    "batch_status",
+    "catalog",
+    "create_batch",
+    "dims",
+    "gate_history",
+    "rubric_list",
+    "segmentation",
+    "stored_run",
+]
 
 
 def segmentation(settings: Settings) -> SegmentationConfig:
@@ -72,7 +82,7 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def batch_list(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
+def batch_list(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
     """Recent batches, newest first."""
     from tracejury.store.batches import list_batches
 
@@ -108,3 +118,33 @@ def rubric_list(settings: Settings) -> list[dict[str, Any]]:
     cat = catalog(settings)
     return [{"id": r.id, "version": r.version, "kind": r.kind, "fingerprint": r.fingerprint,
              "description": r.description, "file": cat.files[r.id]} for r in cat.select(None)]  # fmt: skip
+
+
+def create_batch(
+    engine: Engine, settings: Settings, *, release: str, rubric_ids: list[str] | None, sample_size: int | None,
+    budget: int | None, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Sample a release, freeze the config and enqueue its chunks on the configured broker
+    (``tracejury batch create`` and ``POST /batches``)."""
+    from tracejury.core.sampling import default_sampling
+    from workers.batches import create_queued_batch
+    from workers.celery_app import create_app
+    from workers.tasks import enqueue_chunk
+
+    with create_app(settings).connection_for_write():
+        created = create_queued_batch(
+            engine, settings, catalog(settings), default_sampling(),
+            release=release, rubric_ids=rubric_ids, sample_size=sample_size, budget=budget,
+            seed=seed, enqueue=enqueue_chunk,
+        )  # fmt: skip
+    return {"batchId": created.batch_id, "population": created.population, "sampled": created.sampled,
+            "chunks": created.chunks, "baseRate": created.base_rate}  # fmt: skip
+
+
+def gate_history(engine: Engine, gate_id: str, segment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """A gate's outcomes across runs, newest first (``gate history --json``)."""
+    from tracejury.store.gates import gate_history as query
+
+    return [{"runId": r.id, "release": r.release_id, "at": r.created_at.isoformat(), "segment": r.segment,
+             "decision": r.decision, "reason": r.reason}
+            for r in query(engine, gate_id, segment, limit=limit)]  # fmt: skip

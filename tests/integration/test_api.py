@@ -168,6 +168,9 @@ def test_oversized_body_is_413(db_url: str, tmp_path: Path) -> None:
 
         r = c.post("/traces", content=chunks(), headers=_auth(token))
         assert r.status_code == 413 and r.json()["code"] == "too_large"
+        admin = create_token(c.app.state.engine(), "admin")[0]
+        r = c.post("/batches", content=chunks(), headers={**_auth(admin), "content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["code"] == "too_large"  # a JSON model route, streamed
         c.app.state.engine().dispose()
 
 
@@ -206,6 +209,7 @@ def test_openapi_document(client: TestClient) -> None:
         if path != "/v1/traces":  # OTLP's route is documented by its own module
             assert method.lower() in paths[path], (method, path)
     assert all(op.get("summary") for ops in paths.values() for op in ops.values())
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404  # no CDN scripts
     assert "application/x-ndjson" in paths["/traces"]["post"]["requestBody"]["content"]
     assert set(paths["/batches"]["post"]["requestBody"]["content"]["application/json"]["schema"]) >= {"$ref"}
 
@@ -238,3 +242,29 @@ def test_batch_and_gate_routes_give_the_cli_json(client: TestClient, tokens: dic
         "inconclusive",
         "insufficient_data",
     }
+
+
+def test_metrics_are_read_once_per_cache_period(db_url: str, example_trace: dict[str, Any]) -> None:
+    """Scrapes within TRACEJURY_METRICS_CACHE_S share one read of the store; after it, new counts."""
+    # the same store twice: cached, the second scrape repeats the first; uncached, it sees the new trace
+    for cache_s, expected in ((3600.0, ("0.0", "0.0")), (0.0, ("1.0", "2.0"))):
+        with TestClient(create_app(Settings(database_url=db_url, metrics_cache_s=cache_s))) as c:
+            engine = c.app.state.engine()
+            admin, ingest = create_token(engine, "admin")[0], create_token(engine, "ingest")[0]
+            first = c.get("/metrics", headers=_auth(admin)).text
+            trace = dict(example_trace, traceId=f"m-{cache_s}")
+            assert c.post("/traces", json=[trace], headers=_auth(ingest)).json()["ingested"] == 1
+            second = c.get("/metrics", headers=_auth(admin)).text
+            engine.dispose()
+        assert f"tracejury_traces_ingested_total {expected[0]}" in first
+        assert f"tracejury_traces_ingested_total {expected[1]}" in second
+
+
+def test_an_unreachable_store_is_503_not_a_traceback() -> None:
+    from tests.integration.procs import free_port
+
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2"
+    with TestClient(create_app(Settings(database_url=url))) as c:
+        r = c.get("/rubrics", headers=_auth("tj_anything"))
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.json()["code"] == "store_unavailable" and r.json()["message"].startswith("database error: ")

@@ -150,3 +150,34 @@ def test_agreement_matches_the_cli(api: tuple[TestClient, dict], engine: Engine)
     assert one["rubric"] == "answer_correctness" and one["n"] + one["judgeFailed"] == 4
     bad = client.get("/api/review/agreement", params={"by": "nope"}, headers=h["ana"])
     assert bad.status_code == 400 and "by: unknown dimension" in bad.json()["message"]
+
+
+def test_metrics_count_judge_calls_and_the_queue_as_the_queue_reads(
+    api: tuple[TestClient, dict], engine: Engine
+) -> None:
+    """/metrics over a scored store: the judge latency histogram counts every uncached judge
+    call; review items by state; a claim whose lease expired counts as pending again."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select, update
+
+    from tracejury.store.metrics import store_metrics
+    from tracejury.store.tables import EvaluationRow, ReviewItem
+
+    client, h = api
+    e = EvaluationRow.__table__
+    with engine.connect() as conn:
+        calls = conn.execute(select(func.count()).where(e.c.evaluator_kind == "rubric", e.c.cached.is_(False),
+                                                        e.c.latency_ms.is_not(None))).scalar_one()  # fmt: skip
+    assert calls > 0
+    text = client.get("/metrics", headers=h["admin"]).text
+    assert f'tracejury_judge_call_latency_seconds_bucket{{le="+Inf"}} {calls}.0' in text
+    assert f"tracejury_judge_call_latency_seconds_count {calls}.0" in text
+    pending = len(review.list_items(engine, state="pending", limit=10_000))
+    assert f'tracejury_review_items{{state="pending"}} {pending}.0' in text
+    claimed = client.post("/api/review/next", json={}, headers=h["ana"]).json()["itemId"]
+    assert store_metrics(engine).review == {"pending": pending - 1, "claimed": 1}
+    with engine.begin() as conn:
+        conn.execute(update(ReviewItem.__table__).where(ReviewItem.__table__.c.id == claimed)
+                     .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))  # fmt: skip
+    assert store_metrics(engine).review == {"pending": pending}

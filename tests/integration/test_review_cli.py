@@ -116,3 +116,23 @@ def test_errors_are_one_line(engine: Engine, db_url: str, queue: dict) -> None:
     assert (missing.returncode, missing.stderr) == (2, "error: no review item 999999\n")
     reason = run("list", "--reason", "bored")
     assert reason.returncode == 2 and reason.stderr.startswith("error: reason: unknown reason 'bored' (known: ")
+
+
+def test_escalate_reruns_a_batch_escalation_idempotently(engine: Engine, queue: dict) -> None:
+    from sqlalchemy import delete, func, select
+
+    from tracejury.store.tables import ReviewItem
+
+    items = ReviewItem.__table__
+    before = len(review.list_items(engine, limit=10_000))
+    assert "0 review item(s) enqueued" in invoke("review", "escalate", queue["batchId"]).stdout
+    with engine.begin() as conn:  # as if the finaliser had failed for two of them
+        gone = conn.execute(select(items.c.id).order_by(items.c.id.desc()).limit(2)).scalars().all()
+        conn.execute(delete(items).where(items.c.id.in_(gone)))
+    assert "2 review item(s) enqueued" in invoke("review", "escalate", queue["batchId"]).stdout
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(items)).scalar_one() == before
+    missing = subprocess.run([EXE, "review", "escalate", "no-such-batch"], capture_output=True, text=True,
+                             env={**os.environ, "TRACEJURY_DATABASE_URL": str(engine.url.render_as_string(False))},
+                             timeout=60)  # fmt: skip
+    assert (missing.returncode, missing.stderr) == (2, "error: no batch 'no-such-batch'\n")

@@ -29,6 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="tracejury",
         version=version("tracejury"),
         description="Grade production LLM traces and turn the results into deploy gates.",
+        # Swagger UI and ReDoc load their scripts from a CDN: not into the origin whose
+        # sessionStorage holds reviewers' tokens (the review page). /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 
 __all__ = ["BodyLimit", "CountRequests"]
 
 Scope = dict[str, Any]
 
 
-class BodyTooLarge(Exception):
-    """Raised inside ``receive`` when a streamed body passes the limit."""
+class BodyTooLarge(HTTPException):
+    """Raised inside ``receive`` when a streamed body passes the limit; the app's handler for
+    HTTP errors answers it with 413 ``too_large`` whoever was reading the body (a handler, or
+    FastAPI parsing a JSON model)."""
 
 
 async def _send_413(send: Any, max_bytes: int) -> None:
@@ -46,8 +49,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
+                if seen > self.max_bytes:  # an HTTPException: FastAPI re-raises it from body parsing
+                    raise BodyTooLarge(413, f"request body larger than {self.max_bytes} bytes")
             return message
 
         async def tracked_send(message: dict[str, Any]) -> None:

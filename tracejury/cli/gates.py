@@ -94,11 +94,9 @@ def gate_history(
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """A gate's outcomes across runs, newest first."""
-    from tracejury.store.gates import gate_history as query
+    from workers.service import gate_history as query
 
-    rows = [{"runId": r.id, "release": r.release_id, "at": r.created_at.isoformat(),
-             "segment": r.segment, "decision": r.decision, "reason": r.reason}
-            for r in query(_engine(_settings()), gate, segment)]  # fmt: skip
+    rows = query(_engine(_settings()), gate, segment)
     if json:
         _print_json(rows)
         return

@@ -73,18 +73,21 @@ def review_list(
 def _show(detail: dict[str, Any]) -> None:
     """An item as plain text, for a reviewer at a terminal."""
     view, judge = detail["view"], detail["judge"] or {}
-    _write(f"item {detail['itemId']}  {detail['rubric']} v{detail['rubricVersion']}  trace {detail['traceId']}")
-    _write(f"why: {', '.join(detail['reasons'])} (priority {detail['priority']})  segment: {detail['segment']}")
+    _write(
+        f"item {detail['itemId']}  {detail['rubric']} v{_plain(detail['rubricVersion'])}"
+        f"  trace {_plain(detail['traceId'])}"
+    )
+    _write(f"why: {', '.join(detail['reasons'])} (priority {detail['priority']})  segment: {_plain(detail['segment'])}")
     if detail["leaseExpiresAt"]:
-        _write(f"claimed by {detail['claimedBy']} until {detail['leaseExpiresAt']}")
+        _write(f"claimed by {_plain(detail['claimedBy'])} until {detail['leaseExpiresAt']}")
     if judge.get("status") == "scored":
         samples = f"  samples: {','.join(judge['sampleLabels'])}" if judge["sampleLabels"] else ""
-        _write(f"judge: {judge['label']} (confidence {judge['confidence']}){samples}")
+        _write(f"judge: {_plain(judge['label'])} (confidence {judge['confidence']}){_plain(samples)}")
         _write(f"  {_plain(judge['rationale'])}")
     elif judge:
         _write(f"judge: {judge['status']} ({judge['failureKind']}): {_plain(judge['error'])}")
     for c in detail["checkers"]:
-        _write(f"checker {c['evaluator']}: {c['label']}: {_plain(c['rationale'])}")
+        _write(f"checker {c['evaluator']}: {_plain(c['label'])}: {_plain(c['rationale'])}")
     _write(f"input: {_plain(view['inputText'])}")
     _write(f"answer: {_plain(view['finalAnswer'])}")
     for chunk in view["retrievedChunks"]:
@@ -95,7 +98,7 @@ def _show(detail: dict[str, Any]) -> None:
     _write(f"truncated: {view['truncated']}  guardrails: {guards}")
     for label in detail["labels"]:
         note = f": {_plain(label['rationale'])}" if label["rationale"] else ""
-        _write(f"label by {label['reviewer']} at {label['createdAt']}: {label['label']}{note}")
+        _write(f"label by {_plain(label['reviewer'])} at {label['createdAt']}: {_plain(label['label'])}{note}")
     _write(f"labels: {', '.join(detail['scale']['labels'])} (passing: {', '.join(detail['scale']['passing'])})")
 
 
@@ -173,6 +176,20 @@ def review_skip(
         _print_json(item)
     else:
         out.print(f"item {item_id}: skipped by {reviewer}", markup=False)
+
+
+@review_app.command("escalate")
+def review_escalate(batch_id: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
+    """Run a batch's escalation again (idempotent: only items not yet enqueued are added) — for
+    a batch whose end-of-batch escalation failed, or one that ended before escalation existed."""
+    from tracejury.store.batches import batch_progress
+    from workers.review import escalate_finished_batch
+
+    engine = _engine(_settings())
+    progress = batch_progress(engine, batch_id)
+    state = progress["batch"].state if progress else "unknown"
+    n = escalate_finished_batch(engine, batch_id, state)
+    out.print(f"batch {batch_id}: {n} review item(s) enqueued", markup=False)
 
 
 @review_app.command("agreement")

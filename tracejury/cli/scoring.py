@@ -168,32 +168,18 @@ def batch_create(
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sample a release (failure-aware), freeze the config and enqueue chunks for workers."""
-    from tracejury.core.sampling import default_sampling
-    from workers.batches import create_queued_batch
-    from workers.celery_app import create_app
-    from workers.tasks import enqueue_chunk
+    from workers.service import create_batch
 
     if sample_size is not None and budget is not None:
         raise TracejuryError("use --sample-size or --budget, not both")
     settings = _settings()
-    with create_app(settings).connection_for_write():
-        created = create_queued_batch(
-            _engine(settings), settings, _catalog(settings), default_sampling(),
-            release=release, rubric_ids=rubric, sample_size=sample_size, budget=budget,
-            seed=seed, enqueue=enqueue_chunk,
-        )  # fmt: skip
-    data = {
-        "batchId": created.batch_id,
-        "population": created.population,
-        "sampled": created.sampled,
-        "chunks": created.chunks,
-        "baseRate": created.base_rate,
-    }
+    data = create_batch(_engine(settings), settings, release=release, rubric_ids=rubric, sample_size=sample_size,
+                        budget=budget, seed=seed)  # fmt: skip
     if json:
         _print_json(data)
     else:
-        out.print(f"batch [bold]{created.batch_id}[/bold]: sampled {created.sampled} of"
-                  f" {created.population} traces into {created.chunks} chunk(s)")  # fmt: skip
+        out.print(f"batch [bold]{data['batchId']}[/bold]: sampled {data['sampled']} of"
+                  f" {data['population']} traces into {data['chunks']} chunk(s)")  # fmt: skip
 
 
 def _batch_status(batch_id: str) -> dict:

@@ -5,8 +5,9 @@ registries to merge)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, and_, case, func, select
 
 from tracejury.store.tables import (
     BatchChunk,
@@ -60,7 +61,7 @@ def store_metrics(engine: Engine) -> StoreMetrics:
             .group_by(e.c.evaluator_kind, e.c.status, e.c.failure_kind)
         ):
             m.evaluations[(kind, status, failure or "")] = int(n)
-        called = (e.c.evaluator_kind == "judge") & e.c.latency_ms.is_not(None) & e.c.cached.is_(False)
+        called = (e.c.evaluator_kind == "rubric") & e.c.latency_ms.is_not(None) & e.c.cached.is_(False)
         buckets = [func.coalesce(func.sum(case((called & (e.c.latency_ms <= b), 1), else_=0)), 0)
                    for b in LATENCY_BUCKETS_MS]  # fmt: skip
         row = conn.execute(
@@ -75,7 +76,11 @@ def store_metrics(engine: Engine) -> StoreMetrics:
         *counts, m.judge_calls, latency_sum, m.judge_retries, m.cache_hits = (int(v) for v in row)
         m.judge_latency_buckets = [*counts, m.judge_calls]
         m.judge_latency_sum_ms = float(latency_sum)
-        m.review = _grouped(conn, ReviewItem.__table__.c.state, ReviewItem.__table__)
+        r = ReviewItem.__table__
+        # a claim whose lease expired is back in the queue (as the queue itself reads it)
+        state = case((and_(r.c.state == "claimed", r.c.lease_expires_at < datetime.now(UTC)), "pending"),
+                     else_=r.c.state)  # fmt: skip
+        m.review = _grouped(conn, state, r)
         m.gate_outcomes = _grouped(conn, GateOutcome.__table__.c.decision, GateOutcome.__table__)
         m.gate_runs = _grouped(conn, GateRun.__table__.c.decision, GateRun.__table__)
     return m

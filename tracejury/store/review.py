@@ -30,6 +30,7 @@ human label of the (trace, rubric).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -403,12 +404,18 @@ def claim_next(
     return None if row is None else _item(row, now)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0 and C1 control characters: a name is printed on reviewers' terminals and pages."""
+
+
 def _check_reviewer(reviewer: str) -> None:
     """A reviewer name fits the column (128 characters) and is not blank."""
     if not reviewer.strip():
         raise InvalidInput("reviewer: must not be empty")
     if len(reviewer) > 128:
         raise InvalidInput(f"reviewer: at most 128 characters, got {len(reviewer)}")
+    if _CONTROL.search(reviewer):
+        raise InvalidInput(f"reviewer: control characters are not allowed in a name: {reviewer!r}")
 
 
 def _refusal(conn: Connection, item_id: int, reviewer: str, action: str) -> Conflict:

@@ -33,20 +33,10 @@ class BatchRequest(BaseModel):
 @router.post("/batches", status_code=201, summary="Sample a release and enqueue a scoring batch")
 def create_batch(req: BatchRequest, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     """As ``tracejury batch create --json``."""
-    from tracejury.core.sampling import default_sampling
-    from workers.batches import create_queued_batch
-    from workers.celery_app import create_app
-    from workers.service import catalog
-    from workers.tasks import enqueue_chunk
+    from workers.service import create_batch as create
 
-    with create_app(settings).connection_for_write():
-        created = create_queued_batch(
-            engine, settings, catalog(settings), default_sampling(),
-            release=req.release, rubric_ids=req.rubrics, sample_size=req.sampleSize, budget=req.budget,
-            seed=req.seed, enqueue=enqueue_chunk,
-        )  # fmt: skip
-    return {"batchId": created.batch_id, "population": created.population, "sampled": created.sampled,
-            "chunks": created.chunks, "baseRate": created.base_rate}  # fmt: skip
+    return create(engine, settings, release=req.release, rubric_ids=req.rubrics, sample_size=req.sampleSize,
+                  budget=req.budget, seed=req.seed)  # fmt: skip
 
 
 @router.get("/batches", summary="Recent batches, newest first")

@@ -57,8 +57,6 @@ def history(
     gate_id: str, engine: EngineDep, segment: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[dict[str, Any]]:
     """As ``tracejury gate history --json``."""
-    from tracejury.store.gates import gate_history
+    from workers.service import gate_history
 
-    return [{"runId": r.id, "release": r.release_id, "at": r.created_at.isoformat(), "segment": r.segment,
-             "decision": r.decision, "reason": r.reason}
-            for r in gate_history(engine, gate_id, segment, limit=limit)]  # fmt: skip
+    return gate_history(engine, gate_id, segment, limit=limit)

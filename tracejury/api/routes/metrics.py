@@ -3,6 +3,7 @@ CLI and the workers) read at scrape time, and this process's HTTP requests."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Request
@@ -69,8 +70,15 @@ def http_requests(request: Request) -> Counter:
 @router.get("/metrics", summary="Prometheus metrics", dependencies=[Depends(require_role())],
             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})  # fmt: skip
 async def metrics(request: Request, engine: EngineDep) -> Response:
-    """Counts from the store (every process's work) and this process's HTTP requests."""
-    snapshot = await run_in_threadpool(store_metrics, engine)
+    """Counts from the store (every process's work; one read per ``TRACEJURY_METRICS_CACHE_S``
+    however many scrapers ask: the aggregates scan the evaluation table) and this process's
+    HTTP requests."""
+    state, now = request.app.state, time.monotonic()
+    cached = getattr(state, "metrics_snapshot", None)
+    if cached is None or now - cached[0] >= state.settings.metrics_cache_s:
+        cached = (now, await run_in_threadpool(store_metrics, engine))
+        state.metrics_snapshot = cached
+    snapshot = cached[1]
     registry = CollectorRegistry()
     registry.register(_Snapshot(snapshot))
     body = generate_latest(registry) + generate_latest(request.app.state.registry)

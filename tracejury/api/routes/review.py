@@ -31,7 +31,7 @@ router = APIRouter(prefix="/api/review", tags=["review"])
 
 ReviewerDep = Annotated[Principal, Depends(require_role("reviewer"))]
 
-_NAME = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters (PostgreSQL refuses NUL)
+_NAME = r"^[^\x00-\x1f\x7f-\x9f]+$"  # printable: no C0/C1 control characters (PostgreSQL refuses NUL)
 _TEXT = r"^[^\x00]*$"
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=_NAME)]
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The review item's id.")]
