@@ -165,6 +165,10 @@ def test_sdk_exporter_to_running_server(server: dict[str, Any]) -> None:
     missing = httpx.get(f"{url}/traces/{bad_trace}", headers=_bearer(tokens["reviewer"]), timeout=30)
     assert missing.status_code == 404
     assert f"trace {bad_trace} span {nameless_id}" in server["log"].read_text()  # the server logs every report
+    # and the unmappable trace is kept in quarantine (after the mapped trace's line), not only reported
+    [kept] = httpx.get(f"{url}/quarantine", headers=_bearer(tokens["admin"]), timeout=30).json()
+    assert (kept["traceId"], kept["line"], kept["path"]) == (bad_trace, 2, f"span {nameless_id}")
+    assert kept["source"].startswith("otlp:") and kept["message"] == "OTLP: trace not mapped: tool span without gen_ai.tool.name or tool.name"
 
 
 def test_json_body_bad_bodies_and_quarantine(server: dict[str, Any]) -> None:

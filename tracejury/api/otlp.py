@@ -10,6 +10,7 @@ success: nothing of it is stored.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import zlib
 from dataclasses import dataclass
@@ -27,9 +28,8 @@ from sqlalchemy import Engine
 
 from tracejury.api.errors import ApiError
 from tracejury.core.errors import InputError
-from tracejury.core.ingest import IngestCounts, prepare_chunk
+from tracejury.core.ingest import IngestCounts, RejectedLine
 from tracejury.core.otlp import OtlpMapping, SpanReport, map_export_request
-from tracejury.core.validation import TraceValidator
 from tracejury.settings import Settings
 
 __all__ = ["JSON", "PROTOBUF", "OtlpResult", "decode_body", "export_traces", "ingest_request"]
@@ -119,10 +119,19 @@ class OtlpResult:
         return head + listed + (f"; and {more} more" if more > 0 else "")
 
 
+def _unmapped_line(line_no: int, report: SpanReport) -> RejectedLine:
+    raw = orjson.dumps({"traceId": report.trace_id, "spanId": report.span_id, "name": report.name,
+                        "reason": report.reason, "rejectedSpans": report.rejected_spans})  # fmt: skip
+    path = f"span {report.span_id}" if report.span_id else "$"
+    return RejectedLine(line_no=line_no, trace_id=report.trace_id, path=path,
+                        message=f"OTLP: {report.reason}".replace("\x00", "\\u0000"), raw=raw,
+                        raw_hash=hashlib.sha256(raw).hexdigest())  # fmt: skip
+
+
 def ingest_request(engine: Engine, settings: Settings, source: str, doc: dict[str, Any]) -> OtlpResult:
     """Map an export request and ingest its traces like ``tracejury ingest`` does; each trace is
     one line (numbered from 1 in request order) of ``source``."""
-    from tracejury.store.ingest import ingest_lines
+    from tracejury.store.ingest import ingest_lines, quarantine_lines
     from workers.service import segmentation
 
     try:
@@ -131,14 +140,17 @@ def ingest_request(engine: Engine, settings: Settings, source: str, doc: dict[st
         raise ApiError(400, "invalid_otlp", str(exc)) from exc
     lines = [(n, orjson.dumps(trace)) for n, trace in enumerate(mapping.traces, 1)]
     reports = list(mapping.reports)
-    segments = segmentation(settings)
-    # ingest quarantines these; preparing them here the same way lets the response name them
-    _, rejected = prepare_chunk(lines, validator=TraceValidator(), segmentation=segments)
-    for line in rejected:
+    rejected: list[RejectedLine] = []
+    counts = ingest_lines(engine, source, lines, segmentation=segmentation(settings),
+                          batch_size=settings.ingest_batch_size, rejected=rejected)  # fmt: skip
+    for line in rejected:  # ingest quarantined these: name them in the response too
         origin = mapping.origins[line.line_no - 1]
         reason = f"quarantined as line {line.line_no} of {source}: {line.path}: {line.message}"
         reports.append(SpanReport(origin.trace_id, origin.root_span_id, origin.root_name, reason, origin.spans))
-    counts = ingest_lines(engine, source, lines, segmentation=segments, batch_size=settings.ingest_batch_size)
+    # traces that could not be mapped at all are quarantined too (after the mapped ones'
+    # line numbers), so they are in the store, not only in this response and the log
+    unmapped = [r for r in mapping.reports if r.rejected_spans]
+    quarantine_lines(engine, source, [_unmapped_line(len(lines) + i, r) for i, r in enumerate(unmapped, 1)])
     for report in reports:
         log.warning("OTLP %s: %s", source, report)
     return OtlpResult(mapping=mapping, counts=counts, reports=reports)

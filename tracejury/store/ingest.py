@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Boolean, Connection, Dialect, Engine, Table, bindparam, select
 
-from tracejury.core.ingest import IngestCounts, prepare_chunk, triage
+from tracejury.core.ingest import IngestCounts, RejectedLine, prepare_chunk, triage
 from tracejury.core.segments import SegmentationConfig
 from tracejury.core.validation import TraceValidator
 from tracejury.store.engine import insert_ignoring_conflicts, make_engine
@@ -153,6 +153,12 @@ _QUARANTINE_KEYS = (
 _TRACE_KEYS = (*TRACE_KEYS, "ingested_at")
 
 
+def _quarantine(conn: Connection, source: str, rejected: list[RejectedLine], now: datetime) -> None:
+    rows = [(source, r.line_no, r.trace_id, r.path, r.message, r.raw, r.raw_hash, now) for r in rejected]
+    procs = _bind_processors(conn.dialect, _QUARANTINE, _QUARANTINE_KEYS)
+    _insert_ignoring_conflicts(conn, _QUARANTINE, _QUARANTINE_KEYS, _process(rows, procs))
+
+
 def _write_batch(engine: Engine, source: str, batch: RowBatch) -> IngestCounts:
     """Store one prepared batch in one transaction."""
     now = datetime.now(UTC)
@@ -186,11 +192,7 @@ def _write_batch(engine: Engine, source: str, batch: RowBatch) -> IngestCounts:
         ]
         procs = _bind_processors(conn.dialect, _CONFLICT, _CONFLICT_KEYS)
         _insert_ignoring_conflicts(conn, _CONFLICT, _CONFLICT_KEYS, _process(conflicts, procs))
-        quarantine = [
-            (source, r.line_no, r.trace_id, r.path, r.message, r.raw, r.raw_hash, now) for r in batch.rejected
-        ]
-        procs = _bind_processors(conn.dialect, _QUARANTINE, _QUARANTINE_KEYS)
-        _insert_ignoring_conflicts(conn, _QUARANTINE, _QUARANTINE_KEYS, _process(quarantine, procs))
+        _quarantine(conn, source, batch.rejected, now)
     return IngestCounts(
         ingested=len(split.new),
         duplicates=len(split.duplicates),
@@ -272,14 +274,19 @@ def ingest_lines(
     segmentation: SegmentationConfig,
     batch_size: int = 5000,
     workers: int = 0,
+    rejected: list[RejectedLine] | None = None,
 ) -> IngestCounts:
     """Ingest ``(line number, raw line)`` pairs from one source; blank lines are skipped.
 
     Good lines are stored, bad ones quarantined with their line number and reason; one bad
     line never stops the rest. With ``workers`` > 0, an input of more than one batch is
     prepared and written by that many processes; a small input (an HTTP body, a test file)
-    never pays for starting them.
+    never pays for starting them. ``rejected``, if given, receives the quarantined lines
+    (in-process ingest only: ``workers`` must be 0), so a caller can name them without
+    preparing the input twice.
     """
+    if rejected is not None and workers > 0:
+        raise ValueError("rejected lines are collected by in-process ingest only (workers=0)")
     chunks = _chunks(lines, batch_size)
     first = next(chunks, [])
     second = next(chunks, None)
@@ -292,4 +299,13 @@ def ingest_lines(
     for chunk in itertools.chain([first], [second] if second else [], chunks):
         batch = build_rows(*prepare_chunk(chunk, validator=validator, segmentation=segmentation))
         total.add(_write_batch(engine, source, batch))
+        if rejected is not None:
+            rejected.extend(batch.rejected)
     return total
+
+
+def quarantine_lines(engine: Engine, source: str, lines: list[RejectedLine]) -> None:
+    """Quarantine lines that never reached validation (an OTLP trace that could not be mapped
+    to a trace), kept like ingest's own: source, line, trace id, path, message, raw input."""
+    with engine.begin() as conn:
+        _quarantine(conn, source, lines, datetime.now(UTC))
