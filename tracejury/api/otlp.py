@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from tracejury.api.errors import ApiError
 from tracejury.core.errors import InputError
-from tracejury.core.ingest import IngestCounts, RejectedLine
+from tracejury.core.ingest import IngestCounts, RejectedLine, escape_nul
 from tracejury.core.otlp import OtlpMapping, SpanReport, map_export_request
 from tracejury.settings import Settings
 
@@ -124,7 +124,7 @@ def _unmapped_line(line_no: int, report: SpanReport) -> RejectedLine:
                         "reason": report.reason, "rejectedSpans": report.rejected_spans})  # fmt: skip
     path = f"span {report.span_id}" if report.span_id else "$"
     return RejectedLine(line_no=line_no, trace_id=report.trace_id, path=path,
-                        message=f"OTLP: {report.reason}".replace("\x00", "\\u0000"), raw=raw,
+                        message=escape_nul(f"OTLP: {report.reason}"), raw=raw,
                         raw_hash=hashlib.sha256(raw).hexdigest())  # fmt: skip
 
 

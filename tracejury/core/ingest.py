@@ -26,6 +26,7 @@ __all__ = [
     "PreparedTrace",
     "RejectedLine",
     "Triage",
+    "escape_nul",
     "prepare_chunk",
     "prepare_line",
     "triage",
@@ -117,8 +118,9 @@ def _refuse_nul(p: PreparedTrace) -> None:
                                trace_id=trace_id)  # fmt: skip
 
 
-def _no_nul(text: str | None) -> str | None:
-    """Quarantine text with NUL characters escaped (the raw line keeps them)."""
+def escape_nul(text: str | None) -> str | None:
+    """Text with NUL characters escaped (``\\u0000``): PostgreSQL text cannot hold U+0000, and
+    both backends store the same value (quarantine messages, judge rationales and errors)."""
     return text.replace("\x00", "\\u0000") if text and "\x00" in text else text
 
 
@@ -154,7 +156,8 @@ def prepare_chunk(
         except InvalidTrace as exc:
             raw = bytes(raw)
             digest = hashlib.sha256(raw).hexdigest()
-            trace_id, path, message = _no_nul(exc.trace_id), _no_nul(exc.path) or "$", _no_nul(exc.message) or ""
+            trace_id, path = escape_nul(exc.trace_id), escape_nul(exc.path) or "$"
+            message = escape_nul(exc.message) or ""
             bad.append(RejectedLine(line_no, trace_id, path, message, raw, digest))
     return good, bad
 

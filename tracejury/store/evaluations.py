@@ -15,6 +15,7 @@ from sqlalchemy import Engine, bindparam, func, select, tuple_, update
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.evaluation import Evaluation
+from tracejury.core.ingest import escape_nul
 from tracejury.store.engine import insert_ignoring_conflicts
 from tracejury.store.tables import (
     Batch,
@@ -47,12 +48,6 @@ _C = JudgeCacheEntry.__table__
 _V = EvaluatorVersion.__table__
 _T = StoredTrace.__table__
 _BT = BatchTrace.__table__
-
-
-def _no_nul(text: str | None) -> str | None:
-    """Free text from a judge (rationale, error) with NUL characters escaped: PostgreSQL text
-    cannot hold U+0000, and both backends store the same value."""
-    return text.replace("\x00", "\\u0000") if text and "\x00" in text else text
 
 
 def create_batch(engine: Engine, *, release: str, kind: str, config: dict[str, Any], sampled: int) -> str:
@@ -126,7 +121,7 @@ def save_evaluations(engine: Engine, batch_id: str, evaluations: Iterable[Evalua
         for e in evaluations:
             row = e.model_dump()
             row["sample_labels"] = ",".join(e.sample_labels) or None
-            row["rationale"], row["error"] = _no_nul(e.rationale), _no_nul(e.error)
+            row["rationale"], row["error"] = escape_nul(e.rationale), escape_nul(e.error)
             t = traces.get(e.trace_id)
             p = probs.get(e.trace_id)
             rows.append({
@@ -175,7 +170,7 @@ def cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, CachedVerdict]])
     now = datetime.now(UTC)
     rows = [
         {"model": k[0], "evaluator_fingerprint": k[1], "evidence_hash": k[2],
-         "sample_index": k[3], "label": v.label, "rationale": _no_nul(v.rationale),
+         "sample_index": k[3], "label": v.label, "rationale": escape_nul(v.rationale),
          "confidence": v.confidence, "prompt_tokens": v.prompt_tokens,
          "completion_tokens": v.completion_tokens, "created_at": now}
         for k, v in entries
