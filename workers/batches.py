@@ -168,7 +168,12 @@ class _ProcessScoring:
         async def go() -> None:
             if key not in self._deps:
                 self._deps[key] = await self._stack.enter_async_context(production_deps(engine, settings, profiles))
-            await fn(self._deps[key])
+            deps = self._deps[key]
+            try:
+                await fn(deps)
+            finally:
+                if deps.settle is not None:  # shared judge slots idle until the next chunk: give them back
+                    await deps.settle()
 
         self._runner.run(go())
 

@@ -45,6 +45,9 @@ class ScoringDeps:
     """Call the judge of a profile."""
     models: Mapping[str, str]
     """Profile name → model."""
+    settle: Callable[[], Awaitable[None]] | None = None
+    """Give back shared resources held but idle (judge concurrency slots leased from Redis);
+    called when a chunk ends, as nothing runs the worker's event loop between chunks."""
 
 
 def _cache_get(engine: Engine, keys: Sequence[CacheKey]) -> dict[CacheKey, JudgeVerdict]:
@@ -81,6 +84,7 @@ async def production_deps(
     by every worker process through Redis; with the embedded broker they hold per process."""
     clients: dict[str, JudgeClient] = {}
     http_clients = []
+    limiters: list[RedisLimiter] = []
     redis = _shared_redis(settings)
     try:
         for name, profile in profiles.items():
@@ -91,6 +95,8 @@ async def production_deps(
                              tokens_per_minute=profile.tokens_per_minute, max_concurrency=profile.max_concurrency)
                 if redis is not None else None
             )  # fmt: skip
+            if shared is not None:
+                limiters.append(shared)
             clients[name] = JudgeClient(
                 http, profile, base_url=settings.judge_base_url,
                 api_key=settings.api_key(profile.api_key_env),
@@ -100,6 +106,10 @@ async def production_deps(
         async def judge_call(profile: str, request: JudgeRequest) -> JudgeOutcome:
             return await clients[profile].judge(request)
 
+        async def settle() -> None:
+            for limiter in limiters:
+                await limiter.settle()
+
         yield ScoringDeps(
             load_traces=partial(store.load_traces, engine),
             cache_get=partial(_cache_get, engine),
@@ -107,8 +117,11 @@ async def production_deps(
             save=partial(store.save_evaluations, engine),
             judge_call=judge_call,
             models={name: p.model for name, p in profiles.items()},
+            settle=settle if limiters else None,
         )
     finally:
+        for limiter in limiters:
+            await limiter.aclose()
         for http in http_clients:
             await http.aclose()
         if redis is not None:
