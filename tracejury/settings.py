@@ -33,15 +33,17 @@ class Settings(BaseSettings):
     """Comma-separated modules to import at start; they register extra checkers."""
     judge_base_url: str = "http://127.0.0.1:8100/v1"
     """Base URL for judge profiles that set none (the shipped ``default``): the mock judge."""
-    score_concurrency: int = 512
-    """(trace, rubric) evaluations in flight at once per chunk — inline and in each worker; 512
-    keeps a 256-trace chunk with 2 rubrics all in flight. Judge calls are further bounded by
+    score_concurrency: int = 1024
+    """(trace, rubric) evaluations in flight at once per chunk — inline and in each worker; 1024
+    keeps a 512-trace chunk with 2 rubrics all in flight. Judge calls are further bounded by
     each profile's ``max_concurrency`` (shared by all workers with a Redis broker)."""
     broker_url: str = "sqla+sqlite:///tracejury-broker.db"
     """Celery broker: Redis (``redis://host:6379/0``) in production; by default an embedded
     SQLite broker (kombu's SQLAlchemy transport), so one machine runs with no server."""
-    chunk_size: int = 256
-    """Traces per queued chunk: one task, all its judge calls concurrent with asyncio."""
+    chunk_size: int = 512
+    """Traces per queued chunk: one task, all its judge calls concurrent with asyncio. A worker
+    runs one chunk at a time, so a chunk's CPU work and its judge waits add up: 512 rather than
+    256 took 2 workers at 200 ms from 957 to 1,060 judge calls/s (BENCHMARKS.md)."""
     chunk_lease_s: float = 30.0
     """A running chunk's lease; renewed every third of it. A dead worker's chunk is redone
     after the lease expires plus one sweep."""
