@@ -5,6 +5,7 @@ from ``tracejury batch status --json`` and from ``GET /batches/{id}``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,20 @@ __all__ = [
 
 
 def segmentation(settings: Settings) -> SegmentationConfig:
-    """The segmentation config: ``TRACEJURY_SEGMENTATION_PATH`` or the shipped default."""
+    """The segmentation config: ``TRACEJURY_SEGMENTATION_PATH`` or the shipped default. A file
+    is parsed once per version of it (an API process ingests many requests)."""
     if settings.segmentation_path is None:
         return default_segmentation()
     path = Path(settings.segmentation_path)
     try:
-        text = path.read_text()
+        return _segmentation_file(str(path), path.stat().st_mtime_ns)
     except OSError as exc:
         raise TracejuryError(f"{path}: cannot read segmentation config: {exc.strerror}") from exc
-    return SegmentationConfig.from_yaml(text, file=str(path))
+
+
+@lru_cache(maxsize=8)
+def _segmentation_file(path: str, _mtime_ns: int) -> SegmentationConfig:
+    return SegmentationConfig.from_yaml(Path(path).read_text(), file=path)
 
 
 def dims(by: str, settings: Settings, *, option: str = "--by") -> list[str]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 EXE = str(Path(sys.executable).parent / "tracejury")
 
@@ -80,3 +81,25 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is not None:
             stop(self.proc)
+
+
+def run_spawned(target: Any, arg_tuples: list[tuple[Any, ...]], *, timeout: float) -> dict[Any, Any]:
+    """Run ``target(*args, barrier, queue)`` in one spawned process per ``args``, all released
+    together by the barrier; each puts one ``(key, value)`` on the queue. Returns those as a dict,
+    after checking every process exited 0 (a process still alive at the end is killed)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(arg_tuples)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, results)) for args in arg_tuples]
+    for p in procs:
+        p.start()
+    try:
+        out = dict(results.get(timeout=timeout) for _ in procs)
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+    return out

@@ -6,12 +6,12 @@ every conflict is recorded, and a conflicting trace's stages never mix into the 
 from __future__ import annotations
 
 import copy
-import multiprocessing
 from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 
+from tests.integration.procs import run_spawned
 from tracejury.store.tables import StoredTrace, TraceConflict, TraceStage
 
 OVERLAP = range(2000, 4000)  # 2000..2999 identical in both files, 3000..3999 different
@@ -48,20 +48,7 @@ def test_concurrent_overlapping_ingests_count_and_record_everything(
     # both files start with the overlap, so the two processes meet on the same ids
     a = [_line(example_trace, i, "a") for i in [*OVERLAP, *range(0, 2000)]]
     b = [_line(example_trace, i, "b") for i in [*OVERLAP, *range(4000, 6000)]]
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_ingest, args=(db_url, lines, name, barrier, results)) for name, lines in
-             (("a", a), ("b", b))]  # fmt: skip
-    for p in procs:
-        p.start()
-    try:
-        counts = dict(results.get(timeout=240) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-    assert [p.exitcode for p in procs] == [0, 0]
+    counts = run_spawned(_ingest, [(db_url, a, "a"), (db_url, b, "b")], timeout=240)
 
     for name in ("a", "b"):
         c = counts[name]

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from tests.jsonpaths import json_paths
 from tests.pg import BACKENDS
 from tracejury.core.segments import default_segmentation
 from tracejury.store.engine import open_engine
@@ -33,18 +34,7 @@ json_values = st.recursive(
 )  # fmt: skip
 
 
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-PATHS = _paths(EXAMPLE)
+PATHS = json_paths(EXAMPLE)
 
 
 @st.composite

@@ -4,7 +4,6 @@ the batch finaliser, claimed, labelled and skipped — from threads and from pro
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select
 
+from tests.integration.procs import run_spawned
 from tests.integration.reviewing import populate, rubrics_with, score
 from tracejury.core.errors import Conflict, InvalidInput, NotFound
 from tracejury.core.escalation import REASONS, audit_draw, priority
@@ -254,20 +254,7 @@ def _claimer(url: str, reviewer: str, start: Any, out: Any) -> None:
 
 def test_concurrent_claims_from_processes_never_double_assign(engine: Engine, db_url: str, scored: dict) -> None:
     total = review.count_items(engine, state="pending")
-    ctx = multiprocessing.get_context("spawn")
-    n = 4
-    start, out = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(db_url, f"p{k}", start, out)) for k in range(n)]
-    for p in procs:
-        p.start()
-    try:
-        results = dict(out.get(timeout=120) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    assert all(p.exitcode == 0 for p in procs)
+    results = run_spawned(_claimer, [(db_url, f"p{k}") for k in range(4)], timeout=120)
     claimed = [i for r in results.values() for i in r]
     assert len(claimed) == len(set(claimed)) == total
     owners = {i["itemId"]: i["claimedBy"] for i in review.list_items(engine, state="claimed", limit=10_000)}

@@ -11,6 +11,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.jsonpaths import json_paths
 from tests.otlp_builder import RESOURCE, genai_trace, request
 from tracejury.core.errors import InputError
 from tracejury.core.otlp import map_export_request
@@ -33,18 +34,7 @@ any_values = st.one_of(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-PATHS = _paths(BASE)
+PATHS = json_paths(BASE)
 
 
 def _spans_present(doc: dict[str, Any]) -> int:

@@ -239,15 +239,21 @@ def _gen_ai_messages(span: Span, key: str) -> list[Any]:
     return doc
 
 
-def _openinference_messages(span: Span, prefix: str) -> list[dict[str, Any]]:
-    """``llm.input_messages.{i}.message.role|content`` as a list of ``{role, content}``."""
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.message\.(role|content)$")
+def _indexed(span: Span, prefix: str, kind: str, fields: str) -> list[dict[str, Any]]:
+    """OpenInference's flattened lists — ``{prefix}.{i}.{kind}.{field}`` attributes — as a list
+    of ``{field: value}`` dicts in index order."""
+    pattern = re.compile(re.escape(prefix) + rf"\.(\d+)\.{kind}\.({fields})$")
     found: dict[int, dict[str, Any]] = {}
     for key, value in span.attrs.items():
         m = pattern.match(key)
         if m:
             found.setdefault(int(m.group(1)), {})[m.group(2)] = value
     return [found[i] for i in sorted(found)]
+
+
+def _openinference_messages(span: Span, prefix: str) -> list[dict[str, Any]]:
+    """``llm.input_messages.{i}.message.role|content`` as a list of ``{role, content}``."""
+    return _indexed(span, prefix, "message", "role|content")
 
 
 def output_text(span: Span) -> str | None:
@@ -339,13 +345,7 @@ def tool_result(span: Span) -> Any:
 
 
 def _flattened_documents(span: Span, prefix: str) -> list[dict[str, Any]]:
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.document\.(id|score|content)$")
-    found: dict[int, dict[str, Any]] = {}
-    for key, value in span.attrs.items():
-        m = pattern.match(key)
-        if m:
-            found.setdefault(int(m.group(1)), {})[m.group(2)] = value
-    return [found[i] for i in sorted(found)]
+    return _indexed(span, prefix, "document", "id|score|content")
 
 
 def documents(span: Span) -> list[dict[str, Any]]:
