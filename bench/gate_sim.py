@@ -1,154 +1,317 @@
-"""Is the gate itself honest? A seeded Monte Carlo of the reducer's decision logic.
+"""Is the gate honest, and does it decide at the budget users spend? A seeded Monte Carlo of
+the reducer's decision logic on simulated releases.
 
-    .venv/bin/python bench/gate_sim.py [--trials 400] [--seed 1]
+    .venv/bin/python bench/gate_sim.py [--trials 400] [--seed 1] [--only NAME ...]
 
-Runs ``tracejury.core.gates.decide_family`` — the same function ``gate run`` uses — on
-simulated binomial counts:
+Every trial simulates two releases of traces (30,000 each unless said), with the failure
+signals of the shipped sampling config (``tracejury/core/defaults/sampling.yaml``:
+truncation, tool failures, empty or weak retrieval, slow requests, negative feedback,
+fallbacks), draws the failure-aware Poisson sample a batch would (the shipped weights,
+base rate solved for the expected sample size), draws each sampled trace's evaluator
+verdict (failures 3x as likely on traces that show a signal as on those that do not — the
+reason to oversample them), aggregates the sums ``gate run`` aggregates (n, failures, Σ1/p,
+Σ1/p², per segment key and window of 5,000 traces) and calls the same pure functions
+``gate run`` calls: ``decide_family`` and ``decide_scan``.
 
-* A/A (no change): 30 segments, 20 consecutive windows, 9,000 traces per window and arm at
-  0.2%, Holm across segments. Reports the probability of any false block across all
-  segments and looks, with hysteresis of 2 windows and without (1 window), when each
-  current window meets a fresh baseline window (what ``gate run`` does when the baseline
-  has several windows of traffic) and when every window shares one baseline sample.
-* The worked example: 0.2% → 0.455% at 9,000 traces per window per arm, one segment;
-  reports the power and the windows to detection.
+Scenarios (``--only`` picks some):
 
-Each look k decides on windows 1..k, exactly as ``gate run`` does after k windows of traffic.
+* ``aa``: 4 segments of 25% of traffic, no change, the shipped ``answer_correctness`` gate
+  (grouped by segment): how often the run passes (exit 0), blocks, or lacks data.
+* ``looks``: A/A with 30 segments x 20 looks — the gate run after each twentieth of the
+  current release's traffic, on the sample so far; P(any false block) over the 20 looks.
+* ``power``: the fail rate of one segment (25% of traffic) rises from 3% to 4.5, 6, 7.5 and
+  9%: the gate's block rate beside that of one fixed-sample two-proportion test on the same
+  data (same effective n, level, margin and Holm correction, no persistence: the bound no
+  design beats), and beside the traffic-window design (windows of 5,000 traces, min samples
+  per window) that gates used before.
+* ``scan``: 2% -> 20% in the truncated slice (8% of traffic, not a grouping dimension):
+  how often the scan gate blocks naming ``trunc=yes`` (or a sub-slice of it), and how often
+  it names a slice outside it.
+* ``budget``: the smallest sample (judge calls per release) at which the A/A pass rate,
+  the 3% -> 9% power and the scan's detection reach their targets.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from tracejury.core.gates import Arm, GateSpec, SegmentInputs, WindowArm, decide_family  # noqa: E402
+from tracejury.core.gate_scan import decide_scan  # noqa: E402
+from tracejury.core.gates import (  # noqa: E402
+    Arm,
+    GateSpec,
+    SegmentInputs,
+    WindowArm,
+    _decide_windows,
+    decide_family,
+)
+from tracejury.core.sampling import base_rate_for, default_sampling  # noqa: E402
 
-N = 9000
-P0, P1 = 0.002, 0.00455
-
-
-def spec(windows: int) -> GateSpec:
-    return GateSpec.model_validate({
-        "id": "sim", "metric": {"signal": "format_invalid"}, "confidence": 0.95, "min_samples": 2000,
-        "hysteresis": {"windows": windows, "window": {"traces": N}}, "correction": "holm",
-    })  # fmt: skip
-
-
-def binomial(rng: random.Random, n: int, p: float) -> int:
-    """Binomial draw via the normal-free inversion of a Poisson-binomial sum (exact, small p)."""
-    return sum(1 for _ in range(n) if rng.random() < p) if n * p > 30 else _small(rng, n, p)
+WINDOW = 5000
+LIFT = 3.0
+"""Failures are this much likelier on traces that show a failure signal."""
 
 
-def _small(rng: random.Random, n: int, p: float) -> int:
-    # geometric skips: exact for Bernoulli trials, fast when p is small
-    count, i = 0, -1
-    import math
-
-    log_q = math.log(1 - p)
-    while True:
-        i += int(math.log(1 - rng.random()) / log_q) + 1
-        if i >= n:
-            return count
-        count += 1
+def shipped(name: str) -> GateSpec:
+    return GateSpec.from_yaml((ROOT / "rubrics" / "gates" / f"{name}.yaml").read_text(), file=name)
 
 
-def arm(failures: int, n: int = N) -> Arm:
-    return Arm(failures, n, float(failures), float(n), float(n))
+def with_group(spec: GateSpec, group_by: tuple[str, ...]) -> GateSpec:
+    data = spec.model_dump()
+    data.update(group_by=group_by, where={}, metric={"evaluator": "sim"})
+    return GateSpec.model_validate(data)
 
 
-def _segments(baselines: list[list[int]], windows: list[list[int]], k: int) -> list[SegmentInputs]:
-    segments = []
-    for s in range(len(baselines)):
-        shared = len(baselines[s]) == 1
-        wins = tuple(
-            WindowArm(i, "", "", arm(c), None if shared else arm(baselines[s][i])) for i, c in enumerate(windows[s][:k])
-        )
-        segments.append(SegmentInputs(f"s{s}", arm(sum(baselines[s]), N * len(baselines[s])), wins))
-    return segments
+SCAN = GateSpec.model_validate({
+    "id": "scan", "metric": {"evaluator": "sim"}, "scan": {"pairs": True},
+    "min_samples": 100, "margin": {"absolute": 0.01, "relative": 0.2},
+    "hysteresis": {"windows": 2, "window": {"traces": WINDOW}},
+})  # fmt: skip
 
 
-def first_block_slow(gate: GateSpec, baselines: list[list[int]], windows: list[list[int]]) -> int | None:
-    """The first look (1-based) at which any segment blocks: ``decide_family`` on windows
-    1..k for every k, exactly as ``gate run`` after k windows of traffic."""
-    for k in range(1, len(windows[0]) + 1):
-        if any(o.decision == "block" for o in decide_family(gate, _segments(baselines, windows, k))):
-            return k
-    return None
+@dataclass
+class Release:
+    """One simulated release's sample: per trace, its cell, window, weight and verdict."""
+
+    seg: np.ndarray
+    trunc: np.ndarray
+    rag: np.ndarray
+    window: np.ndarray
+    weight: np.ndarray
+    failed: np.ndarray
 
 
-def first_block(gate: GateSpec, baselines: list[list[int]], windows: list[list[int]]) -> int | None:
-    """The same answer from one ``decide_family`` call over all windows: a window's
-    significance (Holm runs per window across segments) does not depend on later windows,
-    so the block at look k is a streak of ``hysteresis.windows`` regressions ending at k."""
-    need = gate.hysteresis.windows
-    first = None
-    for outcome in decide_family(gate, _segments(baselines, windows, len(windows[0]))):
-        streak = 0
-        for r in outcome.windows:
-            streak = streak + 1 if r.regression else 0
-            if streak >= need:
-                first = r.index + 1 if first is None else min(first, r.index + 1)
-                break
-    return first
+TEMPER = 1.0
+"""Sampling weights raised to this power (1: the shipped weights)."""
+UNIFORM = False
+"""Sample uniformly instead (every weight 1): what failure-aware sampling is compared with."""
 
 
-def aa(trials: int, rng: random.Random, gate: GateSpec, *, fresh: bool, segments: int = 30, looks: int = 20) -> float:
-    blocked = 0
+def simulate(rng: np.random.Generator, n: int, segments: int, sample: float,
+             rate: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Release:  # fmt: skip
+    """A release of ``n`` traces, sampled failure-aware for an expected ``sample`` traces."""
+    cfg = default_sampling()
+    seg = rng.integers(0, segments, n)
+    trunc = rng.random(n) < 0.08
+    rag = rng.random(n) < 0.6
+    empty = rag & (rng.random(n) < 0.04)
+    flags = {
+        "truncated": trunc, "tool_failed": rng.random(n) < 0.03, "retrieval_empty": empty,
+        "retrieval_low": rag & ~empty & (rng.random(n) < 0.15), "latency_above_p95": rng.random(n) < 0.05,
+        "negative_feedback": rng.random(n) < 0.02, "fallback_used": rng.random(n) < 0.02,
+    }  # fmt: skip
+    weight = np.ones(n)
+    for name, factor in cfg.weights.items():
+        weight = np.where(flags[name], weight * factor, weight)
+    weight = np.minimum(weight, cfg.max_weight)
+    flagged = weight > 1
+    if UNIFORM:
+        weight = np.ones(n)
+    elif TEMPER != 1.0:
+        weight = weight**TEMPER
+    base = base_rate_for(weight.tolist(), sample)
+    prob = np.minimum(1.0, base * weight)
+    picked = rng.random(n) < prob
+    nominal = rate(seg, trunc)
+    share = flagged.mean()
+    p_fail = np.minimum(1.0, nominal / (1 - share + LIFT * share) * np.where(flagged, LIFT, 1.0))
+    failed = rng.random(n) < p_fail
+    window = np.arange(n) // WINDOW
+    return Release(seg[picked], trunc[picked], rag[picked], window[picked], 1.0 / prob[picked], failed[picked])
+
+
+def arms(r: Release, key: np.ndarray, keys: int, windows: int, upto: int | None = None) -> list[list[Arm]]:
+    """Per key and window: the sums ``gate run`` aggregates."""
+    keep = r.window < upto if upto is not None else np.ones(len(key), bool)
+    idx = key[keep] * windows + r.window[keep]
+    w, f = r.weight[keep], r.failed[keep]
+    size = keys * windows
+
+    def s(v: np.ndarray) -> np.ndarray:
+        return np.bincount(idx, weights=v, minlength=size)
+
+    n, nf, ws, wf, wsq, wsqf = (s(np.ones(len(w))), s(f * 1.0), s(w), s(w * f), s(w * w), s(w * w * f))
+    return [
+        [Arm(int(nf[i]), int(n[i]), wf[i], ws[i], wsq[i], weight_sq_failed=wsqf[i])
+         for i in range(k * windows, (k + 1) * windows)]
+        for k in range(keys)
+    ]  # fmt: skip
+
+
+def total(per_window: list[Arm]) -> Arm:
+    return Arm(sum(a.failures for a in per_window), sum(a.n for a in per_window),
+               sum(a.weight_failed for a in per_window), sum(a.weight_sum for a in per_window),
+               sum(a.weight_sq for a in per_window), weight_sq_failed=sum(a.weight_sq_failed or 0 for a in per_window))  # fmt: skip
+
+
+def inputs(base: list[list[Arm]], cur: list[list[Arm]], names: list[str], looks: int | None = None,
+           kish: bool = False) -> list[SegmentInputs]:  # fmt: skip
+    out = []
+    for name, b, c in zip(names, base, cur, strict=True):
+        c = c[:looks] if looks is not None else c
+        if kish:
+            b = [Arm(a.failures, a.n, a.weight_failed, a.weight_sum, a.weight_sq) for a in b]
+            c = [Arm(a.failures, a.n, a.weight_failed, a.weight_sum, a.weight_sq) for a in c]
+        wins = tuple(WindowArm(i, str(i), str(i + 1), a) for i, a in enumerate(c))
+        out.append(SegmentInputs(name, total(b), wins, total(c), None))
+    return out
+
+
+def window_inputs(base: list[list[Arm]], cur: list[list[Arm]], names: list[str]) -> list[SegmentInputs]:
+    """The traffic-window design: current window k against baseline window k (Kish n)."""
+    out = []
+    for name, b, c in zip(names, base, cur, strict=True):
+        kb = [Arm(a.failures, a.n, a.weight_failed, a.weight_sum, a.weight_sq) for a in b]
+        kc = [Arm(a.failures, a.n, a.weight_failed, a.weight_sum, a.weight_sq) for a in c]
+        wins = tuple(WindowArm(i, str(i), str(i + 1), a, kb[i % len(kb)]) for i, a in enumerate(kc))
+        out.append(SegmentInputs(name, total(kb), wins))
+    return out
+
+
+def flat(rate: float, seg_rates: dict[int, float] | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def f(seg: np.ndarray, trunc: np.ndarray) -> np.ndarray:
+        out = np.full(len(seg), rate)
+        for s, r in (seg_rates or {}).items():
+            out[seg == s] = r
+        return out
+
+    return f
+
+
+def pair(rng: np.random.Generator, n: int, segments: int, sample: float, cur_rate: Callable) -> tuple[Release, Release]:
+    return simulate(rng, n, segments, sample, flat(0.03)), simulate(rng, n, segments, sample, cur_rate)
+
+
+def run_aa(trials: int, rng: np.random.Generator, sample: float = 3000, n: int = 30_000) -> dict[str, float]:
+    spec = with_group(shipped("answer_correctness"), ("seg",))
+    counts = {"pass": 0, "block": 0, "insufficient_data": 0, "inconclusive": 0}
     for _ in range(trials):
-        baselines = [[binomial(rng, N, P0) for _ in range(looks if fresh else 1)] for _ in range(segments)]
-        windows = [[binomial(rng, N, P0) for _ in range(looks)] for _ in range(segments)]
-        blocked += first_block(gate, baselines, windows) is not None
-    return blocked / trials
+        b, c = pair(rng, n, 4, sample, flat(0.03))
+        wins = n // WINDOW
+        outs = decide_family(spec, inputs(arms(b, b.seg, 4, wins), arms(c, c.seg, 4, wins), [f"seg={s}" for s in range(4)]))
+        decision = next(d for d in ("block", "inconclusive", "insufficient_data", "pass") if any(o.decision == d for o in outs))
+        counts[decision] += 1
+    return {k: v / trials for k, v in counts.items()}
 
 
-def power(trials: int, rng: random.Random, gate: GateSpec, looks: int = 6) -> tuple[float, float, list[int]]:
-    by_second, detected = 0, []
-    for _ in range(trials):
-        baseline = [[binomial(rng, N, P0) for _ in range(looks)]]
-        k = first_block(gate, baseline, [[binomial(rng, N, P1) for _ in range(looks)]])
-        if k is not None:
-            detected.append(k)
-            by_second += k <= 2
-    return by_second / trials, len(detected) / trials, detected
-
-
-def check_equivalence(rng: random.Random, trials: int = 20) -> None:
-    """The fast path agrees with deciding look by look (a few trials, both baselines)."""
-    for fresh in (True, False):
+def run_looks(trials: int, rng: np.random.Generator, segments: int = 30, looks: int = 20) -> tuple[float, float]:
+    """P(any false block over the looks), with the shipped margin and without any margin."""
+    spec = with_group(shipped("answer_correctness"), ("seg",))
+    bare = GateSpec.model_validate({**spec.model_dump(), "margin": {"absolute": 0.0, "relative": 0.0}, "critical": None})
+    n = segments * 7500  # each segment as large as a quarter of a 30,000-trace release
+    blocked = {"shipped": 0, "bare": 0}
+    global WINDOW
+    saved, WINDOW = WINDOW, n // looks
+    try:
         for _ in range(trials):
-            base = [[binomial(rng, N, P0) for _ in range(8 if fresh else 1)] for _ in range(5)]
-            cur = [[binomial(rng, N, rng.choice([P0, P1])) for _ in range(8)] for _ in range(5)]
-            assert first_block(spec(2), base, cur) == first_block_slow(spec(2), base, cur)
+            b, c = pair(rng, n, segments, n / 10, flat(0.03))
+            names = [f"seg={s}" for s in range(segments)]
+            base = arms(b, b.seg, segments, looks)
+            cur = arms(c, c.seg, segments, looks)
+            for label, g in (("shipped", spec), ("bare", bare)):
+                for k in range(1, looks + 1):
+                    if any(o.decision == "block" for o in decide_family(g, inputs(base, cur, names, looks=k))):
+                        blocked[label] += 1
+                        break
+    finally:
+        WINDOW = saved
+    return blocked["shipped"] / trials, blocked["bare"] / trials
+
+
+def run_power(trials: int, rng: np.random.Generator, to: float, sample: float = 3000, n: int = 30_000) -> dict[str, float]:
+    spec = with_group(shipped("answer_correctness"), ("seg",))
+    hits = {"gate": 0, "fixed": 0, "kish": 0, "windows": 0}
+    wins = n // WINDOW
+    names = [f"seg={s}" for s in range(4)]
+    for _ in range(trials):
+        b, c = pair(rng, n, 4, sample, flat(0.03, {0: to}))
+        base, cur = arms(b, b.seg, 4, wins), arms(c, c.seg, 4, wins)
+        segs = inputs(base, cur, names)
+        outs = decide_family(spec, segs)
+        hits["gate"] += outs[0].decision == "block"
+        # the bound: the same pooled test, Holm over the groups compared, no persistence or coverage rule
+        fixed = [o for o in outs if o.p_value is not None]
+        hits["fixed"] += _fixed_rejects(spec, outs, 0)
+        del fixed
+        hits["kish"] += decide_family(spec, inputs(base, cur, names, kish=True))[0].decision == "block"
+        hits["windows"] += _decide_windows(spec, window_inputs(base, cur, names), [])[0].decision == "block"
+    return {k: v / trials for k, v in hits.items()}
+
+
+def _fixed_rejects(spec: GateSpec, outs: list, i: int) -> bool:
+    from tracejury.core.stats import adjust
+
+    tested = [(j, o.p_value) for j, o in enumerate(outs) if o.p_value is not None]
+    if not tested:
+        return False
+    flags = adjust([p for _, p in tested], spec.alpha, spec.correction)
+    return any(j == i and f for (j, _), f in zip(tested, flags, strict=True))
+
+
+def run_scan(trials: int, rng: np.random.Generator, sample: float = 3000, n: int = 30_000) -> dict[str, float]:
+    def rate(seg: np.ndarray, trunc: np.ndarray) -> np.ndarray:
+        return np.where(trunc, 0.20, 0.02)
+
+    right = wrong = 0
+    wins = n // WINDOW
+    for _ in range(trials):
+        b = simulate(rng, n, 4, sample, flat(0.02))
+        c = simulate(rng, n, 4, sample, rate)
+        kb = b.seg * 4 + b.trunc * 2 + b.rag
+        kc = c.seg * 4 + c.trunc * 2 + c.rag
+        base, cur = arms(b, kb, 16, wins), arms(c, kc, 16, wins)
+        names = [f"seg={k // 4}|trunc={'yes' if k % 4 >= 2 else 'no'}|rag={'on' if k % 2 else 'off'}" for k in range(16)]
+        by_key = {s.segment: s for s in inputs(base, cur, names)}
+        outs = decide_scan(SCAN, by_key, ("seg", "trunc", "rag"))
+        named = [o.slice for o in outs if o.decision == "block"]
+        right += any(s is not None and "trunc=yes" in s.split("|") for s in named)
+        wrong += any(s is not None and "trunc=yes" not in s.split("|") for s in named)
+    return {"named": right / trials, "wrong": wrong / trials}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", nargs="*", default=["aa", "looks", "power", "scan", "budget"])
     args = parser.parse_args()
+    t = args.trials
     start = time.perf_counter()
-    check_equivalence(random.Random(args.seed))
-    for fresh in (True, False):
-        for windows in (2, 1):
-            rng = random.Random(args.seed)
-            rate = aa(args.trials, rng, spec(windows), fresh=fresh)
-            kind = "fresh baseline windows" if fresh else "one shared baseline"
-            print(f"A/A, 30 segments, 20 looks, Holm, {kind}, hysteresis {windows} window(s): "
-                  f"P(any false block) = {rate:.2%} ({args.trials} trials)")  # fmt: skip
-    rng = random.Random(args.seed)
-    by_second, ever, detected = power(args.trials, rng, spec(2))
-    median = statistics.median(detected) if detected else float("nan")
-    print(
-        f"worked example 0.2% -> 0.455%, {N}/window/arm, 2 windows: blocked by window 2 in "
-        f"{by_second:.1%} of {args.trials} trials; within 6 windows {ever:.1%}; median windows to block {median}"
-    )
+    if "aa" in args.only:
+        r = run_aa(t, np.random.default_rng(args.seed))
+        print(f"A/A, 4 segments, 3,000 of 30,000 sampled, shipped answer_correctness gate: pass {r['pass']:.1%},"
+              f" block {r['block']:.1%}, insufficient_data {r['insufficient_data']:.1%} ({t} trials)")
+    if "looks" in args.only:
+        shipped_rate, bare = run_looks(max(50, t // 4), np.random.default_rng(args.seed))
+        print(f"A/A, 30 segments x 20 looks, 10% sample: P(any false block) = {shipped_rate:.1%} with the shipped"
+              f" margin, {bare:.1%} with no margin ({max(50, t // 4)} trials)")
+    if "power" in args.only:
+        print("power, one segment of 25% from 3%: to | gate | fixed-sample test (bound) | gate/bound | Kish n | traffic windows")
+        for to in (0.045, 0.06, 0.075, 0.09):
+            r = run_power(t, np.random.default_rng(args.seed), to)
+            ratio = r["gate"] / r["fixed"] if r["fixed"] else float("nan")
+            print(f"  {to:.1%} | {r['gate']:.1%} | {r['fixed']:.1%} | {ratio:.2f} | {r['kish']:.1%} | {r['windows']:.1%}")
+    if "scan" in args.only:
+        r = run_scan(t, np.random.default_rng(args.seed))
+        print(f"scan, 2% -> 20% in trunc=yes (8% of traffic): blocks naming it {r['named']:.1%}, names a wrong slice"
+              f" {r['wrong']:.1%} ({t} trials)")
+    if "budget" in args.only:
+        bt = max(100, t // 2)
+        for sample in (1000, 1500, 2000, 2500, 3000, 4000):
+            aa = run_aa(bt, np.random.default_rng(args.seed), sample)["pass"]
+            power = run_power(bt, np.random.default_rng(args.seed), 0.09, sample)
+            scan = run_scan(bt, np.random.default_rng(args.seed), sample)["named"]
+            print(f"  sample {sample}: A/A pass {aa:.1%}, 3->9% power {power['gate']:.1%} (traffic windows"
+                  f" {power['windows']:.1%}), scan names the slice {scan:.1%}")
     print(f"({time.perf_counter() - start:.1f} s)")
 
 

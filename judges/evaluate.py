@@ -152,6 +152,9 @@ async def _judge(
     verdicts: list[JudgeVerdict] = outcomes  # type: ignore[assignment]
     label, confidence = _majority(verdicts, rubric)
     rationale = next(v.rationale for v in verdicts if v.label == label)
+    reported = sorted({v.model for v in verdicts if v.model})  # what the endpoint said it ran
+    if reported:
+        base = {**base, "judge_model": ",".join(reported)}
     return Evaluation(
         **base, status="scored", label=label, passed=rubric.output.passed(label),
         score=rubric.output.score(label), confidence=confidence, rationale=rationale,

@@ -105,6 +105,10 @@ def create_queued_batch(
         target = float(len(signals))
     draws, base_rate = sample(signals, sampling, seed=seed, target_size=target)
     config = batch_config(rubrics, catalog)
+    # where each profile's judge lives, as this batch was created (gates compare the judges of two arms)
+    config["judgeEndpoints"] = {
+        name: p.get("base_url") or settings.judge_base_url for name, p in config["judgeProfiles"].items()
+    }
     config["sampling"] = {
         "version": sampling.version, "seed": seed, "baseRate": base_rate, "target": target,
         "population": len(signals), "weights": sampling.weights,

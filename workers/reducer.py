@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,26 +18,33 @@ import orjson
 from sqlalchemy import Engine
 
 from tracejury.core.errors import ConfigError
+from tracejury.core.gate_scan import decide_scan
 from tracejury.core.gates import (
     Arm,
     GateSpec,
     Outcome,
     SegmentInputs,
+    Source,
     WindowArm,
     decide_family,
     plain,
     run_decision,
 )
+from tracejury.core.segments import parse_segment_key
+from tracejury.core.yamlconf import parse_yaml
 from tracejury.store import gates as store
 
-__all__ = ["GateRunResult", "load_gates", "replay", "run_gates"]
+__all__ = ["GateRunResult", "load_gates", "replay", "run_gates", "scan_dimensions"]
 
 
-def load_gates(path: Path, dimensions: tuple[str, ...] | None = None) -> list[GateSpec]:
+def load_gates(path: Path, dimensions: tuple[str, ...] | None = None,
+               evaluators: Collection[str] | None = None) -> list[GateSpec]:  # fmt: skip
     """Gate specs from a YAML file or every ``*.yaml`` in a directory (sorted by id).
 
-    With ``dimensions`` (the segmentation's), a ``group_by`` or ``where.segment`` naming
-    another dimension is an error — a typo would otherwise pool or filter away all traffic."""
+    With ``dimensions`` (the segmentation's), a ``group_by``, ``where.segment`` or
+    ``scan.dimensions`` naming another dimension is an error — a typo would otherwise pool or
+    filter away all traffic. With ``evaluators`` (the catalog's rubric and checker ids), a
+    metric naming another evaluator is an error: it would never have data, so never decide."""
     files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
     if not files:
         raise ConfigError(f"no gate specs in {path}")
@@ -47,8 +55,18 @@ def load_gates(path: Path, dimensions: tuple[str, ...] | None = None) -> list[Ga
         except OSError as exc:
             raise ConfigError(f"cannot read: {exc.strerror}", file=str(f)) from exc
         spec = GateSpec.from_yaml(text, file=str(f))
+        if evaluators is not None and spec.evaluator_id is not None and spec.evaluator_id not in evaluators:
+            field = "metric.evaluator" if spec.metric.evaluator else "metric.judge_failure_rate"
+            _, lines = parse_yaml(text, file=str(f))
+            line = lines.get(tuple(field.split(".")))  # type: ignore[call-overload]
+            raise ConfigError(
+                f"unknown evaluator {spec.evaluator_id!r} (known: {', '.join(sorted(evaluators))})",
+                file=str(f), line=line, field=field,
+            )  # fmt: skip
         if dimensions is not None:
-            for field, names in (("group_by", spec.group_by), ("where.segment", tuple(spec.where.segment))):
+            scanned = spec.scan.dimensions if spec.scan is not None else ()
+            for field, names in (("group_by", spec.group_by), ("where.segment", tuple(spec.where.segment)),
+                                 ("scan.dimensions", scanned)):  # fmt: skip
                 unknown = [d for d in names if d not in dimensions]
                 if unknown:
                     raise ConfigError(
@@ -104,20 +122,33 @@ def config_hash(specs: list[GateSpec]) -> str:
 
 def run_gates(
     engine: Engine, specs: list[GateSpec], release: str, *, baseline: str | None = None,
-    dry_run: bool = False,
+    dry_run: bool = False, dimensions: tuple[str, ...] | None = None,
 ) -> GateRunResult:  # fmt: skip
-    """Evaluate every gate for a release; store the run unless ``dry_run``."""
+    """Evaluate every gate for a release; store the run unless ``dry_run``. ``dimensions``
+    (the segmentation's) are what scan gates without ``scan.dimensions`` scan."""
     base_release = baseline or store.previous_release(engine, release)
     outcomes: list[tuple[Outcome, dict[str, Any]]] = []
     for spec in specs:
         data = store.gate_inputs(engine, spec, release, base_release)
-        for outcome, inputs in zip(decide_family(spec, data.segments), data.segments, strict=True):
-            audit = {
-                "outcome": outcome.as_dict(), "spec": spec.model_dump(mode="json"),
-                "baselineSource": data.baseline, "windows": data.windows, "currentBatches": data.current_batches,
-                "inputs": plain(inputs), "release": release,
-            }  # fmt: skip
-            outcomes.append((outcome, audit))
+        sources = data.sources()
+        common = {
+            "spec": spec.model_dump(mode="json"), "baselineSource": data.baseline, "windows": data.windows,
+            "currentBatches": data.current_batches, "release": release, "sources": plain(sources),
+        }  # fmt: skip
+        if spec.scan is not None:
+            dims = scan_dimensions(spec, data.segments, dimensions)
+            by_key = {s.segment: s for s in data.segments}
+            scan_inputs = [plain(s) for s in data.segments]
+            for outcome in decide_scan(spec, by_key, dims, **sources):
+                outcomes.append((outcome, {**common, "outcome": outcome.as_dict(), "scanInputs": scan_inputs,
+                                           "scanDimensions": list(dims)}))  # fmt: skip
+            continue
+        decided = decide_family(spec, data.segments, **sources)
+        if not data.segments:  # one outcome that says why there is nothing to decide on
+            outcomes.append((decided[0], {**common, "outcome": decided[0].as_dict(), "inputs": None}))
+            continue
+        for outcome, inputs in zip(decided, data.segments, strict=True):
+            outcomes.append((outcome, {**common, "outcome": outcome.as_dict(), "inputs": plain(inputs)}))
     decision = run_decision([o for o, _ in outcomes])
     run_id = None
     if not dry_run:
@@ -125,15 +156,39 @@ def run_gates(
     return GateRunResult(run_id, release, base_release, decision, [o for o, _ in outcomes])
 
 
-def _inputs(d: dict[str, Any]) -> SegmentInputs:
-    def arm(a: dict[str, Any]) -> Arm:
-        return Arm(**{**a, "versions": tuple(a["versions"])})
+def scan_dimensions(spec: GateSpec, segments: list[SegmentInputs],
+                    dimensions: tuple[str, ...] | None) -> tuple[str, ...]:  # fmt: skip
+    """What a scan gate scans: its own list, else the segmentation's, else the stored keys'."""
+    if spec.scan is not None and spec.scan.dimensions:
+        return spec.scan.dimensions
+    if dimensions:
+        return dimensions
+    return tuple(dict.fromkeys(d for s in segments for d in parse_segment_key(s.segment)))
 
+
+def _arm(a: dict[str, Any]) -> Arm:
+    return Arm(**{**a, "versions": tuple(a["versions"])})
+
+
+def _inputs(d: dict[str, Any]) -> SegmentInputs:
     wins = tuple(
-        WindowArm(w["index"], w["start"], w["end"], arm(w["arm"]), arm(w["baseline"]) if w["baseline"] else None)
+        WindowArm(w["index"], w["start"], w["end"], _arm(w["arm"]), _arm(w["baseline"]) if w["baseline"] else None)
         for w in d["windows"]
     )
-    return SegmentInputs(d["segment"], arm(d["baseline"]), wins)
+    current = _arm(d["current"]) if d.get("current") else None
+    tail = _arm(d["tail"]) if d.get("tail") else None
+    return SegmentInputs(d["segment"], _arm(d["baseline"]), wins, current, tail)
+
+
+def _sources(d: dict[str, Any] | None) -> dict[str, Any]:
+    if d is None:  # a run stored before gates recorded their sources
+        return {}
+
+    def source(s: dict[str, Any] | None) -> Source | None:
+        return None if s is None else Source(s["release"], tuple(s["batches"]), tuple(s["judges"]), tuple(s["pending"]))
+
+    return {"current": source(d["current"]), "baseline": source(d["baseline"]),
+            "empty_reason": d["empty_reason"], "notes": list(d["notes"])}  # fmt: skip
 
 
 def replay(audits: list[dict[str, Any]]) -> list[Outcome]:
@@ -143,6 +198,13 @@ def replay(audits: list[dict[str, Any]]) -> list[Outcome]:
         by_gate[a["spec"]["id"]].append(a)
     out = []
     for gate_audits in by_gate.values():
-        spec = GateSpec.model_validate(gate_audits[0]["spec"])
-        out += decide_family(spec, [_inputs(a["inputs"]) for a in gate_audits])
+        first = gate_audits[0]
+        spec = GateSpec.model_validate(first["spec"])
+        sources = _sources(first.get("sources"))
+        if spec.scan is not None:
+            by_key = {s.segment: s for s in (_inputs(d) for d in first["scanInputs"])}
+            out += decide_scan(spec, by_key, tuple(first["scanDimensions"]), **sources)
+            continue
+        inputs = [_inputs(a["inputs"]) for a in gate_audits if a.get("inputs") is not None]
+        out += decide_family(spec, inputs, **sources)
     return out

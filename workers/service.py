@@ -64,6 +64,15 @@ def catalog(settings: Settings) -> Catalog:
     return load_catalog(Path(settings.rubrics_dir))
 
 
+def gate_specs(settings: Settings, path: Path | None = None) -> list[Any]:
+    """The gate specs of ``path`` (default: the rubrics directory's ``gates/``), checked
+    against the segmentation's dimensions and the catalog's evaluators."""
+    from workers.reducer import load_gates
+
+    known = set(catalog(settings).rubrics)
+    return load_gates(path or Path(settings.rubrics_dir) / "gates", segmentation(settings).names, known)
+
+
 def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
     """A batch's state, counts by status and failure kind, progress, rate and ETA."""
     from tracejury.core.evaluation import EVALUATION_STATUSES

@@ -18,7 +18,7 @@ from tracejury.core.evaluation import Evaluation
 from tracejury.core.sampling import SampleDraw
 from tracejury.core.segments import default_segmentation
 from tracejury.store.batches import add_batch_traces
-from tracejury.store.evaluations import create_batch, save_evaluations
+from tracejury.store.evaluations import create_batch, finish_batch, save_evaluations
 from tracejury.store.ingest import ingest_lines
 from tracejury.store.tables import ReviewLabel
 
@@ -50,9 +50,10 @@ def ingest_release(engine: Engine, example: dict[str, Any], release: str, day: i
 
 def score(engine: Engine, release: str, trace_ids: Sequence[str], verdict: Callable[[int], Verdict], *,
           evaluator: str = "answer_correctness", version: Callable[[int], str] = lambda i: "1",
-          probability: Callable[[int], float] | None = None) -> str:  # fmt: skip
+          probability: Callable[[int], float] | None = None, done: bool = True) -> str:  # fmt: skip
     """A batch of the release that scored ``trace_ids`` (the i-th gets ``verdict(i)`` under
-    ``version(i)``); with ``probability``, the traces were sampled with it (weight 1/p)."""
+    ``version(i)``); with ``probability``, the traces were sampled with it (weight 1/p). The
+    batch ends ``done`` unless ``done`` is False (it stays ``running``)."""
     batch = create_batch(engine, release=release, kind="inline", config={}, sampled=len(trace_ids))
     if probability is not None:
         draws = [SampleDraw(t, probability(i)) for i, t in enumerate(trace_ids)]
@@ -67,6 +68,8 @@ def score(engine: Engine, release: str, trace_ids: Sequence[str], verdict: Calla
             failure_kind="timeout" if status == "judge_failed" else None, evidence_hash=f"e{i}",
         ))  # fmt: skip
     save_evaluations(engine, batch, evaluations)
+    if done:
+        finish_batch(engine, batch, state="done")
     return batch
 
 

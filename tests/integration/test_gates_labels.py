@@ -35,7 +35,8 @@ def test_reviewers_relabelling_fails_turns_a_block_into_a_pass(engine: Any, exam
     score(engine, "r2", r2, lambda i: ("scored", i % 20 != 0))  # 5% fail by the judge
     judged = run_gates(engine, [GATE], "r2", baseline="r1", dry_run=True)
     assert judged.decision == "block"
-    assert judged.outcomes[0].current == {**judged.outcomes[0].current, "failures": 50, "humanLabels": 0}
+    # the outcome shows the release's whole sample (evaluator metrics decide on it)
+    assert judged.outcomes[0].current == {**judged.outcomes[0].current, "failures": 100, "humanLabels": 0}
     stored = _evaluations(engine)
 
     wrong = [t for i, t in enumerate(r2) if i % 20 == 0 and i % 40 != 0]  # half the judge's fails: 25 per window
@@ -46,14 +47,14 @@ def test_reviewers_relabelling_fails_turns_a_block_into_a_pass(engine: Any, exam
     reviewed = run_gates(engine, [GATE], "r2", baseline="r1", dry_run=True)
     (o,) = reviewed.outcomes
     assert reviewed.decision == "pass", o.reason
-    assert (o.current["failures"], o.current["n"], o.current["humanLabels"]) == (25, 1000, 25)
+    assert (o.current["failures"], o.current["n"], o.current["humanLabels"]) == (50, 2000, 50)
     assert o.baseline["humanLabels"] == 0
     assert _evaluations(engine) == stored  # the judge's verdicts stay as they were
 
     for trace_id in wrong:
         label(engine, trace_id, False, reviewer="cy")  # a third opinion, appended: fails again
     (again,) = run_gates(engine, [GATE], "r2", baseline="r1", dry_run=True).outcomes
-    assert again.decision == "block" and again.current["failures"] == 50 and again.current["humanLabels"] == 25
+    assert again.decision == "block" and again.current["failures"] == 100 and again.current["humanLabels"] == 50
 
 
 def test_a_label_turns_a_judge_failure_into_a_counted_verdict(engine: Any, example_trace: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from tracejury.core.gates import (
     GateSpec,
     SegmentInputs,
     WindowArm,
+    add_arms,
     decide_family,
     run_decision,
 )
@@ -24,11 +25,22 @@ hysteresis: {windows: 2, window: {traces: 9000}}
 
 
 def arm(failures: int, n: int, *, judge_failed: int = 0, versions: tuple[str, ...] = ()) -> Arm:
-    return Arm(failures, n, float(failures), float(n), float(n), judge_failed, versions)
+    """Unweighted counts (every weight 1)."""
+    return Arm(failures, n, float(failures), float(n), float(n), judge_failed, versions,
+               weight_sq_failed=float(failures), weight_judge_failed=float(judge_failed))  # fmt: skip
 
 
 def seg(base: Arm, *windows: Arm, name: str = "") -> SegmentInputs:
     return SegmentInputs(name, base, tuple(WindowArm(i, f"w{i}", f"w{i + 1}", a) for i, a in enumerate(windows)))
+
+
+def sampled(base: Arm, *windows: Arm, name: str = "") -> SegmentInputs:
+    """An evaluator metric's inputs: the windows' evaluations, and their sum as the sample."""
+    current = None
+    for a in windows:
+        current = add_arms(current, a)
+    wins = tuple(WindowArm(i, f"w{i}", f"w{i + 1}", a) for i, a in enumerate(windows))
+    return SegmentInputs(name, base, wins, current or arm(0, 0))
 
 
 def decide(spec: GateSpec, *segments: SegmentInputs):  # noqa: ANN201
@@ -66,7 +78,7 @@ def test_tiny_samples_are_insufficient_data() -> None:
     spec = GateSpec.model_validate({**SPEC.model_dump(), "min_samples": 100})
     (o,) = decide(spec, seg(arm(1, 20), arm(5, 20), arm(5, 20)))
     assert o.decision == "insufficient_data"
-    assert "no complete window with 100 samples per arm" in o.reason
+    assert "the newest window (w1 on) cannot be evaluated: needs 100 per arm" in o.reason
 
 
 def test_min_samples_from_mde_and_power() -> None:
@@ -78,24 +90,24 @@ def test_min_samples_from_mde_and_power() -> None:
 def test_judge_failures_past_tolerance_are_inconclusive() -> None:
     spec = GateSpec.model_validate({**SPEC.model_dump(), "metric": {"evaluator": "answer_correctness"}})
     ok = arm(18, 9000, judge_failed=100)
-    bad = arm(18, 9000, judge_failed=900)  # 9% of evaluations failed to judge
-    assert decide(spec, seg(ok, ok, ok))[0].decision == "pass"
-    (o,) = decide(spec, seg(ok, ok, bad))
-    assert o.decision == "inconclusive" and "judge failures" in o.reason
+    bad = arm(18, 9000, judge_failed=2000)  # 10% of the release's evaluations failed to judge
+    assert decide(spec, sampled(ok, ok, ok))[0].decision == "pass"
+    (o,) = decide(spec, sampled(ok, ok, bad))
+    assert o.decision == "inconclusive" and "judge failures" in o.reason and "current arm" in o.reason
 
 
-def test_judge_failures_in_the_deciding_window_count_even_if_a_newer_window_is_unscored() -> None:
+def test_judge_failures_in_the_baseline_arm_count_too() -> None:
     spec = GateSpec.model_validate({**SPEC.model_dump(), "metric": {"evaluator": "answer_correctness"}})
-    failing = arm(18, 9000, judge_failed=9000)  # half of the evaluations failed to judge
-    unscored = arm(0, 0)  # the newest window's traffic has not been scored yet
-    (o,) = decide(spec, seg(arm(18, 9000), failing, unscored))
-    assert o.decision == "inconclusive" and "judge failures" in o.reason
+    ok = arm(18, 9000)
+    (o,) = decide(spec, sampled(arm(36, 18000, judge_failed=2000), ok, ok))
+    assert o.decision == "inconclusive" and "baseline arm" in o.reason
 
 
 def test_different_rubric_versions_are_inconclusive() -> None:
+    spec = GateSpec.model_validate({**SPEC.model_dump(), "metric": {"evaluator": "answer_correctness"}})
     (o,) = decide(
-        SPEC,
-        seg(
+        spec,
+        sampled(
             arm(18, 9000, versions=("1",)),
             arm(41, 9000, versions=("2",)),
             arm(41, 9000, versions=("2",)),

@@ -43,13 +43,15 @@ def gate_run(
 ) -> None:
     """Evaluate every gate and segment; exit 0 pass, 1 block, 3 inconclusive/insufficient."""
     from tracejury.core.report import markdown_report
-    from workers.reducer import load_gates, run_gates
+    from workers.reducer import run_gates
+    from workers.service import gate_specs
 
     if format not in ("table", "markdown"):
         raise TracejuryError(f"--format: unknown format {format!r} (table, markdown)")
     settings = _settings()
-    specs = load_gates(gates or Path(settings.rubrics_dir) / "gates", _segmentation(settings).names)
-    result = run_gates(_engine(settings), specs, release, baseline=baseline, dry_run=dry_run).as_dict()
+    specs = gate_specs(settings, gates)
+    dims = _segmentation(settings).names
+    result = run_gates(_engine(settings), specs, release, baseline=baseline, dry_run=dry_run, dimensions=dims).as_dict()
     if json:
         _print_json(result)
     elif format == "markdown":

@@ -1,12 +1,22 @@
 """Gates: may this release ship? Segment-aware, change-relative, statistically honest.
 
-A gate compares a metric's rate in the current release with a baseline, per segment group:
-in each complete, disjoint window of the current release's traffic, the one-sided Newcombe
-interval of (current − baseline) must clear the effect margin — Holm-corrected across the
-segments of the run — in N consecutive windows (hysteresis) before the gate blocks, unless
-a critical margin is cleared at once. Too little data is ``insufficient_data``; too many
-judge failures or different rubric versions between the arms is ``inconclusive``; neither
-is ever a pass.
+Two designs, by what the metric observes:
+
+* **Signal metrics** (every trace): in each complete, disjoint window of the current
+  release's traffic, the one-sided Newcombe interval of (current − baseline) must clear the
+  effect margin — Holm-corrected across the segment groups compared in that window — in N
+  consecutive windows before the gate blocks. An unevaluated window breaks a streak, and a
+  newest window that cannot be evaluated is ``insufficient_data`` (no pass on older windows).
+* **Evaluator metrics** (a sample of traces, weighted by 1/p): the test runs on the
+  release's whole sample against the baseline's (windows of traffic would hold a tenth of
+  a sample each and never reach ``min_samples``). Persistence is a consistent size across
+  time: the sample is cut into ``hysteresis.windows`` consecutive parts and the rise must
+  exceed the margin in each. The newest traffic window must hold its share of the sample.
+
+In both, a critical margin cleared blocks at once; too little data is ``insufficient_data``;
+judge failures or missing evidence past tolerance (either arm), different evaluator
+versions or different judges between the arms is ``inconclusive``; neither is a pass, and a
+gate with nothing to decide yields one ``insufficient_data`` outcome, never none.
 
 Pure: ``decide_family`` takes the aggregated counts (``SegmentInputs``) and returns the
 outcomes with their audit trail; replaying stored inputs reproduces the decisions exactly.
@@ -14,21 +24,44 @@ outcomes with their audit trail; replaying stored inputs reproduces the decision
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from tracejury.core.stats import adjust, n_per_arm, newcombe_diff, one_sided_p, wilson
-from tracejury.core.yamlconf import load_model
+from tracejury.core.gate_spec import (
+    SIGNAL_METRICS,
+    Baseline,
+    GateSpec,
+    Hysteresis,
+    Margin,
+    Metric,
+    MinSamples,
+    Scan,
+    Where,
+    Window,
+)
+from tracejury.core.stats import adjust, newcombe_diff, one_sided_p, wilson
 
 __all__ = [
     "DECISION_ORDER",
+    "SIGNAL_METRICS",
     "Arm",
+    "Baseline",
     "GateSpec",
+    "Hysteresis",
+    "Margin",
+    "Metric",
+    "MinSamples",
     "Outcome",
+    "Scan",
     "SegmentInputs",
+    "Source",
+    "Where",
+    "Window",
+    "WindowArm",
+    "WindowResult",
+    "add_arms",
     "decide_family",
     "plain",
     "run_decision",
@@ -36,167 +69,11 @@ __all__ = [
 
 Decision = Literal["pass", "block", "inconclusive", "insufficient_data"]
 DECISION_ORDER: tuple[Decision, ...] = ("block", "inconclusive", "insufficient_data", "pass")
-SIGNAL_METRICS = ("format_invalid", "tool_timeout", "tool_error", "empty_retrieval",
-                  "truncation", "fallback", "guardrail_block", "latency_over")  # fmt: skip
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Metric(_Strict):
-    """What rate the gate watches."""
-
-    evaluator: str | None = None
-    """Failure rate of an evaluator (a checker or a rubric): failed verdicts / verdicts."""
-    judge_failure_rate: str | None = None
-    """Share of an evaluator's evaluations that are ``judge_failed``."""
-    signal: Literal[SIGNAL_METRICS] | None = None  # type: ignore[valid-type]
-    """A weak signal over all traces (``latency_over`` needs ``bound_ms``)."""
-    bound_ms: int | None = Field(default=None, ge=0)
-    """For ``latency_over``: the latency bound."""
-
-    @model_validator(mode="after")
-    def _one(self) -> Metric:
-        chosen = [x for x in (self.evaluator, self.judge_failure_rate, self.signal) if x]
-        if len(chosen) != 1:
-            raise ValueError("set exactly one of evaluator, judge_failure_rate, signal")
-        if (self.signal == "latency_over") != (self.bound_ms is not None):
-            raise ValueError("bound_ms goes with signal: latency_over, and only with it")
-        return self
-
-    @property
-    def label(self) -> str:
-        """Short name for reports."""
-        if self.evaluator:
-            return f"fail rate of {self.evaluator}"
-        if self.judge_failure_rate:
-            return f"judge failure rate of {self.judge_failure_rate}"
-        if self.signal == "latency_over":
-            return f"latency over {self.bound_ms} ms"
-        return f"{self.signal} rate"
-
-
-class Where(_Strict):
-    """Which traces count."""
-
-    segment: dict[str, str | list[str]] = {}
-    trace: dict[str, bool] = {}
-    """Boolean trace fields: ``req.toolRequired``, ``runtime.truncated``, ``runtime.fallbackUsed``,
-    ``outputs.formatValid``."""
-
-
-class Baseline(_Strict):
-    """What the current release is compared with."""
-
-    kind: Literal["previous_release", "release", "rolling", "threshold"] = "previous_release"
-    release: str | None = None
-    """For ``release``: its id."""
-    days: float | None = Field(default=None, gt=0)
-    """For ``rolling``: traffic of other releases in the days before the current one."""
-    value: float | None = Field(default=None, ge=0, le=1)
-    """For ``threshold``: a fixed rate (a single-rate gate; Wilson interval)."""
-
-    @model_validator(mode="after")
-    def _fields(self) -> Baseline:
-        need = {"release": "release", "rolling": "days", "threshold": "value"}.get(self.kind)
-        if need and getattr(self, need) is None:
-            raise ValueError(f"baseline kind {self.kind} needs '{need}'")
-        return self
-
-
-class Window(_Strict):
-    """How the current release's traffic is cut into disjoint windows."""
-
-    traces: int | None = Field(default=None, ge=1)
-    hours: float | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _one(self) -> Window:
-        if (self.traces is None) == (self.hours is None):
-            raise ValueError("a window is either 'traces' or 'hours'")
-        return self
-
-
-class Hysteresis(_Strict):
-    """The regression must hold in ``windows`` consecutive windows."""
-
-    windows: int = Field(default=1, ge=1)
-    window: Window = Window(traces=10_000)
-
-
-class Margin(_Strict):
-    """Effects below these never block: max(absolute, relative × baseline rate)."""
-
-    absolute: float = Field(default=0.0, ge=0)
-    relative: float = Field(default=0.0, ge=0)
-
-    def of(self, baseline_rate: float) -> float:
-        """The effective margin for a baseline rate."""
-        return max(self.absolute, self.relative * baseline_rate)
-
-
-class MinSamples(_Strict):
-    """Derive min samples from a minimum detectable effect and a power."""
-
-    mde: float = Field(gt=0, le=1)
-    power: float = Field(default=0.8, gt=0, lt=1)
-    baseline_rate: float = Field(ge=0, lt=1)
-
-
-class GateSpec(_Strict):
-    """One gate, as YAML in ``rubrics/gates/``."""
-
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=128)
-    description: str = ""
-    metric: Metric
-    where: Where = Where()
-    group_by: tuple[str, ...] = ()
-    direction: Literal["increase", "decrease"] = "increase"
-    """Which way is bad."""
-    baseline: Baseline = Baseline()
-    interval: Literal["newcombe", "wilson"] = "newcombe"
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    """One-sided confidence level."""
-    min_samples: int | MinSamples = 500
-    """Per arm and window (effective n for sampled metrics)."""
-    margin: Margin = Margin()
-    hysteresis: Hysteresis = Hysteresis()
-    critical: Margin | None = None
-    """Past this margin, block at once (no hysteresis)."""
-    correction: Literal["holm", "bonferroni", "none"] = "holm"
-    judge_failure_tolerance: float = Field(default=0.05, ge=0, le=1)
-    """Past this share of judge failures in the current arm: inconclusive, never pass."""
-    cluster: Literal["session"] | None = None
-    """Traces of one session are correlated: use the cluster-robust effective sample size."""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> GateSpec:
-        if (self.interval == "wilson") != (self.baseline.kind == "threshold"):
-            raise ValueError("interval wilson goes with a threshold baseline (a single rate)")
-        return self
-
-    @classmethod
-    def from_yaml(cls, text: str, *, file: str = "<gate>") -> GateSpec:
-        """Parse a gate; errors name the file, line and field."""
-        return load_model(cls, text, file=file)
-
-    @property
-    def alpha(self) -> float:
-        """One-sided significance level."""
-        return 1.0 - self.confidence
-
-    def required_samples(self) -> int:
-        """``min_samples``, derived from MDE and power when given that way."""
-        if isinstance(self.min_samples, int):
-            return self.min_samples
-        m = self.min_samples
-        return n_per_arm(m.baseline_rate, m.mde, self.alpha, m.power)
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm's aggregated counts: failures and observations, with their weights."""
+    """One arm's aggregated counts: failures and observations, with their weights (1/p)."""
 
     failures: int
     n: int
@@ -210,6 +87,15 @@ class Arm:
     """Effective n from the cluster-robust variance (gates with ``cluster``), when defined."""
     human_labels: int = 0
     """Verdicts in the arm that are a reviewer's label instead of the judge's (audit only)."""
+    weight_sq_failed: float | None = None
+    """Σw² over the failed verdicts (sampled metrics): with it, the effective n is the
+    linearization one, which credits failure-aware sampling; None: Kish's."""
+    weight_judge_failed: float = 0.0
+    """Σw over ``judge_failed`` evaluations (their share is weighted like the rate)."""
+    missing: int = 0
+    """``missing_evidence`` evaluations (outside the rate; their share has a tolerance)."""
+    weight_missing: float = 0.0
+    """Σw over ``missing_evidence`` evaluations."""
 
     @property
     def rate(self) -> float:
@@ -218,16 +104,52 @@ class Arm:
 
     @property
     def effective_n(self) -> float:
-        """Kish's effective sample size (n when unweighted), or the cluster-robust one when
-        it is smaller (correlated sessions carry less information than their traces)."""
+        """The n an unweighted sample with the same variance would have: ``p(1−p) / v``
+        with ``v`` the linearization variance of the ratio estimator,
+        ``Σ w²(y − p)² / (Σw)²`` — when the failures are oversampled (small w), the rate is
+        known better than Kish's ``(Σw)²/Σw²`` says. Kish's when the rate is 0 or 1 or the
+        failed weights are unknown; the cluster-robust n when it is smaller."""
         kish = self.weight_sum**2 / self.weight_sq if self.weight_sq > 0 else 0.0
-        return min(kish, self.cluster_n) if self.cluster_n is not None else kish
+        n = kish
+        p = self.rate
+        if self.weight_sq_failed is not None and 0.0 < p < 1.0 and self.weight_sum > 0:
+            v = ((1.0 - 2.0 * p) * self.weight_sq_failed + p * p * self.weight_sq) / self.weight_sum**2
+            if v > 0:
+                n = min(p * (1.0 - p) / v, float(self.n))
+        return min(n, self.cluster_n) if self.cluster_n is not None else n
 
     @property
     def judge_failure_share(self) -> float:
-        """Judge failures among all evaluations of the arm."""
+        """Judge failures among the arm's evaluations that count (weighted when weights are known)."""
+        if self.weight_judge_failed > 0 or self.weight_sum > 0:
+            total = self.weight_sum + self.weight_judge_failed
+            return self.weight_judge_failed / total if total > 0 else 0.0
         total = self.n + self.judge_failed
         return self.judge_failed / total if total else 0.0
+
+    @property
+    def missing_share(self) -> float:
+        """``missing_evidence`` among the arm's scored, failed and missing evaluations (weighted)."""
+        total = self.weight_sum + self.weight_judge_failed + self.weight_missing
+        return self.weight_missing / total if total > 0 else 0.0
+
+
+EMPTY = Arm(0, 0, 0.0, 0.0, 0.0)
+
+
+def add_arms(a: Arm | None, b: Arm) -> Arm:
+    """Sum two arms (a cluster n cannot be summed: the caller recomputes it from sessions)."""
+    if a is None:
+        return b
+    sq_failed = None
+    if a.weight_sq_failed is not None or b.weight_sq_failed is not None:
+        sq_failed = (a.weight_sq_failed or 0.0) + (b.weight_sq_failed or 0.0)
+    return Arm(
+        a.failures + b.failures, a.n + b.n, a.weight_failed + b.weight_failed, a.weight_sum + b.weight_sum,
+        a.weight_sq + b.weight_sq, a.judge_failed + b.judge_failed, tuple(sorted({*a.versions, *b.versions})),
+        None, a.human_labels + b.human_labels, sq_failed, a.weight_judge_failed + b.weight_judge_failed,
+        a.missing + b.missing, a.weight_missing + b.weight_missing,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -251,11 +173,29 @@ class SegmentInputs:
     baseline: Arm
     windows: tuple[WindowArm, ...]
     """Complete windows of the current release, oldest first."""
+    current: Arm | None = None
+    """Evaluator metrics: the release's whole sample in this group (windows and the
+    incomplete tail); None for signal metrics."""
+    tail: Arm | None = None
+    """Evaluator metrics: evaluations after the last complete window."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an evaluator metric's arm comes from (gate-level facts the store found)."""
+
+    release: str = ""
+    batches: tuple[str, ...] = ()
+    """The ``done`` batches read (one per release)."""
+    judges: tuple[str, ...] = ()
+    """The judge's identity in those batches: profile content and the model it reported."""
+    pending: tuple[str, ...] = ()
+    """Newer batches scoring the evaluator that are not ``done`` (``"b_… (running)"``): not read."""
 
 
 @dataclass
 class WindowResult:
-    """One window's comparison."""
+    """One window's (signal metrics) or one part's (evaluator metrics) comparison."""
 
     index: int
     n: int
@@ -267,6 +207,9 @@ class WindowResult:
     regression: bool
     critical: bool
     evaluated: bool
+    family: int = 0
+    """How many comparisons the correction of this window counted (signal metrics)."""
+    baseline_rate: float | None = None
 
 
 @dataclass
@@ -287,6 +230,15 @@ class Outcome:
     streak: int
     windows: list[WindowResult] = field(default_factory=list)
     family_size: int = 0
+    """Comparisons the multiplicity correction counted for this outcome's decision."""
+    notes: list[str] = field(default_factory=list)
+    """What the decision rests on beyond the numbers: batches read, baseline reuse, …"""
+    design: str = "windows"
+    """``windows`` (signal metrics), ``sample`` (evaluator metrics) or ``scan``."""
+    needed: int = 0
+    """Effective n per arm this outcome needed to decide (``min_samples`` in effect)."""
+    slice: str | None = None
+    """Scan gates: the slice that moved (``trunc=yes``, ``rag=off|tool=none``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON shape (``gate run --json``)."""
@@ -311,15 +263,20 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _arm_dict(arm: Arm) -> dict[str, Any]:
+def arm_dict(arm: Arm) -> dict[str, Any]:
+    """An arm as the outcome shows it."""
     return {"failures": arm.failures, "n": arm.n, "rate": arm.rate,
             "effectiveN": arm.effective_n, "judgeFailed": arm.judge_failed,
+            "judgeFailureShare": arm.judge_failure_share, "missingEvidence": arm.missing,
             "versions": list(arm.versions), "humanLabels": arm.human_labels}  # fmt: skip
 
 
-def _compare(spec: GateSpec, cur: Arm, base: Arm, margin: float) -> tuple[float, tuple[float, float], float]:
-    """(estimate, interval of the bad-direction difference at the one-sided level, p-value
-    of H0: the difference is within ``margin``)."""
+Compared = tuple[float, tuple[float, float], float]
+"""(estimate, one-sided interval of the bad-direction difference, p-value of H0: within the margin)."""
+
+
+def compare(spec: GateSpec, cur: Arm, base: Arm, margin: float) -> Compared:
+    """Compare two arms (or one arm with the threshold) at the gate's one-sided level."""
     alpha = spec.alpha
     if spec.baseline.kind == "threshold":
         value = spec.baseline.value or 0.0
@@ -334,9 +291,9 @@ def _compare(spec: GateSpec, cur: Arm, base: Arm, margin: float) -> tuple[float,
     return a.rate - b.rate, interval, one_sided_p(ca, na, cb, nb, margin)
 
 
-def _baseline_rate(spec: GateSpec, seg: SegmentInputs) -> float:
+def baseline_rate(spec: GateSpec, base: Arm) -> float:
     """The rate margins are relative to: the threshold, or the whole baseline's rate."""
-    return (spec.baseline.value or 0.0) if spec.baseline.kind == "threshold" else seg.baseline.rate
+    return (spec.baseline.value or 0.0) if spec.baseline.kind == "threshold" else base.rate
 
 
 def _wilson_p(count: float, n: float, bound: float) -> float:
@@ -354,39 +311,253 @@ def _wilson_p(count: float, n: float, bound: float) -> float:
     return hi
 
 
-def decide_family(spec: GateSpec, segments: Sequence[SegmentInputs]) -> list[Outcome]:
-    """Decide every segment group of one gate in one run (the correction's family)."""
-    need = spec.required_samples()
+def _threshold(spec: GateSpec) -> bool:
+    return spec.baseline.kind == "threshold"
+
+
+def _outcome(spec: GateSpec, seg: SegmentInputs, decision: Decision, reason: str, need: int,
+             current: Arm | None, notes: list[str]) -> Outcome:  # fmt: skip
+    base_rate = baseline_rate(spec, seg.baseline)
+    return Outcome(
+        gate=spec.id, segment=seg.segment, decision=decision, reason=reason, margin=spec.margin.of(base_rate),
+        baseline=arm_dict(seg.baseline), current=arm_dict(current) if current else {}, estimate=None,
+        interval=None, p_value=None, min_samples=need, streak=0, notes=list(notes),
+        design="sample" if spec.sampled else "windows", needed=need,
+    )  # fmt: skip
+
+
+def empty_outcome(spec: GateSpec, reason: str, notes: Sequence[str] = (),
+                  decision: Decision = "insufficient_data") -> Outcome:  # fmt: skip
+    """The one outcome of a gate that has nothing to decide on: never a pass."""
+    seg = SegmentInputs("", EMPTY, ())
+    need = spec.required_samples(0.0, 1)
+    return _outcome(spec, seg, decision, reason, need, None, list(notes))
+
+
+def evidence_problem(spec: GateSpec, arms: Sequence[tuple[str, Arm]]) -> str | None:
+    """Why arms cannot carry a decision: judge failures or missing evidence past tolerance."""
+    for name, a in arms:
+        if a.judge_failure_share > spec.judge_failure_tolerance:
+            return (f"judge failures {a.judge_failure_share:.1%} (1/p-weighted) of the {name} arm exceed"
+                    f" {spec.judge_failure_tolerance:.1%}")  # fmt: skip
+        if a.missing_share > spec.missing_evidence_tolerance:
+            return (f"missing_evidence {a.missing_share:.1%} (1/p-weighted) of the {name} arm exceeds"
+                    f" {spec.missing_evidence_tolerance:.1%}")  # fmt: skip
+    return None
+
+
+def source_problems(spec: GateSpec, current: Source | None, baseline: Source | None) -> tuple[Decision, str] | None:
+    """Gate-level reasons no outcome of an evaluator metric may pass: no ``done`` batch to
+    read, or the arms judged by different judges."""
+    if not spec.sampled or current is None:
+        return None
+    evaluator = spec.evaluator_id
+    for name, src in (("current", current), ("baseline", baseline)):
+        if src is not None and not src.batches and not (name == "baseline" and _threshold(spec)):
+            pending = f" ({', '.join(src.pending)} not done)" if src.pending else ""
+            return "insufficient_data", f"no done batch scored {evaluator} in the {name} arm {src.release}{pending}"
+    if baseline is not None and current.judges and baseline.judges and set(current.judges) != set(baseline.judges):
+        return "inconclusive", (f"the arms were judged by different judges: baseline {sorted(baseline.judges)},"
+                                f" current {sorted(current.judges)}")  # fmt: skip
+    return None
+
+
+def source_notes(current: Source | None, baseline: Source | None) -> list[str]:
+    """What the outcome says about the batches it read and the ones it did not."""
+    notes = []
+    for name, src in (("current", current), ("baseline", baseline)):
+        if src is None or not src.batches:
+            continue
+        notes.append(f"{name} arm read done batch {', '.join(src.batches)}")
+        if src.pending:
+            notes.append(f"{name} arm: newer batch {', '.join(src.pending)} not read (not done)")
+    return notes
+
+
+def decide_family(
+    spec: GateSpec,
+    segments: Sequence[SegmentInputs],
+    *,
+    current: Source | None = None,
+    baseline: Source | None = None,
+    empty_reason: str = "",
+    notes: Sequence[str] = (),
+) -> list[Outcome]:
+    """Decide every segment group of one gate in one run (the correction's family).
+
+    Always at least one outcome: a gate with no segment group gets one ``insufficient_data``
+    outcome saying why (``empty_reason``)."""
+    notes = [*notes, *source_notes(current, baseline)]
+    problem = source_problems(spec, current, baseline)
+    if not segments:
+        decision, reason = problem or ("insufficient_data", empty_reason or "no data matches the gate")
+        return [empty_outcome(spec, reason, notes, decision)]
+    if problem is not None:
+        outs = []
+        for seg in segments:
+            need = spec.required_samples(baseline_rate(spec, seg.baseline), len(segments))
+            outs.append(_outcome(spec, seg, problem[0], problem[1], need, seg.current, notes))
+        return outs
+    if spec.sampled:
+        return _decide_sampled(spec, segments, notes)
+    return _decide_windows(spec, segments, notes)
+
+
+# --- evaluator metrics: the release's whole sample ---------------------------------------
+
+
+def parts(seg: SegmentInputs, k: int) -> list[Arm]:
+    """The sample cut into ``k`` consecutive parts of about equal evaluations, at window
+    boundaries (the tail after the last complete window is the last unit). Fewer than ``k``
+    parts when fewer units hold evaluations."""
+    units = [w.arm for w in seg.windows] + ([seg.tail] if seg.tail is not None else [])
+    units = [u for u in units if u.n > 0]
+    total = sum(u.n for u in units)
+    out: list[Arm] = []
+    acc: Arm | None = None
+    done = 0
+    for i, u in enumerate(units):
+        acc = add_arms(acc, u)
+        done += u.n
+        left_units, left_parts = len(units) - i - 1, k - len(out) - 1
+        # cut when this part reached its share, or when every later unit must be a part of its own
+        if left_parts > 0 and (done >= total * (len(out) + 1) / k or left_units == left_parts):
+            out.append(acc)
+            acc = None
+    if acc is not None:
+        out.append(acc)
+    return out
+
+
+def _decide_sampled(spec: GateSpec, segments: Sequence[SegmentInputs], notes: list[str]) -> list[Outcome]:
     m = len(segments)
+    needs = [spec.required_samples(baseline_rate(spec, s.baseline), m) for s in segments]
+    compared: dict[int, Compared] = {}
+    for i, seg in enumerate(segments):
+        cur = seg.current or EMPTY
+        if cur.effective_n >= needs[i] and (_threshold(spec) or seg.baseline.effective_n >= needs[i]):
+            compared[i] = compare(spec, cur, seg.baseline, spec.margin.of(baseline_rate(spec, seg.baseline)))
+    order = sorted(compared)
+    flags = adjust([compared[i][2] for i in order], spec.alpha, spec.correction) if order else []
+    significant = dict(zip(order, flags, strict=True))
+    return [
+        _decide_sample_one(spec, seg, needs[i], compared.get(i), significant.get(i, False), len(order), notes)
+        for i, seg in enumerate(segments)
+    ]
+
+
+def _decide_sample_one(spec: GateSpec, seg: SegmentInputs, need: int, got: Compared | None, significant: bool,
+                       family: int, notes: list[str]) -> Outcome:  # fmt: skip
+    cur = seg.current or EMPTY
+    base_rate = baseline_rate(spec, seg.baseline)
+    margin = spec.margin.of(base_rate)
+    out = _outcome(spec, seg, "pass", "", need, cur, notes)
+    out.family_size = family if got is not None else 0
+    k = spec.hysteresis.windows
+    cut = parts(seg, k)
+    for j, part in enumerate(cut):
+        est, interval, p = compare(spec, part, seg.baseline, margin)
+        out.windows.append(WindowResult(j, part.n, part.effective_n, part.rate, est, interval, p, est > margin,
+                                        False, True, 0, base_rate))  # fmt: skip
+    out.streak = sum(1 for _ in _takewhile_last(out.windows))
+    if len(seg.windows) > 0 and not _threshold(spec):
+        out.notes.append(f"each of the {len(cut)} part(s) is compared with the whole baseline sample")
+    versions_cur = set(cur.versions)
+    if seg.baseline.versions and versions_cur and set(seg.baseline.versions) != versions_cur:
+        out.decision = "inconclusive"
+        out.reason = (f"evaluator versions differ: baseline {sorted(seg.baseline.versions)},"
+                      f" current {sorted(versions_cur)}")  # fmt: skip
+        return out
+    arms = [("current", cur)] + ([] if _threshold(spec) else [("baseline", seg.baseline)])
+    problem = evidence_problem(spec, arms) if spec.metric.evaluator else None
+    if problem:
+        out.decision, out.reason = "inconclusive", problem
+        return out
+    if got is None:
+        out.decision = "insufficient_data"
+        have = min(cur.effective_n, seg.baseline.effective_n if not _threshold(spec) else math.inf)
+        out.reason = (f"needs {need} effective evaluations per arm, has current {cur.effective_n:.0f}"
+                      + ("" if _threshold(spec) else f", baseline {seg.baseline.effective_n:.0f}")
+                      + (f" (short by {need - have:.0f})" if have < need else ""))  # fmt: skip
+        return out
+    out.estimate, out.interval, out.p_value = got
+    if not seg.windows:
+        out.decision = "insufficient_data"
+        out.reason = "the release holds no complete window of traffic: the newest data cannot be checked"
+        return out
+    latest = seg.windows[-1]
+    floor = max(1, math.ceil(need / (2 * len(seg.windows))))
+    if latest.arm.effective_n < floor:
+        out.decision = "insufficient_data"
+        out.reason = (f"the newest window ({latest.start} on) holds {latest.arm.effective_n:.0f} effective"
+                      f" evaluations, fewer than its share {floor}: score it before deciding")  # fmt: skip
+        return out
+    critical = spec.critical.of(base_rate) if spec.critical else None
+    if significant and critical is not None and got[1][0] > critical:
+        out.decision = "block"
+        out.reason = f"critical: lower bound {got[1][0]:.4g} > critical margin {critical:.4g}"
+        return out
+    if significant:
+        if len(cut) < k:
+            out.decision = "insufficient_data"
+            out.reason = (f"regression beyond the margin (p {got[2]:.2g}), but the sample spans {len(cut)}"
+                          f" part(s) of the {k} persistence needs")  # fmt: skip
+            return out
+        if all(w.regression for w in out.windows):
+            out.decision = "block"
+            out.reason = (f"regressed: lower bound {got[1][0]:.4g} > margin {margin:.4g} (p {got[2]:.2g}),"
+                          f" above the margin in each of {k} part(s)")  # fmt: skip
+            return out
+        out.reason = (f"rise beyond the margin overall (p {got[2]:.2g}) but not in every part of the sample:"
+                      " not persistent")  # fmt: skip
+        return out
+    out.reason = f"no regression beyond the margin {margin:.4g} (p {got[2]:.2g})"
+    return out
+
+
+def _takewhile_last(results: Sequence[WindowResult]) -> list[WindowResult]:
+    """The trailing run of regressed results (a streak)."""
+    run: list[WindowResult] = []
+    for r in reversed(results):
+        if not (r.evaluated and r.regression):
+            break
+        run.append(r)
+    return run
+
+
+# --- signal metrics: windows of traffic ---------------------------------------------------
+
+
+def _decide_windows(spec: GateSpec, segments: Sequence[SegmentInputs], notes: list[str]) -> list[Outcome]:
+    needs = [spec.required_samples(baseline_rate(spec, s.baseline), len(segments)) for s in segments]
     # p-values per (segment, window); the correction runs per window across the segments
     by_window: dict[int, list[tuple[int, float]]] = {}
-    compared: dict[tuple[int, int], tuple[float, tuple[float, float], float]] = {}
+    compared: dict[tuple[int, int], Compared] = {}
     for s, seg in enumerate(segments):
         for w in seg.windows:
-            threshold = spec.baseline.kind == "threshold"  # no baseline arm to fill
             base = w.baseline or seg.baseline
-            if w.arm.effective_n >= need and (threshold or base.effective_n >= need):
-                margin = spec.margin.of(_baseline_rate(spec, seg))
-                compared[(s, w.index)] = _compare(spec, w.arm, base, margin)
+            if w.arm.effective_n >= needs[s] and (_threshold(spec) or base.effective_n >= needs[s]):
+                margin = spec.margin.of(baseline_rate(spec, seg.baseline))
+                compared[(s, w.index)] = compare(spec, w.arm, base, margin)
                 by_window.setdefault(w.index, []).append((s, compared[(s, w.index)][2]))
-    significant: dict[tuple[int, int], bool] = {}
+    significant: dict[tuple[int, int], tuple[bool, int]] = {}
     for index, entries in by_window.items():
         flags = adjust([p for _, p in entries], spec.alpha, spec.correction)
         for (s, _), flag in zip(entries, flags, strict=True):
-            significant[(s, index)] = flag
-    return [_decide_one(spec, s, seg, compared, significant, need, m) for s, seg in enumerate(segments)]
+            significant[(s, index)] = (flag, len(entries))
+    return [_decide_window_one(spec, s, seg, compared, significant, needs[s], notes) for s, seg in enumerate(segments)]
 
 
-def _decide_one(
+def _decide_window_one(
     spec: GateSpec,
     s: int,
     seg: SegmentInputs,
-    compared: dict[tuple[int, int], tuple[float, tuple[float, float], float]],
-    significant: dict[tuple[int, int], bool],
+    compared: dict[tuple[int, int], Compared],
+    significant: dict[tuple[int, int], tuple[bool, int]],
     need: int,
-    family: int,
+    notes: list[str],
 ) -> Outcome:
-    base_rate = _baseline_rate(spec, seg)  # the whole baseline's: every window faces one bar
+    base_rate = baseline_rate(spec, seg.baseline)  # the whole baseline's: every window faces one bar
     margin = spec.margin.of(base_rate)
     critical_margin = spec.critical.of(base_rate) if spec.critical else None
     results: list[WindowResult] = []
@@ -397,67 +568,72 @@ def _decide_one(
                                         (0.0, 0.0), 1.0, False, False, False))  # fmt: skip
             continue
         est, interval, p = got
-        regression = significant[(s, w.index)]
+        regression, family = significant[(s, w.index)]
         critical = critical_margin is not None and regression and interval[0] > critical_margin
+        bw = w.baseline.rate if w.baseline is not None else base_rate
         results.append(WindowResult(w.index, w.arm.n, w.arm.effective_n, w.arm.rate, est,
-                                    interval, p, regression, critical, True))  # fmt: skip
-    evaluated = [r for r in results if r.evaluated]
-    streak = 0
-    for r in reversed(evaluated):
-        if not r.regression:
-            break
-        streak += 1
-    latest = evaluated[-1] if evaluated else None
+                                    interval, p, regression, critical, True, family, bw))  # fmt: skip
+    streak = len(_takewhile_last(results))  # an unevaluated window breaks a streak
+    latest = results[-1] if results else None
     current = seg.windows[-1].arm if seg.windows else None
-    base = Outcome(
-        gate=spec.id, segment=seg.segment, decision="pass", reason="", margin=margin,
-        baseline=_arm_dict(seg.baseline), current=_arm_dict(current) if current else {},
-        estimate=latest.estimate if latest else None, interval=latest.interval if latest else None,
-        p_value=latest.p_value if latest else None, min_samples=need, streak=streak,
-        windows=results, family_size=family,
-    )  # fmt: skip
-    versions_cur = {v for w in seg.windows for v in w.arm.versions}
-    if seg.baseline.versions and versions_cur and set(seg.baseline.versions) != versions_cur:
-        base.decision = "inconclusive"
-        base.reason = (f"evaluator versions differ: baseline {sorted(seg.baseline.versions)},"
-                       f" current {sorted(versions_cur)}")  # fmt: skip
-        return base
-    # judge failures are checked on every window that decides (the streak, the latest
-    # evaluated one) and the latest complete one, so an unscored new window hides nothing
-    deciding = {r.index for r in evaluated[-max(streak, 1) :]}
-    if seg.windows:
-        deciding.add(seg.windows[-1].index)
-    shares = [w.arm.judge_failure_share for w in seg.windows if w.index in deciding]
-    if shares and max(shares) > spec.judge_failure_tolerance:
-        base.decision = "inconclusive"
-        share, tolerance = max(shares), spec.judge_failure_tolerance
-        base.reason = f"judge failures {share:.1%} of a deciding window exceed {tolerance:.1%}"
-        return base
+    out = _outcome(spec, seg, "pass", "", need, current, notes)
+    out.windows, out.streak = results, streak
+    out.family_size = latest.family if latest else 0
+    if latest is not None and latest.evaluated:
+        out.estimate, out.interval, out.p_value = latest.estimate, latest.interval, latest.p_value
+    reused = _reuse_note(seg)
+    if reused:
+        out.notes.append(reused)
     if latest is None:
-        base.decision = "insufficient_data"
-        base.reason = (
-            f"no complete window with {need} samples per arm (baseline n_eff"
-            f" {seg.baseline.effective_n:.0f}, {len(seg.windows)} complete window(s))"
-        )
-        return base
+        out.decision = "insufficient_data"
+        out.reason = (f"no complete window of {_window_label(spec)} in the release (baseline n_eff"
+                      f" {seg.baseline.effective_n:.0f})")  # fmt: skip
+        return out
+    if not latest.evaluated:
+        w = seg.windows[-1]
+        base = w.baseline or seg.baseline
+        out.decision = "insufficient_data"
+        out.reason = (f"the newest window ({w.start} on) cannot be evaluated: needs {need} per arm, has current"
+                      f" {w.arm.effective_n:.0f}" + ("" if _threshold(spec) else f", baseline {base.effective_n:.0f}"))
+        return out
     if latest.critical:
-        base.decision = "block"
-        lower = latest.interval[0]
-        base.reason = f"critical: lower bound {lower:.4g} > critical margin {critical_margin:.4g}"
-        return base
+        out.decision = "block"
+        out.reason = f"critical: lower bound {latest.interval[0]:.4g} > critical margin {critical_margin:.4g}"
+        return out
     if streak >= spec.hysteresis.windows:
-        base.decision = "block"
-        base.reason = (
+        out.decision = "block"
+        out.reason = (
             f"regressed in {streak} consecutive window(s) (needs {spec.hysteresis.windows}):"
             f" lower bound {latest.interval[0]:.4g} > margin {margin:.4g}"
         )
-        return base
-    base.reason = (f"streak {streak} of {spec.hysteresis.windows}" if streak
-                   else f"no regression beyond the margin {margin:.4g}")  # fmt: skip
-    return base
+        return out
+    out.reason = (f"streak {streak} of {spec.hysteresis.windows}" if streak
+                  else f"no regression beyond the margin {margin:.4g}")  # fmt: skip
+    return out
+
+
+def _window_label(spec: GateSpec) -> str:
+    w = spec.hysteresis.window
+    return f"{w.traces} traces" if w.traces is not None else f"{w.hours} h"
+
+
+def _reuse_note(seg: SegmentInputs) -> str | None:
+    """Say when windows of a streak do not each meet fresh baseline data."""
+    if not seg.windows:
+        return None
+    if all(w.baseline is None for w in seg.windows):
+        return "every window is compared with the whole baseline (shorter than one window): weaker hysteresis"
+    ids = [id(w.baseline) for w in seg.windows if w.baseline is not None]
+    if len(set(ids)) < len(ids):
+        return (f"{len(seg.windows)} current windows reuse {len(set(ids))} baseline window(s)"
+                " (window k meets baseline window k mod B)")
+    return None
 
 
 def run_decision(outcomes: Sequence[Outcome]) -> Decision:
-    """block if any blocks; else inconclusive; else insufficient_data; else pass."""
+    """block if any blocks; else inconclusive; else insufficient_data; else pass. A run with
+    no outcome at all is ``insufficient_data``: nothing was shown, so nothing may ship."""
+    if not outcomes:
+        return "insufficient_data"
     decisions = {o.decision for o in outcomes}
     return next((d for d in DECISION_ORDER if d in decisions), "pass")

@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Engine, and_, func, or_, select, update
 
 from tracejury.core.sampling import SampleDraw
+from tracejury.store.evaluations import reported_models
 from tracejury.store.tables import Batch, BatchChunk, BatchTrace, EvaluationRow, StoredTrace
 
 __all__ = [
@@ -263,7 +264,7 @@ def try_finish_batch(engine: Engine, batch_id: str) -> str | None:
         ended = conn.execute(
             update(_B)
             .where(_B.c.id == batch_id, _B.c.state == "running")
-            .values(state=state, reason=reason, finished_at=_now())
+            .values(state=state, reason=reason, finished_at=_now(), judge_models=reported_models(conn, batch_id))
         ).rowcount
     return state if ended == 1 else None
 

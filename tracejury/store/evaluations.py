@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, tuple_, update
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.evaluation import Evaluation
@@ -38,6 +38,7 @@ __all__ = [
     "load_traces",
     "register_evaluator_versions",
     "release_trace_ids",
+    "reported_models",
     "save_evaluations",
     "seen_fingerprints",
 ]
@@ -65,11 +66,25 @@ def create_batch(engine: Engine, *, release: str, kind: str, config: dict[str, A
 
 
 def finish_batch(engine: Engine, batch_id: str, *, state: str, reason: str | None = None) -> None:
-    """Mark a batch ``done`` or ``failed`` (with the reason)."""
+    """Mark a batch ``done`` or ``failed`` (with the reason), with the judge models it saw."""
     with engine.begin() as conn:
         conn.execute(
-            update(_B).where(_B.c.id == batch_id).values(state=state, reason=reason, finished_at=datetime.now(UTC))
-        )
+            update(_B).where(_B.c.id == batch_id).values(
+                state=state, reason=reason, finished_at=datetime.now(UTC), judge_models=reported_models(conn, batch_id))
+        )  # fmt: skip
+
+
+def reported_models(conn: Connection, batch_id: str) -> bytes:
+    """JSON ``{evaluator: [models]}``: the models judge endpoints reported in a batch's verdicts."""
+    stmt = (
+        select(_E.c.evaluator_id, _E.c.judge_model)
+        .where(_E.c.batch_id == batch_id, _E.c.status == "scored", _E.c.judge_model.is_not(None))
+        .distinct()
+    )
+    models: dict[str, set[str]] = {}
+    for evaluator, model in conn.execute(stmt):
+        models.setdefault(evaluator, set()).update(model.split(","))
+    return orjson.dumps({k: sorted(v) for k, v in sorted(models.items())})
 
 
 def release_trace_ids(engine: Engine, release: str, *, limit: int | None = None) -> list[str]:

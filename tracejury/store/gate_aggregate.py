@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import Connection, Integer, and_, case, exists, func, literal, select, union_all
 from sqlalchemy.sql import ColumnElement
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import GateSpec
-from tracejury.store.tables import EvaluationRow, ReviewLabel, StoredTrace
+from tracejury.store.tables import Batch, EvaluationRow, ReviewLabel, StoredTrace
 
 __all__ = [
     "ArmTraffic",
@@ -54,6 +55,7 @@ __all__ = [
 _T = StoredTrace.__table__
 _E = EvaluationRow.__table__
 _L = ReviewLabel.__table__
+_B = Batch.__table__
 _SIGNAL_COLUMN = {
     "format_invalid": "format_invalid", "tool_timeout": "tool_timeout", "tool_error": "tool_error",
     "empty_retrieval": "retrieval_empty", "truncation": "truncated", "fallback": "fallback_used",
@@ -63,17 +65,21 @@ _TRACE_FIELDS = {
     "req.toolRequired": "tool_required", "runtime.truncated": "truncated",
     "runtime.fallbackUsed": "fallback_used", "outputs.formatValid": "format_invalid",
 }  # fmt: skip
-_COUNTED = ("judge_failed", "scored")
-"""Evaluation statuses a gate counts (not_applicable and missing_evidence are outside the metric)."""
+_COUNTED = ("judge_failed", "scored", "missing_evidence")
+"""Evaluation statuses a gate reads: verdicts, and judge failures and missing evidence (outside
+the rate, each with a tolerance); not_applicable is outside the evaluator's population."""
+_LABELLED = ("judge_failed", "scored")
+"""Evaluations a reviewer's label turns into a verdict (missing evidence stays outside the rate)."""
 _BRANCHES_PER_STATEMENT = 120
 """SQLite allows 500 terms in a compound SELECT; stay well below."""
 
 Window = tuple[datetime, datetime | None]
 """[start, end) in trace time; end None: open (the last window when traffic is a multiple of N)."""
 Plan = Literal["auto", "seek", "grouped"]
-Row = tuple[str, int, str, int, int, float, float, float, int, str | None, int]
-"""(segment key, window, version, failures, n, Σw failed, Σw, Σw², judge failed, session,
-human labels). Rows are additive: corrections for human labels come as negative rows."""
+Row = tuple[str, int, str, int, int, float, float, float, float, int, float, int, float, str | None, int]
+"""(segment key, window, version, failures, n, Σw failed, Σw, Σw², Σw² failed, judge failed,
+Σw judge failed, missing evidence, Σw missing evidence, session, human labels). Rows are
+additive: corrections for human labels come as negative rows."""
 
 
 def trace_filter(spec: GateSpec) -> list[ColumnElement[bool]]:
@@ -196,43 +202,75 @@ def _ranges(wins: Sequence[Window], outside: bool) -> list[tuple[int, list[Any]]
     return out
 
 
-def choose_batches(conn: Connection, evaluator: str, traffic: ArmTraffic) -> list[str]:
-    """The batch an arm reads per release: the one holding that release's newest evaluation
-    of the evaluator. One sample design per release — mixing batches would mix inclusion
-    probabilities, and 1/p of one batch is not a trace's weight in the union of two samples."""
+def choose_batches(conn: Connection, evaluator: str, traffic: ArmTraffic) -> tuple[list[str], list[str]]:
+    """The batch an arm reads per release — the newest ``done`` batch that scored the
+    evaluator there — and the newer batches that scored it but are not done
+    (``"b_… (running)"``: never read, a half-scored sample is not the sample drawn).
+    One sample design per release: mixing batches would mix inclusion probabilities, and
+    1/p of one batch is not a trace's weight in the union of two samples."""
     if traffic.rolling is None:
-        last = select(func.max(_E.c.id)).where(_E.c.evaluator_id == evaluator, _E.c.release_id == traffic.release)
-        return list(conn.execute(select(_E.c.batch_id).where(_E.c.id == last.scalar_subquery())).scalars())
-    in_arm = traffic.on(_E.c.release_id, _E.c.trace_ts)
-    last = select(func.max(_E.c.id)).where(_E.c.evaluator_id == evaluator, in_arm).group_by(_E.c.release_id)
-    return sorted(conn.execute(select(_E.c.batch_id).where(_E.c.id.in_(last))).scalars())
+        releases = [traffic.release]
+    else:
+        in_arm = traffic.on(_E.c.release_id, _E.c.trace_ts)
+        releases = sorted(conn.execute(select(_E.c.release_id).where(_E.c.evaluator_id == evaluator, in_arm)
+                                       .distinct()).scalars())  # fmt: skip
+    chosen: list[str] = []
+    pending: list[str] = []
+    for release in releases:
+        batches = conn.execute(
+            select(_B.c.id, _B.c.state, _B.c.config).where(_B.c.release_id == release)
+            .order_by(_B.c.created_at.desc(), _B.c.id.desc())
+        ).all()  # fmt: skip
+        for batch_id, state, config in batches:
+            listed = evaluator in {e.get("id") for e in orjson.loads(config or b"{}").get("evaluators", [])}
+            if not listed and not _scored(conn, evaluator, release, batch_id):
+                continue
+            if state == "done":
+                chosen.append(batch_id)
+                break
+            pending.append(f"{batch_id} ({state})")
+    return sorted(chosen), pending
+
+
+def _scored(conn: Connection, evaluator: str, release: str, batch_id: str) -> bool:
+    """Whether a batch holds an evaluation of the evaluator in the release (one index seek)."""
+    stmt = select(_E.c.id).where(_E.c.evaluator_id == evaluator, _E.c.release_id == release,
+                                 _E.c.batch_id == batch_id).limit(1)  # fmt: skip
+    return conn.execute(stmt).first() is not None
 
 
 def _verdict_row(jfr: bool, key: str, w: int, version: str, status: str, passed: bool | None,
                  n: int, ws: float, wsq: float, sid: str | None, labels: int = 0) -> Row:  # fmt: skip
     """One aggregated (status, passed) group as a metric row."""
+    if status == "missing_evidence":  # outside the rate, with a tolerance of its own
+        return (key, w, version, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, n, ws, sid, labels)
     if jfr:  # judge failure rate: a judge failure is the "failure"
         bad = status == "judge_failed"
-        return (key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0, sid, labels)
+        return (key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, wsq if bad else 0.0,
+                0, 0.0, 0, 0.0, sid, labels)  # fmt: skip
     if status == "judge_failed":  # no verdict: counted apart, never a pass or a fail
-        return (key, w, version, 0, 0, 0.0, 0.0, 0.0, n, sid, labels)
+        return (key, w, version, 0, 0, 0.0, 0.0, 0.0, 0.0, n, ws, 0, 0.0, sid, labels)
     bad = passed is False
-    return (key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, 0, sid, labels)
+    return (key, w, version, n if bad else 0, n, ws if bad else 0.0, ws, wsq, wsq if bad else 0.0,
+            0, 0.0, 0, 0.0, sid, labels)  # fmt: skip
 
 
 def aggregate(conn: Connection, spec: GateSpec, traffic: ArmTraffic, wins: Sequence[Window], batches: list[str],
-              *, outside: bool = True, plan: Plan = "auto") -> list[Row]:  # fmt: skip
+              *, outside: bool = True, plan: Plan = "auto", pending: list[str] | None = None) -> list[Row]:  # fmt: skip
     """``Row``s of one arm (one per session too when the gate clusters by session).
 
-    The batches an evaluator metric read are appended to ``batches`` (for the audit).
-    Without ``outside``, rows outside every window (index -1) may be left out."""
+    The batches an evaluator metric read are appended to ``batches`` and the newer ones it
+    did not read (not done) to ``pending`` (for the audit). Without ``outside``, rows
+    outside every window (index -1) may be left out."""
     m = spec.metric
     if m.signal is not None:
         return _signal_rows(conn, spec, traffic, wins)
     evaluator = m.evaluator or m.judge_failure_rate
     assert evaluator is not None  # the spec validates exactly one metric
-    chosen = choose_batches(conn, evaluator, traffic)
+    chosen, skipped = choose_batches(conn, evaluator, traffic)
     batches.extend(chosen)
+    if pending is not None:
+        pending.extend(skipped)
     if not chosen:
         return []
     jfr = m.judge_failure_rate is not None
@@ -262,8 +300,8 @@ def _signal_rows(conn: Connection, spec: GateSpec, traffic: ArmTraffic, wins: Se
         .group_by(_T.c.segment_key, "w", *session)
     )
     return [
-        (r[0], r[1], "", int(r[2] or 0), r[3], float(r[2] or 0), float(r[3]), float(r[3]), 0,
-         r[4] if session else None, 0)
+        (r[0], r[1], "", int(r[2] or 0), r[3], float(r[2] or 0), float(r[3]), float(r[3]), float(r[2] or 0),
+         0, 0.0, 0, 0.0, r[4] if session else None, 0)
         for r in conn.execute(stmt)
     ]  # fmt: skip
 
@@ -372,7 +410,7 @@ def _label_rows(conn: Connection, spec: GateSpec, evaluator: str, traffic: ArmTr
         # take the arm's index (evaluator, release, batch) and scan it once per label; what
         # finds a label's evaluation is (batch, trace)
         _E.c.trace_id == lab.c.trace_id, func.coalesce(_E.c.evaluator_id, "") == evaluator,
-        _E.c.batch_id.in_(chosen), traffic.on(_E.c.release_id, _E.c.trace_ts), _E.c.status.in_(_COUNTED),
+        _E.c.batch_id.in_(chosen), traffic.on(_E.c.release_id, _E.c.trace_ts), _E.c.status.in_(_LABELLED),
     ]  # fmt: skip
     if filters:
         on.append(exists().where(_T.c.trace_id == _E.c.trace_id, *filters))

@@ -13,19 +13,21 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, func, select
 
 from tracejury.core.errors import ConfigError
-from tracejury.core.gates import Arm, GateSpec, Outcome, SegmentInputs, WindowArm
-from tracejury.core.segments import key_matches, project_key
+from tracejury.core.gates import EMPTY, Arm, GateSpec, Outcome, SegmentInputs, Source, WindowArm, add_arms
+from tracejury.core.segments import key_matches, parse_segment_key, project_key
 from tracejury.core.stats import cluster_effective_n_from_sums
+from tracejury.store.evaluations import reported_models
 from tracejury.store.gate_aggregate import ArmTraffic, Plan, Row, Window, aggregate, trace_filter, windows
-from tracejury.store.tables import GateOutcome, GateRun, StoredTrace
+from tracejury.store.tables import Batch, GateOutcome, GateRun, StoredTrace
 
 __all__ = [
     "GateData",
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 _T = StoredTrace.__table__
+_B = Batch.__table__
 
 
 @dataclass
@@ -48,6 +51,17 @@ class GateData:
     windows: list[dict[str, Any]]
     current_batches: list[str]
     """The batch whose evaluations each release's arm read (evaluator metrics)."""
+    current_source: Source | None = None
+    baseline_source: Source | None = None
+    empty_reason: str = ""
+    """Why there is no segment group (when there is none)."""
+    notes: list[str] = field(default_factory=list)
+    """E.g. ``where.segment`` values that match no stored trace."""
+
+    def sources(self) -> dict[str, Any]:
+        """Keyword arguments of ``decide_family`` beyond the segments."""
+        return {"current": self.current_source, "baseline": self.baseline_source,
+                "empty_reason": self.empty_reason, "notes": self.notes}  # fmt: skip
 
 
 def previous_release(engine: Engine, release: str) -> str | None:
@@ -66,50 +80,56 @@ Sessions = dict[str, list[float]]
 
 
 def _fold(rows: Sequence[Row], spec: GateSpec) -> tuple[dict[tuple[str, int], Arm], dict[tuple[str, int], Sessions]]:
-    """Arms per (segment group, window), and their per-session sums when clustering."""
-    acc: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0, set(), 0])
+    """Arms per (segment group, window), and their per-session sums when clustering. A scan
+    gate's groups are whole segment keys (its cells are built from them)."""
+    acc: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, set(), 0])
     sessions: dict[tuple[str, int], Sessions] = defaultdict(dict)
     groups: dict[str | None, str | None] = {}  # segment key -> its group (None: filtered out), once per key
-    for key, w, version, failures, n, wf, ws, wsq, jf, sid, labels in rows:
+    for key, w, version, failures, n, wf, ws, wsq, wsqf, jf, wjf, miss, wmiss, sid, labels in rows:
         if key not in groups:
             matches = key is not None and (not spec.where.segment or key_matches(key, spec.where.segment))
-            groups[key] = project_key(key, spec.group_by) if matches else None
+            groups[key] = (key if spec.scan is not None else project_key(key, spec.group_by)) if matches else None
         if groups[key] is None:
             continue
         group = (groups[key], w)
         a = acc[group]
-        a[0] += failures
-        a[1] += n
-        a[2] += wf
-        a[3] += ws
-        a[4] += wsq
-        a[5] += jf
-        a[7] += labels
+        for i, v in enumerate((failures, n, wf, ws, wsq, wsqf, jf, wjf, miss, wmiss)):
+            a[i] += v
+        a[11] += labels
         if version:
-            a[6].add(version)
+            a[10].add(version)
         if sid is not None and n:
             s = sessions[group].setdefault(sid, [0.0, 0.0])
             s[0] += ws
             s[1] += wf
-    arms = {k: _arm(v, sessions.get(k)) for k, v in acc.items()}
+    arms = {k: _arm(v, sessions.get(k), spec) for k, v in acc.items()}
     return arms, sessions
 
 
-def _arm(v: list[Any], sessions: Sessions | None) -> Arm:
+def _arm(v: list[Any], sessions: Sessions | None, spec: GateSpec) -> Arm:
     cluster_n = cluster_effective_n_from_sums([(a, b) for a, b in sessions.values()], v[1]) if sessions else None
-    return Arm(v[0], v[1], v[2], v[3], v[4], v[5], tuple(sorted(v[6])), cluster_n, v[7])
+    return Arm(v[0], v[1], v[2], v[3], v[4], v[6], tuple(sorted(v[10])), cluster_n, v[11],
+               v[5] if spec.sampled else None, v[7], v[8], v[9])  # fmt: skip
 
 
-def _add(a: Arm | None, b: Arm) -> Arm:
-    """Sum two arms (cluster n is recomputed by the caller from merged sessions)."""
-    if a is None:
-        return b
-    versions = tuple(sorted({*a.versions, *b.versions}))
-    return Arm(
-        a.failures + b.failures, a.n + b.n, a.weight_failed + b.weight_failed, a.weight_sum + b.weight_sum,
-        a.weight_sq + b.weight_sq, a.judge_failed + b.judge_failed, versions,
-        human_labels=a.human_labels + b.human_labels,
-    )  # fmt: skip
+def _whole(per_window: dict[tuple[str, int], Arm], sessions: dict[tuple[str, int], Sessions],
+           windows: set[int] | None = None) -> dict[str, Arm]:  # fmt: skip
+    """Per group, the sum of its arms over windows (all, or ``windows``), with the cluster n
+    recomputed over the merged sessions (sessions may span windows)."""
+    whole: dict[str, Arm] = {}
+    merged: dict[str, Sessions] = defaultdict(dict)
+    for (g, w), a in per_window.items():
+        if windows is not None and w not in windows:
+            continue
+        whole[g] = add_arms(whole.get(g), a)
+        for sid, (sw, swy) in sessions.get((g, w), {}).items():
+            m = merged[g].setdefault(sid, [0.0, 0.0])
+            m[0] += sw
+            m[1] += swy
+    for g, sess in merged.items():
+        a = whole[g]
+        whole[g] = replace(a, cluster_n=cluster_effective_n_from_sums([(x, y) for x, y in sess.values()], a.n))
+    return whole
 
 
 _MMAP_BYTES = 1 << 34
@@ -155,6 +175,8 @@ class _ArmRead:
     windows: list[Window]
     rows: list[Row]
     batches: list[str]
+    pending: list[str]
+    judges: tuple[str, ...]
 
 
 def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool, plan: Plan) -> _ArmRead:
@@ -162,8 +184,54 @@ def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool
     with engine.connect() as conn, _mapped(conn):
         wins = windows(conn, spec, and_(traffic.on(_T.c.release_id, _T.c.ts), *trace_filter(spec)))
         batches: list[str] = []
-        rows = aggregate(conn, spec, traffic, wins, batches, outside=outside, plan=plan)
-    return _ArmRead(wins, rows, batches)
+        pending: list[str] = []
+        rows = aggregate(conn, spec, traffic, wins, batches, outside=outside, plan=plan, pending=pending)
+        judges = judge_identity(conn, batches, spec.evaluator_id) if spec.evaluator_id else ()
+    return _ArmRead(wins, rows, batches, pending, judges)
+
+
+def judge_identity(conn: Connection, batches: Sequence[str], evaluator: str) -> tuple[str, ...]:
+    """Who judged an evaluator in these batches: the profile's model and endpoint host, the
+    rubric's temperature and samples, and the models the endpoint reported. Empty for a
+    deterministic checker."""
+    out = set()
+    for batch_id, config, reported in conn.execute(
+        select(_B.c.id, _B.c.config, _B.c.judge_models).where(_B.c.id.in_(list(batches)))
+    ):
+        cfg = orjson.loads(config or b"{}")
+        rubric = next((r for r in cfg.get("rubrics", []) if r.get("id") == evaluator), None)
+        judge = (rubric or {}).get("judge")
+        if not judge:
+            continue
+        name = judge.get("profile", "")
+        profile = cfg.get("judgeProfiles", {}).get(name, {})
+        url = cfg.get("judgeEndpoints", {}).get(name) or profile.get("base_url")
+        host = urlsplit(url).netloc if url else "the workers' TRACEJURY_JUDGE_BASE_URL"
+        models = _models(conn, batch_id, evaluator) if reported is None else orjson.loads(reported).get(evaluator, [])
+        out.add(f"model {profile.get('model', '?')} at {host}, temperature {judge.get('temperature', 0.0)},"
+                f" samples {judge.get('samples', 1)}, reported {'/'.join(models) or 'none'}")  # fmt: skip
+    return tuple(sorted(out))
+
+
+def _models(conn: Connection, batch_id: str, evaluator: str) -> list[str]:
+    """Reported models of a batch that ended before they were summed up (or has not ended)."""
+    return orjson.loads(reported_models(conn, batch_id)).get(evaluator, [])
+
+
+def _unknown_where(spec: GateSpec, rows: Sequence[Row]) -> list[str]:
+    """``where.segment`` values no stored key of either arm has."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for key in {r[0] for r in rows if r[0]}:
+        for dim, value in parse_segment_key(key).items():
+            seen[dim].add(value)
+    notes = []
+    for dim, wanted in spec.where.segment.items():
+        values = [wanted] if isinstance(wanted, str) else list(wanted)
+        missing = [v for v in values if v not in seen.get(dim, set())]
+        if missing:
+            known = ", ".join(sorted(seen.get(dim, set()))) or "none"
+            notes.append(f"where.segment {dim}={'/'.join(missing)} matches no stored trace ({dim} seen: {known})")
+    return notes
 
 
 def gate_inputs(
@@ -171,11 +239,13 @@ def gate_inputs(
 ) -> GateData:
     """Aggregate one gate's arms per segment group and window.
 
-    Current window k meets baseline window k mod B (B complete baseline windows): fresh
-    evidence in both arms. A baseline shorter than one window is used whole by every window.
-    The two arms are read at once, on two connections (the database does the work, and a
-    SQLite or PostgreSQL driver lets other threads run meanwhile). ``plan`` picks the
-    evaluator aggregation (``tracejury.store.gate_aggregate``; tests compare the plans).
+    Signal metrics: current window k meets baseline window k mod B (B complete baseline
+    windows): fresh evidence in both arms; a baseline shorter than one window is used whole
+    by every window. Evaluator metrics: the current arm's whole sample per group (windows and
+    the tail after the last one) and the baseline's. The two arms are read at once, on two
+    connections (the database does the work, and a SQLite or PostgreSQL driver lets other
+    threads run meanwhile). ``plan`` picks the evaluator aggregation
+    (``tracejury.store.gate_aggregate``; tests compare the plans).
     """
     current_traffic = ArmTraffic(release)
     per_window: dict[tuple[str, int], Arm] = {}
@@ -185,44 +255,59 @@ def gate_inputs(
     if spec.baseline.kind != "threshold":
         with engine.connect() as conn:
             traffic, base_meta = _baseline_traffic(conn, spec, release, baseline_release)
+    sampled = spec.sampled
     # an in-memory SQLite database is a different one on another thread's connection
     in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
     with ThreadPoolExecutor(max_workers=1) as pool:
         base_read = pool.submit(_read_arm, engine, spec, traffic, True, plan) if traffic and not in_memory else None
-        cur = _read_arm(engine, spec, current_traffic, False, plan)
+        cur = _read_arm(engine, spec, current_traffic, sampled, plan)
         base = base_read.result() if base_read else _read_arm(engine, spec, traffic, True, plan) if traffic else None
     wins = cur.windows
-    current, _ = _fold(cur.rows, spec)
+    current, current_sessions = _fold(cur.rows, spec)
     b_count = 0
     if base is not None:
         b_count = len(base.windows)
         base_meta["windows"] = b_count
         per_window, per_window_sessions = _fold(base.rows, spec)
-        if spec.metric.signal is None:
+        if sampled:
             base_meta["batches"] = base.batches
-    whole: dict[str, Arm] = {}
-    merged: dict[str, Sessions] = defaultdict(dict)
-    for (g, w), a in per_window.items():  # the whole baseline: its windows and the rest
-        whole[g] = _add(whole.get(g), a)
-        for sid, (sw, swy) in per_window_sessions.get((g, w), {}).items():
-            m = merged[g].setdefault(sid, [0.0, 0.0])
-            m[0] += sw
-            m[1] += swy
-    for g, sess in merged.items():  # sessions may span windows: cluster over the whole
-        a = whole[g]
-        whole[g] = replace(a, cluster_n=cluster_effective_n_from_sums([(x, y) for x, y in sess.values()], a.n))
-    groups = sorted({g for g, _ in current if _ >= 0} | set(whole))
-    empty = Arm(0, 0, 0.0, 0.0, 0.0)
+    whole = _whole(per_window, per_window_sessions)
+    pooled = _whole(current, current_sessions) if sampled else {}
+    groups = sorted({g for g, w in current if w >= 0 or sampled} | set(whole))
     segments = []
     for g in groups:
         arms = tuple(
-            WindowArm(k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), empty),
-                      per_window.get((g, k % b_count), empty) if b_count else None)
+            WindowArm(k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), EMPTY),
+                      per_window.get((g, k % b_count), EMPTY) if b_count and not sampled else None)
             for k, (start, end) in enumerate(wins)
         )  # fmt: skip
-        segments.append(SegmentInputs(g, whole.get(g, empty), arms))
+        if sampled:
+            segments.append(SegmentInputs(g, whole.get(g, EMPTY), arms, pooled.get(g, EMPTY), current.get((g, -1))))
+        else:
+            segments.append(SegmentInputs(g, whole.get(g, EMPTY), arms))
     meta = [{"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None} for k, (s, e) in enumerate(wins)]
-    return GateData(segments, base_meta, meta, cur.batches)
+    data = GateData(segments, base_meta, meta, cur.batches)
+    if sampled:
+        data.current_source = Source(release, tuple(cur.batches), cur.judges, tuple(cur.pending))
+        if base is not None:
+            data.baseline_source = Source(base_meta.get("release", "rolling"), tuple(base.batches), base.judges,
+                                          tuple(base.pending))  # fmt: skip
+    data.notes = _unknown_where(spec, cur.rows + (base.rows if base else []))
+    if not segments:
+        data.empty_reason = _empty_reason(spec, release, cur, base)
+    return data
+
+
+def _empty_reason(spec: GateSpec, release: str, cur: _ArmRead, base: _ArmRead | None) -> str:
+    """Why a gate has no segment group at all."""
+    what = f"evaluations of {spec.evaluator_id}" if spec.sampled else "traces"
+    filters = " matching the gate's where" if spec.where.segment or spec.where.trace else ""
+    if spec.sampled and not cur.batches:
+        pending = f" ({', '.join(cur.pending)} not done)" if cur.pending else ""
+        return f"no done batch scored {spec.evaluator_id} in {release}{pending}"
+    if not spec.sampled and not cur.windows:
+        return f"no complete window of traffic{filters} in {release}"
+    return f"no {what}{filters} in {release}" + ("" if base is None or base.rows else " or its baseline")
 
 
 def save_run(engine: Engine, release: str, decision: str, config_hash: str,

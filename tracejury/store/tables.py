@@ -146,6 +146,8 @@ class Batch(SQLModel, table=True):
     """Traces selected."""
     created_at: datetime
     finished_at: datetime | None = None
+    judge_models: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    """JSON ``{evaluator: [models the judge endpoint reported]}``, summed up when the batch ends."""
 
 
 class EvaluationRow(SQLModel, table=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -28,11 +27,12 @@ class GateRunRequest(BaseModel):
 def run(req: GateRunRequest, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     """As ``tracejury gate run --json``: ``decision`` is pass, block, inconclusive or
     insufficient_data; each outcome carries its audit trail."""
-    from workers.reducer import load_gates, run_gates
-    from workers.service import segmentation
+    from workers.reducer import run_gates
+    from workers.service import gate_specs, segmentation
 
-    specs = load_gates(Path(settings.rubrics_dir) / "gates", segmentation(settings).names)
-    return run_gates(engine, specs, req.release, baseline=req.baseline, dry_run=req.dryRun).as_dict()
+    specs = gate_specs(settings)
+    dims = segmentation(settings).names
+    return run_gates(engine, specs, req.release, baseline=req.baseline, dry_run=req.dryRun, dimensions=dims).as_dict()
 
 
 @router.get("/gates/runs/{run_id}", summary="A stored gate run", response_model=None)

@@ -1,0 +1,170 @@
+"""Scan gates: find the slice that regressed, even when no gate groups by its dimension.
+
+The cells scanned are every value of every scanned dimension (``trunc=yes``) and, with
+``pairs``, every pair of values of two dimensions (``rag=off|trunc=yes``); a cell is tested
+when both arms hold ``min_samples`` effective evaluations in it. Each tested cell is the
+gate's sampled-metric comparison (the release's whole sample against the baseline's, with
+persistence across parts of the sample), and the multiplicity correction (Holm by default:
+valid under any dependence, and cells overlap) runs across **every** cell tested — the
+family size is that count.
+
+Cells that regressed overlap: when ``trunc=yes`` regressed, ``rag=on`` moves too, diluted.
+The slice named is the most significant regressed cell, refined to a regressed sub-cell
+when the rest of the cell shows no rise; a regressed cell is not named again when what
+remains of it outside a named slice shows no rise (it is explained by that slice).
+
+Pure: per-segment-key inputs in, outcomes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+
+from tracejury.core.gates import (
+    EMPTY,
+    Compared,
+    GateSpec,
+    Outcome,
+    SegmentInputs,
+    WindowArm,
+    add_arms,
+    baseline_rate,
+    compare,
+    decide_family,
+    empty_outcome,
+)
+from tracejury.core.segments import parse_segment_key
+from tracejury.core.stats import adjust
+
+__all__ = ["Cell", "cells", "decide_scan", "merge_inputs"]
+
+Cell = tuple[tuple[str, str], ...]
+"""A slice: ((dimension, value), …) in dimension order."""
+
+
+def cell_name(cell: Cell) -> str:
+    """``rag=off|trunc=yes``."""
+    return "|".join(f"{d}={v}" for d, v in cell)
+
+
+def cells(keys: Sequence[str], dims: Sequence[str], pairs: bool) -> dict[Cell, list[str]]:
+    """Every single-dimension cell (and pair cell) present among ``keys``, with its keys."""
+    out: dict[Cell, list[str]] = {}
+    for key in keys:
+        parts = parse_segment_key(key)
+        values = [(d, parts[d]) for d in dims if d in parts]
+        for dv in values:
+            out.setdefault((dv,), []).append(key)
+        if pairs:
+            for a, b in combinations(values, 2):
+                out.setdefault((a, b), []).append(key)
+    return out
+
+
+def merge_inputs(name: str, inputs: Sequence[SegmentInputs]) -> SegmentInputs:
+    """One segment's inputs from several keys' (windows aligned by index)."""
+    base = EMPTY
+    cur = tail = None
+    wins: dict[int, WindowArm] = {}
+    for s in inputs:
+        base = add_arms(base, s.baseline)
+        if s.current is not None:
+            cur = add_arms(cur, s.current)
+        if s.tail is not None:
+            tail = add_arms(tail, s.tail)
+        for w in s.windows:
+            prev = wins.get(w.index)
+            arm = add_arms(prev.arm if prev else None, w.arm)
+            wins[w.index] = WindowArm(w.index, w.start, w.end, arm)
+    return SegmentInputs(name, base, tuple(wins[k] for k in sorted(wins)), cur, tail)
+
+
+def _regressed(spec: GateSpec, seg: SegmentInputs) -> Compared | None:
+    """The comparison of a cell when it has data enough to test, else None."""
+    need = spec.required_samples(baseline_rate(spec, seg.baseline), 1)
+    cur = seg.current or EMPTY
+    if cur.effective_n < need or seg.baseline.effective_n < need:
+        return None
+    return compare(spec, cur, seg.baseline, spec.margin.of(baseline_rate(spec, seg.baseline)))
+
+
+def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Sequence[str], *,
+                notes: Sequence[str] = (), **sources: object) -> list[Outcome]:  # fmt: skip
+    """Scan the slices of a gate's sample; one outcome per slice named, else one for the gate."""
+    assert spec.scan is not None
+    scanned = [d for d in (spec.scan.dimensions or dims)]
+    whole = merge_inputs("", list(by_key.values()))
+    # gate-level checks (batches, judges, versions, tolerances, newest window) on the whole sample
+    (overall,) = decide_family(spec, [whole], notes=notes, **sources) if by_key else [
+        empty_outcome(spec, "no evaluations match the gate", notes)]  # fmt: skip
+    overall.design, overall.segment = "scan", "(scan)"
+    if overall.decision in ("inconclusive", "insufficient_data"):  # gate-level: batches, judges, tolerances,
+        return [overall]  # the newest window, too little data in the whole sample
+    members = cells(sorted(by_key), scanned, spec.scan.pairs)
+    inputs = {c: merge_inputs(cell_name(c), [by_key[k] for k in ks]) for c, ks in members.items()}
+    tested = {c: got for c, seg in inputs.items() if (got := _regressed(spec, seg)) is not None}
+    order = sorted(tested, key=lambda c: (tested[c][2], -tested[c][0], cell_name(c)))
+    flags = adjust([tested[c][2] for c in order], spec.alpha, spec.correction) if order else []
+    family = len(order)
+    significant = [c for c, f in zip(order, flags, strict=True) if f]
+    outcomes = []
+    for c in significant:
+        (o,) = decide_family(spec, [inputs[c]], notes=notes, **sources)
+        if o.decision == "block":  # significant after the correction across the whole scan
+            o.reason += f"; {spec.correction} over the {family} cells tested"
+        outcomes.append((c, o))
+    candidates = [(c, o) for c, o in outcomes if o.decision == "block"]
+    named: list[tuple[Cell, Outcome]] = []
+    keys_of = {c: set(members[c]) for c in members}
+    for c, o in candidates:
+        c, o = _refine(spec, c, o, dict(candidates), keys_of, by_key)
+        if any(c == n for n, _ in named) or any(_explained(spec, c, n, keys_of, by_key) for n, _ in named):
+            continue
+        named.append((c, o))
+    if not named:
+        overall.family_size = family
+        if not tested:
+            overall.decision = "insufficient_data"
+            overall.reason = (f"no slice of {len(members)} holds {spec.required_samples(0.0, 1)}"
+                              " effective evaluations in both arms")  # fmt: skip
+        else:
+            moved = [cell_name(c) for c, o in outcomes if o.decision != "block"]
+            overall.decision = "pass"
+            overall.reason = (f"no slice of {family} tested ({len(members)} scanned) regressed beyond the margin"
+                              + (f"; rose but not persistently: {', '.join(moved)}" if moved else ""))  # fmt: skip
+        return [overall]
+    out = []
+    for c, o in named:
+        o.design, o.slice, o.segment, o.family_size = "scan", cell_name(c), cell_name(c), family
+        out.append(o)
+    return out
+
+
+def _rest(spec: GateSpec, keys: set[str], by_key: Mapping[str, SegmentInputs]) -> Compared | None:
+    """The comparison of a cell's part on ``keys`` (None when empty or too small to test)."""
+    if not keys:
+        return None
+    return _regressed(spec, merge_inputs("", [by_key[k] for k in sorted(keys)]))
+
+
+def _refine(spec: GateSpec, c: Cell, o: Outcome, candidates: Mapping[Cell, Outcome],
+            keys_of: Mapping[Cell, set[str]], by_key: Mapping[str, SegmentInputs]) -> tuple[Cell, Outcome]:  # fmt: skip
+    """A regressed sub-cell ``d`` of ``c`` whose complement in ``c`` shows no rise (not even
+    at the uncorrected level) names the slice better than ``c``."""
+    for d, od in sorted(candidates.items(), key=lambda x: x[1].p_value or 1.0):
+        if d == c or not keys_of[d] < keys_of[c]:
+            continue
+        rest = _rest(spec, keys_of[c] - keys_of[d], by_key)
+        if rest is None or rest[2] > spec.alpha:
+            return d, od
+    return c, o
+
+
+def _explained(spec: GateSpec, c: Cell, named: Cell, keys_of: Mapping[Cell, set[str]],
+               by_key: Mapping[str, SegmentInputs]) -> bool:  # fmt: skip
+    """``c`` overlaps a named slice, and what remains of it outside shows no rise."""
+    if not keys_of[c] & keys_of[named]:
+        return False
+    rest = _rest(spec, keys_of[c] - keys_of[named], by_key)
+    return rest is None or rest[2] > spec.alpha
