@@ -1,7 +1,8 @@
 """Scan gates: find the slice that regressed, even when no gate groups by its dimension.
 
-The cells scanned are every value of every scanned dimension (``trunc=yes``) and, with
-``pairs``, every pair of values of two dimensions (``rag=off|trunc=yes``); a cell is tested
+The cells scanned are the whole sample (``(all)``), every value of every scanned dimension
+(``trunc=yes``) and, with ``pairs``, every pair of values of two dimensions
+(``rag=off|trunc=yes``); a cell is tested
 when both arms hold ``min_samples`` effective evaluations in it. Each tested cell is the
 gate's sampled-metric comparison (the release's whole sample against the baseline's, with
 persistence across parts of the sample), and the multiplicity correction (Holm by default:
@@ -9,9 +10,13 @@ valid under any dependence, and cells overlap) runs across **every** cell tested
 family size is that count.
 
 Cells that regressed overlap: when ``trunc=yes`` regressed, ``rag=on`` moves too, diluted.
-The slice named is the most significant regressed cell, refined to a regressed sub-cell
-when the rest of the cell shows no rise; a regressed cell is not named again when what
-remains of it outside a named slice shows no rise (it is explained by that slice).
+Regressed cells are taken simplest first — ``(all)``, single values, pairs — and within a
+level the most significant first. A cell is narrowed to a regressed sub-cell while the rest
+of the cell holds enough to test, shows no rise beyond the margin and rose clearly less than
+the sub-cell — so a rise everywhere is named ``(all)``, and one confined to ``trunc=yes`` is
+named so although ``(all)`` holds more data. A cell is not named when what remains of it
+outside the slices named so far is too small to test or shows no rise at the corrected
+level: it is explained by them.
 
 Pure: per-segment-key inputs in, outcomes out.
 """
@@ -44,8 +49,8 @@ Cell = tuple[tuple[str, str], ...]
 
 
 def cell_name(cell: Cell) -> str:
-    """``rag=off|trunc=yes``."""
-    return "|".join(f"{d}={v}" for d, v in cell)
+    """``rag=off|trunc=yes``; ``(all)`` for the whole sample."""
+    return "|".join(f"{d}={v}" for d, v in cell) or "(all)"
 
 
 def cells(keys: Sequence[str], dims: Sequence[str], pairs: bool) -> dict[Cell, list[str]]:
@@ -101,7 +106,8 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
     overall.design, overall.segment = "scan", "(scan)"
     if overall.decision in ("inconclusive", "insufficient_data"):  # gate-level: batches, judges, tolerances,
         return [overall]  # the newest window, too little data in the whole sample
-    members = cells(sorted(by_key), scanned, spec.scan.pairs)
+    # the whole sample is a cell too: a rise everywhere is named (all), not its largest slice
+    members = {(): sorted(by_key), **cells(sorted(by_key), scanned, spec.scan.pairs)}
     inputs = {c: merge_inputs(cell_name(c), [by_key[k] for k in ks]) for c, ks in members.items()}
     tested = {c: got for c, seg in inputs.items() if (got := _regressed(spec, seg)) is not None}
     order = sorted(tested, key=lambda c: (tested[c][2], -tested[c][0], cell_name(c)))
@@ -114,12 +120,15 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
         if o.decision == "block":  # significant after the correction across the whole scan
             o.reason += f"; {spec.correction} over the {family} cells tested"
         outcomes.append((c, o))
-    candidates = [(c, o) for c, o in outcomes if o.decision == "block"]
+    # simplest first: (all), then single values, then pairs; within each, strongest evidence first
+    candidates = sorted(((c, o) for c, o in outcomes if o.decision == "block"), key=lambda x: len(x[0]))
     named: list[tuple[Cell, Outcome]] = []
     keys_of = {c: set(members[c]) for c in members}
+    level = spec.alpha / max(1, family)  # a new slice must stand out at the corrected level
     for c, o in candidates:
         c, o = _refine(spec, c, o, dict(candidates), keys_of, by_key)
-        if any(c == n for n, _ in named) or any(_explained(spec, c, n, keys_of, by_key) for n, _ in named):
+        covered = set().union(*(keys_of[n] for n, _ in named)) if named else set()
+        if any(c == n for n, _ in named) or _explained(spec, keys_of[c], covered, by_key, level):
             continue
         named.append((c, o))
     if not named:
@@ -150,21 +159,29 @@ def _rest(spec: GateSpec, keys: set[str], by_key: Mapping[str, SegmentInputs]) -
 
 def _refine(spec: GateSpec, c: Cell, o: Outcome, candidates: Mapping[Cell, Outcome],
             keys_of: Mapping[Cell, set[str]], by_key: Mapping[str, SegmentInputs]) -> tuple[Cell, Outcome]:  # fmt: skip
-    """A regressed sub-cell ``d`` of ``c`` whose complement in ``c`` shows no rise (not even
-    at the uncorrected level) names the slice better than ``c``."""
-    for d, od in sorted(candidates.items(), key=lambda x: x[1].p_value or 1.0):
-        if d == c or not keys_of[d] < keys_of[c]:
-            continue
-        rest = _rest(spec, keys_of[c] - keys_of[d], by_key)
-        if rest is None or rest[2] > spec.alpha:
-            return d, od
+    """Narrow ``c`` to a regressed sub-cell ``d`` while the rest of ``c`` holds enough to test,
+    shows no rise beyond the margin (uncorrected) and rose clearly less than ``d`` (the upper
+    bound of its rise is below ``d``'s estimate) — the simplest, then most significant, such
+    ``d`` first."""
+    ranked = sorted(candidates.items(), key=lambda x: (len(x[0]), x[1].p_value or 1.0))
+    narrowed = True
+    while narrowed:
+        narrowed = False
+        for d, od in ranked:
+            if d == c or not keys_of[d] < keys_of[c] or od.estimate is None:
+                continue
+            rest = _rest(spec, keys_of[c] - keys_of[d], by_key)
+            if rest is not None and rest[2] > spec.alpha and rest[1][1] < od.estimate:
+                c, o, narrowed = d, od, True
+                break
     return c, o
 
 
-def _explained(spec: GateSpec, c: Cell, named: Cell, keys_of: Mapping[Cell, set[str]],
-               by_key: Mapping[str, SegmentInputs]) -> bool:  # fmt: skip
-    """``c`` overlaps a named slice, and what remains of it outside shows no rise."""
-    if not keys_of[c] & keys_of[named]:
+def _explained(spec: GateSpec, keys: set[str], covered: set[str], by_key: Mapping[str, SegmentInputs],
+               level: float) -> bool:  # fmt: skip
+    """A cell overlaps the slices named so far, and what remains of it outside them is too
+    small to test or shows no rise at the corrected ``level``."""
+    if not keys & covered:
         return False
-    rest = _rest(spec, keys_of[c] - keys_of[named], by_key)
-    return rest is None or rest[2] > spec.alpha
+    rest = _rest(spec, keys - covered, by_key)
+    return rest is None or rest[2] > level
