@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,6 +24,7 @@ from judges.catalog import Catalog
 from judges.llm.profiles import JudgeProfile
 from judges.rubric import Rubric
 from tracejury.core.errors import ConfigError
+from tracejury.core.gates import GateSpec
 from tracejury.core.sampling import SamplingConfig, TraceSignals, sample
 from tracejury.core.segments import parse_segment_key
 from tracejury.settings import Settings
@@ -32,6 +33,7 @@ from tracejury.store import evaluations as evaluation_store
 from workers.deps import ScoringDeps, production_deps
 from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
+from workers.planning import GateNeeds, gate_needs, shortfalls, size_for_gates
 
 __all__ = ["CreatedBatch", "create_queued_batch", "finish", "run_chunk", "sweep_expired", "worker_id"]
 
@@ -53,6 +55,8 @@ class CreatedBatch:
     sampled: int
     chunks: int
     base_rate: float
+    warnings: list[str] = field(default_factory=list)
+    """Gates this sample is too small for (one line for the user)."""
 
 
 def _signals(rows: Sequence[Any]) -> list[TraceSignals]:
@@ -85,25 +89,43 @@ def create_queued_batch(
     budget: int | None,
     seed: int,
     enqueue: Enqueue,
+    gates: Sequence[GateSpec] = (),
+    for_gates: bool = False,
+    baseline: str | None = None,
 ) -> CreatedBatch:
     """Sample a release, freeze the config, store the chunks and enqueue them.
 
     ``sample_size`` is the expected sample size; ``budget`` a number of judge calls (divided
-    by the calls one trace costs: the samples of every judge rubric). Neither: every trace.
+    by the calls one trace costs: the samples of every judge rubric). With ``for_gates``, the
+    sample is sized so every evaluator gate in ``gates`` whose evaluator the batch scores
+    can decide (within ``budget`` when given). Neither: every trace. ``warnings`` name the
+    gates the sample is too small for.
     """
     rubrics = catalog.select(rubric_ids)
     evaluation_store.register_evaluator_versions(engine, [(r.id, r.version, r.fingerprint) for r in rubrics])
-    signals = _signals(store.sampling_rows(engine, release))
+    rows = store.sampling_rows(engine, release)
+    signals = _signals(rows)
     if not signals:
         raise ConfigError(f"release {release!r} has no stored traces")
+    weights = [t.weight(sampling) for t in signals]
+    needs = gate_needs(engine, gates, rows, weights, {r.id for r in rubrics}, release, baseline) if gates else []
     calls_per_trace = sum(r.judge.samples for r in rubrics if r.judge is not None)
+    warnings: list[str] = []
     if sample_size is not None:
         target = float(sample_size)
+    elif for_gates:
+        target, warnings = _for_gates(needs, weights, budget, calls_per_trace)
     elif budget is not None and calls_per_trace:
         target = budget / calls_per_trace
     else:
         target = float(len(signals))
     draws, base_rate = sample(signals, sampling, seed=seed, target_size=target)
+    short = shortfalls(needs, base_rate)
+    if short:
+        names = ", ".join(f"{s.gate} {s.segment} (expects {s.expected:.0f} effective, needs {s.needed})"
+                          for s in short)  # fmt: skip
+        warnings.append(f"too small for {len(short)} gate group(s) to decide: {names}"
+                        + ("" if for_gates else "; size it with --for-gates"))  # fmt: skip
     config = batch_config(rubrics, catalog)
     # where each profile's judge lives, as this batch was created (gates compare the judges of two arms)
     config["judgeEndpoints"] = {
@@ -119,7 +141,22 @@ def create_queued_batch(
         finish(engine, batch_id)
     for chunk_no in range(chunks):
         enqueue(batch_id, chunk_no)
-    return CreatedBatch(batch_id, len(signals), len(draws), chunks, base_rate)
+    return CreatedBatch(batch_id, len(signals), len(draws), chunks, base_rate, warnings)
+
+
+def _for_gates(needs: Sequence[GateNeeds], weights: Sequence[float], budget: int | None,
+               calls_per_trace: int) -> tuple[float, list[str]]:  # fmt: skip
+    """The expected sample size at which every gate group can decide, capped by the budget."""
+    if not needs:
+        raise ConfigError("--for-gates: no evaluator gate reads the rubrics of this batch")
+    rate, impossible = size_for_gates(needs)
+    warnings = [f"no sample of this release is enough for: {', '.join(impossible)}"] if impossible else []
+    target = float(len(weights)) if rate is None else sum(min(1.0, rate * w) for w in weights)
+    if budget is not None and calls_per_trace and target * calls_per_trace > budget:
+        warnings.append(f"the gates need about {math.ceil(target * calls_per_trace)} judge calls;"
+                        f" --budget {budget} buys {budget // calls_per_trace} traces")  # fmt: skip
+        target = budget / calls_per_trace
+    return target, warnings
 
 
 class _Heartbeat(threading.Thread):

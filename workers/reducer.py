@@ -102,14 +102,17 @@ class GateRunResult:
 
 def _outcome_json(o: Outcome) -> dict[str, Any]:
     d = o.as_dict()
+
+    def arm(a: dict[str, Any]) -> dict[str, Any]:
+        return {"failures": a.get("failures", 0), "n": a.get("n", 0), "rate": a.get("rate"),
+                "effectiveN": a.get("effectiveN", 0.0), "humanLabels": a.get("humanLabels", 0)}  # fmt: skip
+
     return {
         "gate": o.gate, "segment": o.segment, "decision": o.decision, "reason": o.reason,
-        "baseline": {"failures": o.baseline.get("failures", 0), "n": o.baseline.get("n", 0),
-                     "rate": o.baseline.get("rate"), "humanLabels": o.baseline.get("humanLabels", 0)},
-        "current": {"failures": o.current.get("failures", 0), "n": o.current.get("n", 0),
-                    "rate": o.current.get("rate"), "humanLabels": o.current.get("humanLabels", 0)},
+        "design": o.design, "slice": o.slice, "notes": o.notes,
+        "baseline": arm(o.baseline), "current": arm(o.current),
         "estimate": o.estimate, "interval": d["interval"], "pValue": o.p_value,
-        "margin": o.margin, "minSamples": o.min_samples, "streak": o.streak,
+        "margin": o.margin, "minSamples": o.min_samples, "needed": o.needed, "streak": o.streak,
         "familySize": o.family_size, "windows": d["windows"],
     }  # fmt: skip
 

@@ -137,23 +137,25 @@ def rubric_list(settings: Settings) -> list[dict[str, Any]]:
 
 def create_batch(
     engine: Engine, settings: Settings, *, release: str, rubric_ids: list[str] | None, sample_size: int | None,
-    budget: int | None, seed: int,
+    budget: int | None, seed: int, for_gates: bool = False, baseline: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Sample a release, freeze the config and enqueue its chunks on the configured broker
-    (``tracejury batch create`` and ``POST /batches``)."""
+    (``tracejury batch create`` and ``POST /batches``). ``warnings`` name the gates the
+    sample is too small for; ``for_gates`` sizes it so they can decide."""
     from tracejury.core.sampling import default_sampling
     from workers.batches import create_queued_batch
     from workers.celery_app import create_app
     from workers.tasks import enqueue_chunk
 
+    gates = gate_specs(settings)  # a broken gate file is an error here too: gates read this batch
     with create_app(settings).connection_for_write():
         created = create_queued_batch(
             engine, settings, catalog(settings), default_sampling(),
             release=release, rubric_ids=rubric_ids, sample_size=sample_size, budget=budget,
-            seed=seed, enqueue=enqueue_chunk,
+            seed=seed, enqueue=enqueue_chunk, gates=gates, for_gates=for_gates, baseline=baseline,
         )  # fmt: skip
     return {"batchId": created.batch_id, "population": created.population, "sampled": created.sampled,
-            "chunks": created.chunks, "baseRate": created.base_rate}  # fmt: skip
+            "chunks": created.chunks, "baseRate": created.base_rate, "warnings": created.warnings}  # fmt: skip
 
 
 def gate_history(engine: Engine, gate_id: str, segment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

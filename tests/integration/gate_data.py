@@ -50,15 +50,18 @@ def ingest_release(engine: Engine, example: dict[str, Any], release: str, day: i
 
 def score(engine: Engine, release: str, trace_ids: Sequence[str], verdict: Callable[[int], Verdict], *,
           evaluator: str = "answer_correctness", version: Callable[[int], str] = lambda i: "1",
-          probability: Callable[[int], float] | None = None, done: bool = True) -> str:  # fmt: skip
+          probability: Callable[[int], float] | None = None, done: bool = True,
+          config: dict[str, Any] | None = None) -> str:  # fmt: skip
     """A batch of the release that scored ``trace_ids`` (the i-th gets ``verdict(i)`` under
     ``version(i)``); with ``probability``, the traces were sampled with it (weight 1/p). The
-    batch ends ``done`` unless ``done`` is False (it stays ``running``)."""
-    batch = create_batch(engine, release=release, kind="inline", config={}, sampled=len(trace_ids))
+    batch ends ``done`` unless ``done`` is False (it stays ``running``); ``config`` is its
+    frozen config snapshot (``judge_config`` builds one naming a judge)."""
+    batch = create_batch(engine, release=release, kind="inline", config=config or {}, sampled=len(trace_ids))
     if probability is not None:
         draws = [SampleDraw(t, probability(i)) for i, t in enumerate(trace_ids)]
         add_batch_traces(engine, batch, draws, chunk_size=1000)
     evaluations = []
+    model = (config or {}).get("judgeProfiles", {}).get("default", {}).get("model")
     for i, trace_id in enumerate(trace_ids):
         status, passed = verdict(i)
         evaluations.append(Evaluation(
@@ -66,11 +69,22 @@ def score(engine: Engine, release: str, trace_ids: Sequence[str], verdict: Calla
             evaluator_kind="rubric", status=status, passed=passed,
             label=None if passed is None else ("pass" if passed else "fail"),
             failure_kind="timeout" if status == "judge_failed" else None, evidence_hash=f"e{i}",
+        judge_model=model, judge_profile="default" if config else None,
         ))  # fmt: skip
     save_evaluations(engine, batch, evaluations)
     if done:
         finish_batch(engine, batch, state="done")
     return batch
+
+
+def judge_config(evaluator: str = "answer_correctness", *, model: str = "judge-a",
+                 base_url: str = "http://127.0.0.1:8100/v1", temperature: float = 0.0) -> dict[str, Any]:
+    """A batch config snapshot whose evaluator is judged by the ``default`` profile."""
+    return {
+        "evaluators": [{"id": evaluator, "version": "1", "fingerprint": "f", "kind": "rubric"}],
+        "rubrics": [{"id": evaluator, "judge": {"profile": "default", "temperature": temperature, "samples": 1}}],
+        "judgeProfiles": {"default": {"name": "default", "model": model, "base_url": base_url}},
+    }
 
 
 def label(engine: Engine, trace_id: str, passed: bool | None, *, evaluator: str = "answer_correctness",

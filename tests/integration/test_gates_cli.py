@@ -148,7 +148,7 @@ def test_show_history_markdown_and_html(releases: None, tmp_path: Path) -> None:
     shown = orjson.loads(runner.invoke(app, ["gate", "show", run["runId"], "--json"]).stdout)
     assert shown["decision"] == "block" and len(shown["outcomes"]) == 2
     md = runner.invoke(app, ["gate", "show", run["runId"], "--format", "markdown"]).stdout
-    assert md.startswith("## tracejury gates: ⛔ block") and "| `format_validity` | `rag=off` | ⛔ block |" in md
+    assert md.startswith("## tracejury gates: **BLOCK**") and "| `format_validity` | `rag=off` | **BLOCK** |" in md
     history = orjson.loads(
         runner.invoke(app, ["gate", "history", "format_validity", "--segment", "rag=off", "--json"]).stdout
     )

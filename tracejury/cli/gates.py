@@ -65,6 +65,38 @@ def gate_run(
     raise typer.Exit(EXIT[result["decision"]])
 
 
+@gate_app.command("plan")
+def gate_plan(
+    release: Annotated[str, typer.Option(help="The release that wants to ship.")],
+    baseline: Annotated[str | None, typer.Option(help="Baseline release (default: previous).")] = None,
+    gates: Annotated[Path | None, typer.Option(help="Gate spec file or directory.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Per gate and segment: the effective evaluations it needs to decide (from its MDE and
+    power), what the latest done batch gives, and the verdict it can reach."""
+    from workers.planning import gate_plan as plan
+    from workers.service import gate_specs
+
+    settings = _settings()
+    rows = plan(_engine(settings), gate_specs(settings, gates), release, baseline)
+    if json:
+        _print_json({"release": release, "baseline": baseline, "gates": rows})
+        return
+    table = Table("gate", "segment", "needs (eff. n/arm)", "has: current", "baseline", "verdict",
+                  "catches a rise of (power)", title=f"what {release}'s gates need to decide")  # fmt: skip
+    for g in rows:
+        for s in g["segments"]:
+            short = (f"insufficient_data: short by {s['shortBy']} (~{s['moreSampled']} more sampled)"
+                     if s["verdict"] != "decides" else "decides")  # fmt: skip
+            if "why" in s:
+                short = f"insufficient_data: {s['why']}"
+            rise = s.get("detectableRise")
+            rise_text = "-" if rise is None else f"+{100 * rise:.1f} pts ({s['power']:.0%})"
+            base = "-" if s.get("baseline") is None else f"{s['baseline']:.0f}"
+            table.add_row(g["gate"], s["segment"], str(s["needed"]), f"{s['current']:.0f}", base, short, rise_text)
+    out.print(table)
+
+
 def _stored(run_id: str) -> tuple[dict, list[dict]]:
     from workers.service import stored_run
 

@@ -165,6 +165,9 @@ def batch_create(
     sample_size: Annotated[int | None, typer.Option(help="Expected number of sampled traces.", min=1)] = None,
     budget: Annotated[int | None, typer.Option(help="Judge calls to spend (sets the sample size).", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed; same seed, same sample.")] = 0,
+    for_gates: Annotated[bool, typer.Option("--for-gates", help="Size the sample so the evaluator gates can decide"
+                                            " (within --budget when given).")] = False,  # fmt: skip
+    baseline: Annotated[str | None, typer.Option(help="Release the gates compare with (default: previous).")] = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sample a release (failure-aware), freeze the config and enqueue chunks for workers."""
@@ -172,14 +175,18 @@ def batch_create(
 
     if sample_size is not None and budget is not None:
         raise TracejuryError("use --sample-size or --budget, not both")
+    if sample_size is not None and for_gates:
+        raise TracejuryError("use --sample-size or --for-gates, not both")
     settings = _settings()
     data = create_batch(_engine(settings), settings, release=release, rubric_ids=rubric, sample_size=sample_size,
-                        budget=budget, seed=seed)  # fmt: skip
+                        budget=budget, seed=seed, for_gates=for_gates, baseline=baseline)  # fmt: skip
     if json:
         _print_json(data)
     else:
         out.print(f"batch [bold]{data['batchId']}[/bold]: sampled {data['sampled']} of"
                   f" {data['population']} traces into {data['chunks']} chunk(s)")  # fmt: skip
+    for warning in data["warnings"]:
+        err.print(f"warning: {warning}", soft_wrap=True)
 
 
 def _batch_status(batch_id: str) -> dict:

@@ -18,10 +18,22 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 from tracejury.core.gate_spec import GateSpec
 
-__all__ = ["NEVER", "detectable_rise", "expected_effective_n", "needed_n", "rate_for_needs"]
+if TYPE_CHECKING:
+    from tracejury.core.gates import Arm, SegmentInputs
+
+__all__ = [
+    "NEVER",
+    "detectable_rise",
+    "expected_effective_n",
+    "need_for",
+    "needed_n",
+    "plan_segment",
+    "rate_for_needs",
+]
 
 _NORMAL = NormalDist()
 NEVER = 10**9
@@ -104,3 +116,40 @@ def rate_for_needs(weights: Mapping[str, Sequence[float]], needs: Mapping[str, i
         else:
             lo = mid
     return hi
+
+
+def need_for(spec: GateSpec, base: Arm, family: int) -> int:
+    """The effective n per arm a segment group needs (``min_samples`` in effect)."""
+    from tracejury.core.gates import baseline_rate
+
+    return spec.required_samples(baseline_rate(spec, base), family)
+
+
+def plan_segment(spec: GateSpec, seg: SegmentInputs, family: int) -> dict[str, object]:
+    """What one segment group needs, what the data gives, and the verdict it can reach:
+    ``decides`` (a pass or a block is possible) or ``insufficient_data`` (short by how many
+    effective evaluations, and about how many more sampled ones at this sample's design
+    effect). Signal gates count per window of traffic (the newest complete window)."""
+    from tracejury.core.gates import EMPTY, baseline_rate
+
+    need = need_for(spec, seg.baseline, family)
+    if spec.sampled:
+        cur = seg.current or EMPTY
+        base = seg.baseline
+    else:
+        cur = seg.windows[-1].arm if seg.windows else EMPTY
+        base = (seg.windows[-1].baseline or seg.baseline) if seg.windows else seg.baseline
+    threshold = spec.baseline.kind == "threshold"
+    have = cur.effective_n if threshold else min(cur.effective_n, base.effective_n)
+    short = max(0.0, need - have)
+    design_effect = cur.n / cur.effective_n if cur.effective_n > 0 else 1.0
+    p0 = baseline_rate(spec, seg.baseline)
+    power = spec.min_samples.power if not isinstance(spec.min_samples, int) else 0.8
+    rise = detectable_rise(spec, p0, have, power, family)
+    return {
+        "segment": seg.segment or "(all)", "needed": need, "current": round(cur.effective_n, 1),
+        "baseline": None if threshold else round(base.effective_n, 1), "baselineRate": p0,
+        "verdict": "decides" if short == 0 else "insufficient_data",
+        "shortBy": math.ceil(short), "moreSampled": math.ceil(short * design_effect),
+        "detectableRise": rise, "power": power,
+    }  # fmt: skip

@@ -52,10 +52,12 @@ def _now() -> datetime:
 
 
 def sampling_rows(engine: Engine, release: str) -> list[Any]:
-    """Per trace of a release: id, latency and the failure-signal columns sampling weighs."""
+    """Per trace of a release: id, latency, the failure-signal columns sampling weighs, and
+    the segment key and trace fields gates filter by (sizing a sample for the gates)."""
     stmt = select(
         _T.c.trace_id, _T.c.latency_ms, _T.c.truncated, _T.c.tool_error, _T.c.tool_timeout,
         _T.c.retrieval_empty, _T.c.negative_feedback, _T.c.fallback_used, _T.c.segment_key,
+        _T.c.tool_required, _T.c.format_invalid,
     ).where(_T.c.release_id == release).order_by(_T.c.trace_id)  # fmt: skip
     with engine.connect() as conn:
         return list(conn.execute(stmt))

@@ -22,11 +22,17 @@ class BatchRequest(BaseModel):
     sampleSize: int | None = Field(default=None, ge=1, le=100_000_000)  # noqa: N815 - the JSON field name
     budget: int | None = Field(default=None, ge=1, le=1_000_000_000)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    forGates: bool = False  # noqa: N815 - the JSON field name
+    """Size the sample so the evaluator gates can decide (within ``budget`` when given)."""
+    baseline: str | None = Field(default=None, min_length=1, max_length=256)
+    """The release the gates compare with (default: the previous one)."""
 
     @model_validator(mode="after")
     def _one_size(self) -> BatchRequest:
         if self.sampleSize is not None and self.budget is not None:
             raise ValueError("use sampleSize or budget, not both")
+        if self.sampleSize is not None and self.forGates:
+            raise ValueError("use sampleSize or forGates, not both")
         return self
 
 
@@ -36,7 +42,7 @@ def create_batch(req: BatchRequest, engine: EngineDep, settings: SettingsDep) ->
     from workers.service import create_batch as create
 
     return create(engine, settings, release=req.release, rubric_ids=req.rubrics, sample_size=req.sampleSize,
-                  budget=req.budget, seed=req.seed)  # fmt: skip
+                  budget=req.budget, seed=req.seed, for_gates=req.forGates, baseline=req.baseline)  # fmt: skip
 
 
 @router.get("/batches", summary="Recent batches, newest first")

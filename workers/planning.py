@@ -1,0 +1,150 @@
+"""Sample planning for gates: what each gate needs to decide, what the latest batches give
+(``tracejury gate plan``), and the sample size at which every evaluator gate can decide
+(``tracejury batch create --for-gates``, and the one-line warning of ``batch create``).
+
+The arithmetic is pure (``tracejury.core.gate_plan``); this module reads the store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from tracejury.core.errors import ConfigError
+from tracejury.core.gate_plan import expected_effective_n, need_for, plan_segment, rate_for_needs
+from tracejury.core.gates import Arm, GateSpec
+from tracejury.core.segments import key_matches, project_key
+from tracejury.store import gates as store
+
+__all__ = ["DEFAULT_RATE", "GateNeeds", "Shortfall", "gate_needs", "gate_plan", "shortfalls", "size_for_gates"]
+
+DEFAULT_RATE = 0.05
+"""The fail rate needs are computed at when neither a baseline batch nor the gate gives one."""
+
+_TRACE_FIELDS = {"req.toolRequired": "tool_required", "runtime.truncated": "truncated",
+                 "runtime.fallbackUsed": "fallback_used"}  # fmt: skip
+
+
+def gate_plan(engine: Engine, specs: Sequence[GateSpec], release: str, baseline: str | None) -> list[dict[str, Any]]:
+    """Per gate and segment group: the effective evaluations it needs, what the latest done
+    batches (or, for signal gates, the newest window of traffic) give, and the verdict it can reach."""
+    base_release = baseline or store.previous_release(engine, release)
+    out = []
+    for spec in specs:
+        data = store.gate_inputs(engine, spec, release, base_release)
+        segments = data.segments
+        if spec.scan is not None and segments:  # a scan needs its whole sample to reach min samples first
+            from tracejury.core.gate_scan import merge_inputs
+
+            segments = [merge_inputs("(all)", segments)]
+        rows = [plan_segment(spec, s, len(segments)) for s in segments]
+        if not rows:
+            rows = [{"segment": "(all)", "needed": spec.required_samples(0.0, 1), "current": 0.0, "baseline": 0.0,
+                     "verdict": "insufficient_data", "why": data.empty_reason}]  # fmt: skip
+        source = data.current_source
+        out.append({
+            "gate": spec.id, "design": "scan" if spec.scan else "sample" if spec.sampled else "windows",
+            "metric": spec.metric.label, "batches": list(source.batches) if source else [],
+            "pending": list(source.pending) if source else [], "segments": rows,
+        })  # fmt: skip
+    return out
+
+
+@dataclass
+class GateNeeds:
+    """One evaluator gate's segment groups in a release's traffic: each group's sampling
+    weights and the effective evaluations it needs."""
+
+    spec: GateSpec
+    weights: dict[str, list[float]] = field(default_factory=dict)
+    needs: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
+    """The baseline rate each need was computed at."""
+
+
+def _matches(spec: GateSpec, row: Any) -> bool:
+    for name, wanted in spec.where.trace.items():
+        if name == "outputs.formatValid":
+            if (not row.format_invalid) is not wanted:
+                return False
+        elif bool(getattr(row, _TRACE_FIELDS[name])) is not wanted:
+            return False
+    return not spec.where.segment or key_matches(row.segment_key, spec.where.segment)
+
+
+def _baseline_rates(engine: Engine, spec: GateSpec, release: str, baseline: str | None) -> dict[str, float]:
+    """Per group, the baseline arm's rate from its newest done batch (empty when there is none)."""
+    try:
+        base_release = baseline or store.previous_release(engine, release)
+        data = store.gate_inputs(engine, spec, release, base_release)
+    except ConfigError:
+        return {}
+    return {s.segment: s.baseline.rate for s in data.segments if s.baseline.n > 0}
+
+
+def gate_needs(engine: Engine, specs: Sequence[GateSpec], rows: Sequence[Any], weights: Sequence[float],
+               evaluators: Collection[str], release: str, baseline: str | None) -> list[GateNeeds]:  # fmt: skip
+    """The evaluator gates (not scans: a scan tests what the sample holds) whose evaluator a
+    batch scores, with their groups' weights and needs in this release's traffic."""
+    out = []
+    for spec in specs:
+        if not spec.sampled or spec.scan is not None or spec.evaluator_id not in evaluators:
+            continue
+        g = GateNeeds(spec)
+        groups: dict[str, list[float]] = defaultdict(list)
+        for row, w in zip(rows, weights, strict=True):
+            if _matches(spec, row):
+                groups[project_key(row.segment_key, spec.group_by)].append(w)
+        g.weights = dict(groups)
+        observed = _baseline_rates(engine, spec, release, baseline)
+        for name in groups:
+            rate = observed.get(name)
+            if rate is None:
+                given = getattr(spec.min_samples, "baseline_rate", None)
+                rate = given if given is not None else DEFAULT_RATE
+            g.rates[name] = rate
+            g.needs[name] = need_for(spec, Arm(0, 1, rate, 1.0, 1.0), len(groups))
+        out.append(g)
+    return out
+
+
+def size_for_gates(needs: Sequence[GateNeeds]) -> tuple[float | None, list[str]]:
+    """The smallest base rate at which every group's expected effective n reaches its need,
+    and the groups no sample of this release can serve (too little traffic)."""
+    weights: dict[str, list[float]] = {}
+    wanted: dict[str, int] = {}
+    impossible = []
+    for g in needs:
+        for name, ws in g.weights.items():
+            key = f"{g.spec.id} {name or '(all)'}"
+            if expected_effective_n([1.0] * len(ws)) < g.needs[name]:
+                impossible.append(f"{key} (needs {g.needs[name]}, has {len(ws)} traces)")
+                continue
+            weights[key], wanted[key] = ws, g.needs[name]
+    return (rate_for_needs(weights, wanted) if wanted else None), impossible
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A gate group a sample is too small for."""
+
+    gate: str
+    segment: str
+    expected: float
+    needed: int
+
+
+def shortfalls(needs: Sequence[GateNeeds], base_rate: float) -> list[Shortfall]:
+    """The groups whose expected effective n at ``base_rate`` is below their need."""
+    out = []
+    for g in needs:
+        for name, ws in g.weights.items():
+            expected = expected_effective_n([min(1.0, base_rate * w) for w in ws])
+            if expected < g.needs[name]:
+                out.append(Shortfall(g.spec.id, name or "(all)", expected, g.needs[name]))
+    return out
+
