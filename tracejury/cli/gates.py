@@ -163,10 +163,11 @@ def _evaluator_counts(rows: list[tuple[str, str, Any]], dims: list[str]) -> dict
 
     sums: dict[tuple[str, str], list[Any]] = {}
     for evaluator, key, arm in rows:
-        s = sums.setdefault((evaluator, project_key(key, dims)), [0, 0, 0.0, 0.0, 0.0])
-        for i, value in enumerate((arm.failures, arm.n, arm.weight_failed, arm.weight_sum, arm.weight_sq)):
+        s = sums.setdefault((evaluator, project_key(key, dims)), [0, 0, 0.0, 0.0, 0.0, 0.0])
+        for i, value in enumerate((arm.failures, arm.n, arm.weight_failed, arm.weight_sum, arm.weight_sq,
+                                   arm.weight_sq_failed or 0.0)):  # fmt: skip
             s[i] += value
-    return {k: Arm(*s) for k, s in sums.items()}
+    return {k: Arm(*s[:5], weight_sq_failed=s[5]) for k, s in sums.items()}
 
 
 @app.command()

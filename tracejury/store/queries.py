@@ -51,7 +51,7 @@ def sample_bodies(engine: Engine, release: str, *, limit: int = 2000) -> list[di
 
 def evaluator_rates(engine: Engine, release: str) -> list[tuple[str, str, Any]]:
     """(evaluator, segment key, ``Arm``) of a release's verdicts, counted as gates count them:
-    the batch that scored the evaluator last in the release, each verdict weighted by its
+    the newest done batch that scored the evaluator in the release, each verdict weighted by its
     1/p (Horvitz–Thompson), a reviewer's newest label in place of the judge's verdict."""
     from tracejury.core.gates import Arm, GateSpec
     from tracejury.store.gate_aggregate import ArmTraffic, aggregate, distinct_values
@@ -64,13 +64,14 @@ def evaluator_rates(engine: Engine, release: str) -> list[tuple[str, str, Any]]:
         for evaluator in evaluators:
             spec = GateSpec.model_validate({"id": "diff", "metric": {"evaluator": evaluator}})
             acc: dict[str, list[Any]] = {}
-            for key, _w, _v, failures, n, wf, ws, wsq, jf, _sid, labels in aggregate(
+            for key, _w, _v, failures, n, wf, ws, wsq, wsqf, jf, _wjf, _m, _wm, _sid, labels in aggregate(
                 conn, spec, ArmTraffic(release), [], []
             ):
                 if key is None:
                     continue
-                a = acc.setdefault(key, [0, 0, 0.0, 0.0, 0.0, 0, 0])
-                for i, value in enumerate((failures, n, wf, ws, wsq, jf, labels)):
+                a = acc.setdefault(key, [0, 0, 0.0, 0.0, 0.0, 0, 0, 0.0])
+                for i, value in enumerate((failures, n, wf, ws, wsq, jf, labels, wsqf)):
                     a[i] += value
-            out += [(evaluator, key, Arm(*a[:6], human_labels=a[6])) for key, a in sorted(acc.items()) if a[1] > 0]
+            out += [(evaluator, key, Arm(*a[:6], human_labels=a[6], weight_sq_failed=a[7]))
+                    for key, a in sorted(acc.items()) if a[1] > 0]  # fmt: skip
     return out
