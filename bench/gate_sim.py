@@ -52,9 +52,11 @@ from tracejury.core.gates import (  # noqa: E402
     SegmentInputs,
     WindowArm,
     _decide_windows,
+    add_arms,
     decide_family,
 )
 from tracejury.core.sampling import base_rate_for, default_sampling  # noqa: E402
+from tracejury.core.stats import adjust  # noqa: E402
 
 WINDOW = 5000
 LIFT = 3.0
@@ -148,9 +150,10 @@ def arms(r: Release, key: np.ndarray, keys: int, windows: int, upto: int | None 
 
 
 def total(per_window: list[Arm]) -> Arm:
-    return Arm(sum(a.failures for a in per_window), sum(a.n for a in per_window),
-               sum(a.weight_failed for a in per_window), sum(a.weight_sum for a in per_window),
-               sum(a.weight_sq for a in per_window), weight_sq_failed=sum(a.weight_sq_failed or 0 for a in per_window))  # fmt: skip
+    out = None
+    for a in per_window:
+        out = add_arms(out, a)
+    return out or Arm(0, 0, 0.0, 0.0, 0.0)
 
 
 def inputs(base: list[list[Arm]], cur: list[list[Arm]], names: list[str], looks: int | None = None,
@@ -187,26 +190,39 @@ def flat(rate: float, seg_rates: dict[int, float] | None = None) -> Callable[[np
     return f
 
 
-def pair(rng: np.random.Generator, n: int, segments: int, sample: float, cur_rate: Callable) -> tuple[Release, Release]:
+def pair(rng: np.random.Generator, n: int, segments: int, sample: float,
+         cur_rate: Callable) -> tuple[Release, Release]:  # fmt: skip
     return simulate(rng, n, segments, sample, flat(0.03)), simulate(rng, n, segments, sample, cur_rate)
 
 
+SEGMENTS = [f"seg={s}" for s in range(4)]
+SHIPPED = with_group(shipped("answer_correctness"), ("seg",))
+TODAY = GateSpec.model_validate({**SHIPPED.model_dump(), "min_samples": 300})
+"""The design gates used before: windows of 5,000 traces of traffic, 300 effective per window."""
+
+
+def _decision(outs: list) -> str:
+    return next(d for d in ("block", "inconclusive", "insufficient_data", "pass") if any(o.decision == d for o in outs))
+
+
 def run_aa(trials: int, rng: np.random.Generator, sample: float = 3000, n: int = 30_000) -> dict[str, float]:
-    spec = with_group(shipped("answer_correctness"), ("seg",))
-    counts = {"pass": 0, "block": 0, "insufficient_data": 0, "inconclusive": 0}
+    """Run decisions on an unchanged release: the sample design and the traffic-window one."""
+    counts = {"pass": 0, "block": 0, "insufficient_data": 0, "today_pass": 0, "today_block": 0}
+    wins = n // WINDOW
     for _ in range(trials):
         b, c = pair(rng, n, 4, sample, flat(0.03))
-        wins = n // WINDOW
-        outs = decide_family(spec, inputs(arms(b, b.seg, 4, wins), arms(c, c.seg, 4, wins), [f"seg={s}" for s in range(4)]))
-        decision = next(d for d in ("block", "inconclusive", "insufficient_data", "pass") if any(o.decision == d for o in outs))
-        counts[decision] += 1
+        base, cur = arms(b, b.seg, 4, wins), arms(c, c.seg, 4, wins)
+        counts[_decision(decide_family(SHIPPED, inputs(base, cur, SEGMENTS)))] += 1
+        today = _decision(_decide_windows(TODAY, window_inputs(base, cur, SEGMENTS), []))
+        counts["today_pass"] += today == "pass"
+        counts["today_block"] += today == "block"
     return {k: v / trials for k, v in counts.items()}
 
 
-def run_looks(trials: int, rng: np.random.Generator, segments: int = 30, looks: int = 20) -> tuple[float, float]:
-    """P(any false block over the looks), with the shipped margin and without any margin."""
-    spec = with_group(shipped("answer_correctness"), ("seg",))
-    bare = GateSpec.model_validate({**spec.model_dump(), "margin": {"absolute": 0.0, "relative": 0.0}, "critical": None})
+def run_looks(trials: int, rng: np.random.Generator, segments: int = 30, looks: int = 20) -> dict[str, float]:
+    """P(any false block over the looks), with the shipped margin and with no margin at all."""
+    bare = GateSpec.model_validate({**SHIPPED.model_dump(), "margin": {"absolute": 0.0, "relative": 0.0},
+                                    "critical": None})  # fmt: skip
     n = segments * 7500  # each segment as large as a quarter of a 30,000-trace release
     blocked = {"shipped": 0, "bare": 0}
     global WINDOW
@@ -215,41 +231,37 @@ def run_looks(trials: int, rng: np.random.Generator, segments: int = 30, looks: 
         for _ in range(trials):
             b, c = pair(rng, n, segments, n / 10, flat(0.03))
             names = [f"seg={s}" for s in range(segments)]
-            base = arms(b, b.seg, segments, looks)
-            cur = arms(c, c.seg, segments, looks)
-            for label, g in (("shipped", spec), ("bare", bare)):
+            base, cur = arms(b, b.seg, segments, looks), arms(c, c.seg, segments, looks)
+            for label, g in (("shipped", SHIPPED), ("bare", bare)):
                 for k in range(1, looks + 1):
                     if any(o.decision == "block" for o in decide_family(g, inputs(base, cur, names, looks=k))):
                         blocked[label] += 1
                         break
     finally:
         WINDOW = saved
-    return blocked["shipped"] / trials, blocked["bare"] / trials
+    return {k: v / trials for k, v in blocked.items()}
 
 
-def run_power(trials: int, rng: np.random.Generator, to: float, sample: float = 3000, n: int = 30_000) -> dict[str, float]:
-    spec = with_group(shipped("answer_correctness"), ("seg",))
+def run_power(trials: int, rng: np.random.Generator, to: float, sample: float = 3000,
+              n: int = 30_000) -> dict[str, float]:  # fmt: skip
+    """How often a rise from 3% in one segment (25% of traffic) blocks: the gate, the bound
+    (one fixed-sample test on the same data: same effective n, level, margin, Holm), the gate
+    with Kish's effective n, and the traffic-window design."""
     hits = {"gate": 0, "fixed": 0, "kish": 0, "windows": 0}
     wins = n // WINDOW
-    names = [f"seg={s}" for s in range(4)]
     for _ in range(trials):
         b, c = pair(rng, n, 4, sample, flat(0.03, {0: to}))
         base, cur = arms(b, b.seg, 4, wins), arms(c, c.seg, 4, wins)
-        segs = inputs(base, cur, names)
-        outs = decide_family(spec, segs)
+        outs = decide_family(SHIPPED, inputs(base, cur, SEGMENTS))
         hits["gate"] += outs[0].decision == "block"
-        # the bound: the same pooled test, Holm over the groups compared, no persistence or coverage rule
-        fixed = [o for o in outs if o.p_value is not None]
-        hits["fixed"] += _fixed_rejects(spec, outs, 0)
-        del fixed
-        hits["kish"] += decide_family(spec, inputs(base, cur, names, kish=True))[0].decision == "block"
-        hits["windows"] += _decide_windows(spec, window_inputs(base, cur, names), [])[0].decision == "block"
+        hits["fixed"] += _fixed_rejects(SHIPPED, outs, 0)
+        hits["kish"] += decide_family(SHIPPED, inputs(base, cur, SEGMENTS, kish=True))[0].decision == "block"
+        hits["windows"] += _decide_windows(TODAY, window_inputs(base, cur, SEGMENTS), [])[0].decision == "block"
     return {k: v / trials for k, v in hits.items()}
 
 
 def _fixed_rejects(spec: GateSpec, outs: list, i: int) -> bool:
-    from tracejury.core.stats import adjust
-
+    """The fixed-sample test: the pooled p-values of the groups that had min samples, Holm."""
     tested = [(j, o.p_value) for j, o in enumerate(outs) if o.p_value is not None]
     if not tested:
         return False
@@ -257,61 +269,109 @@ def _fixed_rejects(spec: GateSpec, outs: list, i: int) -> bool:
     return any(j == i and f for (j, _), f in zip(tested, flags, strict=True))
 
 
-def run_scan(trials: int, rng: np.random.Generator, sample: float = 3000, n: int = 30_000) -> dict[str, float]:
+def run_scan(trials: int, rng: np.random.Generator, sample: float = 3000, n: int = 30_000,
+             to: float = 0.20) -> dict[str, float]:  # fmt: skip
+    """2% -> ``to`` in the truncated slice; the scan over seg x trunc x rag (and pairs)."""
     def rate(seg: np.ndarray, trunc: np.ndarray) -> np.ndarray:
-        return np.where(trunc, 0.20, 0.02)
+        return np.where(trunc, to, 0.02)
 
     right = wrong = 0
     wins = n // WINDOW
+    names = [f"seg={k // 4}|trunc={'yes' if k % 4 >= 2 else 'no'}|rag={'on' if k % 2 else 'off'}" for k in range(16)]
     for _ in range(trials):
-        b = simulate(rng, n, 4, sample, flat(0.02))
-        c = simulate(rng, n, 4, sample, rate)
-        kb = b.seg * 4 + b.trunc * 2 + b.rag
-        kc = c.seg * 4 + c.trunc * 2 + c.rag
-        base, cur = arms(b, kb, 16, wins), arms(c, kc, 16, wins)
-        names = [f"seg={k // 4}|trunc={'yes' if k % 4 >= 2 else 'no'}|rag={'on' if k % 2 else 'off'}" for k in range(16)]
+        b, c = simulate(rng, n, 4, sample, flat(0.02)), simulate(rng, n, 4, sample, rate)
+        base = arms(b, b.seg * 4 + b.trunc * 2 + b.rag, 16, wins)
+        cur = arms(c, c.seg * 4 + c.trunc * 2 + c.rag, 16, wins)
         by_key = {s.segment: s for s in inputs(base, cur, names)}
-        outs = decide_scan(SCAN, by_key, ("seg", "trunc", "rag"))
-        named = [o.slice for o in outs if o.decision == "block"]
+        named = [o.slice for o in decide_scan(SCAN, by_key, ("seg", "trunc", "rag")) if o.decision == "block"]
         right += any(s is not None and "trunc=yes" in s.split("|") for s in named)
         wrong += any(s is not None and "trunc=yes" not in s.split("|") for s in named)
     return {"named": right / trials, "wrong": wrong / trials}
+
+
+def run_signal_aa(trials: int, rng: np.random.Generator, baseline_windows: int, segments: int = 30,
+                  looks: int = 20) -> float:  # fmt: skip
+    """Signal gates (every trace): A/A, 9,000 traces per window and arm at 0.2%, hysteresis 2,
+    Holm; current window k meets baseline window k mod B (B = ``baseline_windows``; 0: one
+    shared baseline). P(any false block over 20 looks)."""
+    spec = GateSpec.model_validate({"id": "sim", "metric": {"signal": "format_invalid"}, "min_samples": 2000,
+                                    "hysteresis": {"windows": 2, "window": {"traces": 9000}}})  # fmt: skip
+    n, p = 9000, 0.002
+    blocked = 0
+    for _ in range(trials):
+        base = rng.binomial(n, p, (segments, max(1, baseline_windows)))
+        cur = rng.binomial(n, p, (segments, looks))
+        segs = []
+        for s in range(segments):
+            barm = [arm_of(int(x), n) for x in base[s]]
+            wins = tuple(WindowArm(i, "", "", arm_of(int(x), n), barm[i % len(barm)] if baseline_windows else None)
+                         for i, x in enumerate(cur[s]))  # fmt: skip
+            segs.append(SegmentInputs(f"s{s}", arm_of(int(base[s].sum()), n * len(barm)), wins))
+        # a window's significance does not depend on later windows: one call decides every look
+        for o in _decide_windows(spec, segs, []):
+            streak = 0
+            hit = False
+            for r in o.windows:
+                streak = streak + 1 if r.evaluated and r.regression else 0
+                hit = hit or streak >= 2
+            if hit:
+                blocked += 1
+                break
+    return blocked / trials
+
+
+def arm_of(failures: int, n: int) -> Arm:
+    return Arm(failures, n, float(failures), float(n), float(n), weight_sq_failed=float(failures))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", nargs="*", default=["aa", "looks", "power", "scan", "budget"])
+    parser.add_argument("--only", nargs="*", default=["aa", "looks", "power", "scan", "signals", "budget"])
     args = parser.parse_args()
     t = args.trials
     start = time.perf_counter()
+    print(f"sampling {default_sampling().version}; failures {LIFT:g}x likelier on traces with a signal")
     if "aa" in args.only:
         r = run_aa(t, np.random.default_rng(args.seed))
         print(f"A/A, 4 segments, 3,000 of 30,000 sampled, shipped answer_correctness gate: pass {r['pass']:.1%},"
-              f" block {r['block']:.1%}, insufficient_data {r['insufficient_data']:.1%} ({t} trials)")
+              f" block {r['block']:.1%}, insufficient_data {r['insufficient_data']:.1%}; traffic windows:"
+              f" pass {r['today_pass']:.1%}, block {r['today_block']:.1%} ({t} trials)")  # fmt: skip
     if "looks" in args.only:
-        shipped_rate, bare = run_looks(max(50, t // 4), np.random.default_rng(args.seed))
-        print(f"A/A, 30 segments x 20 looks, 10% sample: P(any false block) = {shipped_rate:.1%} with the shipped"
-              f" margin, {bare:.1%} with no margin ({max(50, t // 4)} trials)")
+        lt = max(50, t // 2)
+        r = run_looks(lt, np.random.default_rng(args.seed))
+        print(f"A/A, 30 segments x 20 looks, 10% sample: P(any false block) = {r['shipped']:.1%} with the shipped"
+              f" margin, {r['bare']:.1%} with no margin ({lt} trials)")  # fmt: skip
     if "power" in args.only:
-        print("power, one segment of 25% from 3%: to | gate | fixed-sample test (bound) | gate/bound | Kish n | traffic windows")
+        print("power, one segment of 25% rising from 3%: to | gate | fixed-sample test (bound) | gate/bound"
+              " | gate with Kish n | traffic windows")  # fmt: skip
         for to in (0.045, 0.06, 0.075, 0.09):
             r = run_power(t, np.random.default_rng(args.seed), to)
             ratio = r["gate"] / r["fixed"] if r["fixed"] else float("nan")
-            print(f"  {to:.1%} | {r['gate']:.1%} | {r['fixed']:.1%} | {ratio:.2f} | {r['kish']:.1%} | {r['windows']:.1%}")
+            print(f"  {to:.1%} | {r['gate']:.1%} | {r['fixed']:.1%} | {ratio:.2f} | {r['kish']:.1%}"
+                  f" | {r['windows']:.1%}")  # fmt: skip
     if "scan" in args.only:
         r = run_scan(t, np.random.default_rng(args.seed))
-        print(f"scan, 2% -> 20% in trunc=yes (8% of traffic): blocks naming it {r['named']:.1%}, names a wrong slice"
-              f" {r['wrong']:.1%} ({t} trials)")
+        print(f"scan, 2% -> 20% in trunc=yes (8% of traffic): blocks naming it {r['named']:.1%}, names a slice"
+              f" outside it {r['wrong']:.1%}; unchanged release: names a slice"
+              f" {run_scan(t, np.random.default_rng(args.seed), to=0.02)['wrong']:.1%} ({t} trials)")  # fmt: skip
+    if "signals" in args.only:
+        kinds = ((20, "fresh baseline windows"), (5, "5 baseline windows reused 4x"), (0, "one shared baseline"))
+        for b, label in kinds:
+            rate = run_signal_aa(t, np.random.default_rng(args.seed), b)
+            print(f"signal gates, A/A, 30 segments x 20 windows, hysteresis 2, {label}:"
+                  f" P(any false block) = {rate:.1%}")  # fmt: skip
     if "budget" in args.only:
         bt = max(100, t // 2)
-        for sample in (1000, 1500, 2000, 2500, 3000, 4000):
-            aa = run_aa(bt, np.random.default_rng(args.seed), sample)["pass"]
+        print(f"judge calls per release (one call per sampled trace) -> A/A pass | 3->9% power | scan names the"
+              f" slice, sample design; then the traffic-window design ({bt} trials each)")  # fmt: skip
+        for sample in (1000, 1500, 2000, 2500, 3000, 4500, 6000, 9000, 15000, 30000):
+            aa = run_aa(bt, np.random.default_rng(args.seed), sample)
             power = run_power(bt, np.random.default_rng(args.seed), 0.09, sample)
             scan = run_scan(bt, np.random.default_rng(args.seed), sample)["named"]
-            print(f"  sample {sample}: A/A pass {aa:.1%}, 3->9% power {power['gate']:.1%} (traffic windows"
-                  f" {power['windows']:.1%}), scan names the slice {scan:.1%}")
+            print(f"  {sample:>6}: {aa['pass']:.1%} | {power['gate']:.1%} | {scan:.1%};"
+                  f" traffic windows {aa['today_pass']:.1%} | {power['windows']:.1%}")  # fmt: skip
     print(f"({time.perf_counter() - start:.1f} s)")
 
 

@@ -408,24 +408,32 @@ def decide_family(
 
 def parts(seg: SegmentInputs, k: int) -> list[Arm]:
     """The sample cut into ``k`` consecutive parts of about equal evaluations, at window
-    boundaries (the tail after the last complete window is the last unit). Fewer than ``k``
-    parts when fewer units hold evaluations."""
+    boundaries (the tail after the last complete window is the last unit): each cut at the
+    boundary nearest its share. Fewer than ``k`` parts when fewer units hold evaluations."""
     units = [w.arm for w in seg.windows] + ([seg.tail] if seg.tail is not None else [])
     units = [u for u in units if u.n > 0]
-    total = sum(u.n for u in units)
-    out: list[Arm] = []
-    acc: Arm | None = None
+    if len(units) <= k:
+        return units
+    cumulative = []
     done = 0
-    for i, u in enumerate(units):
-        acc = add_arms(acc, u)
+    for u in units:
         done += u.n
-        left_units, left_parts = len(units) - i - 1, k - len(out) - 1
-        # cut when this part reached its share, or when every later unit must be a part of its own
-        if left_parts > 0 and (done >= total * (len(out) + 1) / k or left_units == left_parts):
-            out.append(acc)
-            acc = None
-    if acc is not None:
+        cumulative.append(done)
+    cuts: list[int] = []  # index of the last unit of each part but the last
+    for j in range(1, k):
+        lo = cuts[-1] + 1 if cuts else 0
+        hi = len(units) - 1 - (k - j)  # leave a unit for every part still to come
+        target = done * j / k
+        cuts.append(min(range(lo, hi + 1), key=lambda i: (abs(cumulative[i] - target), i)))
+    out: list[Arm] = []
+    start = 0
+    for end in [*cuts, len(units) - 1]:
+        acc: Arm | None = None
+        for u in units[start : end + 1]:
+            acc = add_arms(acc, u)
+        assert acc is not None
         out.append(acc)
+        start = end + 1
     return out
 
 
