@@ -1,7 +1,7 @@
 """Benchmark: the gate reducer over 1,000,000 evaluations and 100 segments on SQLite.
 
     .venv/bin/python bench/reducer.py [--evaluations 1000000] [--segments 100] [--runs 5]
-        [--labels 0.01] [--before REV]
+        [--labels 0.01] [--before REV] [--plans seek grouped]
 
 Builds a store with two releases (half the traces each) spread over ``--segments`` segment
 keys, one evaluation per trace for one evaluator (about 3% failing, 1% judge failures),
@@ -63,9 +63,11 @@ def build(url: str, evaluations: int, segments: int) -> None:
     rng = random.Random(1)
     now = datetime(2026, 11, 1, tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     with engine.begin() as conn:
-        conn.execute(text(
-            "insert into batch (id, release_id, kind, state, config, sampled, created_at)"
-            " values ('b1', 'r2', 'inline', 'done', '{}', 0, :now)"), {"now": now})  # fmt: skip
+        for batch, release in (("b0", "r1"), ("b1", "r2")):  # one done batch per release, as scoring makes
+            conn.execute(text(
+                "insert into batch (id, release_id, kind, state, config, sampled, created_at)"
+                " values (:batch, :release, 'inline', 'done', '{}', 0, :now)"),
+                {"now": now, "batch": batch, "release": release})  # fmt: skip
     half = evaluations // 2
     step = 1000
     for start in range(0, evaluations, step):
@@ -80,6 +82,7 @@ def build(url: str, evaluations: int, segments: int) -> None:
             status = "judge_failed" if u < 0.01 else "scored"
             passed = None if status == "judge_failed" else u > 0.04
             evals.append({"trace_id": tid, "status": status, "passed": passed, "now": now,
+                          "batch": "b0" if release == "r1" else "b1",
                           "failure_kind": "timeout" if status == "judge_failed" else None,
                           "release_id": release, "segment_key": keys[i % len(keys)],
                           "ts": traces[-1]["ts"]})  # fmt: skip
@@ -95,7 +98,7 @@ def build(url: str, evaluations: int, segments: int) -> None:
                 "insert into evaluation (batch_id, trace_id, evaluator_id, evaluator_version, evaluator_fingerprint,"
                 " evaluator_kind, status, passed, failure_kind, attempts, evidence_hash, cached, created_at,"
                 " release_id, segment_key, trace_ts, weight)"
-                " values ('b1', :trace_id, 'answer_correctness', '1', 'f', 'rubric', :status, :passed,"
+                " values (:batch, :trace_id, 'answer_correctness', '1', 'f', 'rubric', :status, :passed,"
                 " :failure_kind, 1, 'e', 0, :now, :release_id, :segment_key, :ts, 1.0)"), evals)  # fmt: skip
     engine.dispose()
 
@@ -158,6 +161,13 @@ def start_before(rev: str, schema: str, url: str, workdir: Path) -> subprocess.P
     )  # fmt: skip
 
 
+def _count(decided: list[list[str]]) -> str:
+    counts: dict[str, int] = {}
+    for _, d in decided:
+        counts[d] = counts.get(d, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluations", type=int, default=1_000_000)
@@ -166,6 +176,8 @@ def main() -> None:
     parser.add_argument("--labels", type=float, default=0.0, help="share of traces a reviewer labelled")
     parser.add_argument("--before", help="git revision whose reducer runs beside this one")
     parser.add_argument("--before-schema", default="0006", help="the schema revision of --before's store")
+    parser.add_argument("--plans", nargs="+", default=["seek", "grouped"], choices=["auto", "seek", "grouped"],
+                        help="evaluator aggregation plans to time, alternating run by run")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tj-reducer-"))
     url = f"sqlite:///{workdir}/r.db"
@@ -178,7 +190,9 @@ def main() -> None:
     before = start_before(args.before, args.before_schema, url, workdir) if args.before else None
     engine = open_engine(url)
     spec = GateSpec.model_validate(SPEC)
-    reducer, floor, earlier, cpu, earlier_cpu = [], [], [], [], []
+    reducer: dict[str, list[float]] = {p: [] for p in args.plans}
+    cpu: dict[str, list[float]] = {p: [] for p in args.plans}
+    floor, earlier, earlier_cpu = [], [], []
     same = True
     try:
         for _ in range(args.runs):
@@ -189,12 +203,16 @@ def main() -> None:
                 took, took_cpu, decided = json.loads(before.stdout.readline())
                 earlier.append(took)
                 earlier_cpu.append(took_cpu)
-            t, c = time.perf_counter(), time.process_time()
-            result = run_gates(engine, [spec], "r2", baseline="r1", dry_run=True)
-            reducer.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
+            decisions = []
+            for plan in args.plans:
+                t, c = time.perf_counter(), time.process_time()
+                result = run_gates(engine, [spec], "r2", baseline="r1", dry_run=True, plan=plan)
+                reducer[plan].append(time.perf_counter() - t)
+                cpu[plan].append(time.process_time() - c)
+                decisions.append([[o.segment, o.decision] for o in result.outcomes])
+            same = same and all(d == decisions[0] for d in decisions)
             if before is not None:
-                same = same and decided == [[o.segment, o.decision] for o in result.outcomes]
+                earlier_decisions = decided
             t = time.perf_counter()
             with engine.connect() as conn:
                 plain = "select evaluator_id, status, passed, count(*) from evaluation group by 1, 2, 3"
@@ -217,8 +235,10 @@ def main() -> None:
 
     if earlier:
         show(f"reducer at {args.before}", earlier, earlier_cpu)
-        print(f"same decisions per segment: {same}")
-    show("reducer", reducer, cpu)
+    for plan in args.plans:
+        show(f"reducer ({plan} plan)", reducer[plan], cpu[plan])
+    print(f"same decisions per segment across plans: {same}; decisions {_count(decisions[0])}"
+          + (f"; at {args.before}: {_count(earlier_decisions)}" if earlier else ""))  # fmt: skip
     show("plain GROUP BY over evaluations", floor)
 
 

@@ -33,6 +33,7 @@ from tracejury.core.gates import (
 from tracejury.core.segments import parse_segment_key
 from tracejury.core.yamlconf import parse_yaml
 from tracejury.store import gates as store
+from tracejury.store.gate_aggregate import Plan
 
 __all__ = ["GateRunResult", "load_gates", "replay", "run_gates", "scan_dimensions"]
 
@@ -125,14 +126,15 @@ def config_hash(specs: list[GateSpec]) -> str:
 
 def run_gates(
     engine: Engine, specs: list[GateSpec], release: str, *, baseline: str | None = None,
-    dry_run: bool = False, dimensions: tuple[str, ...] | None = None,
+    dry_run: bool = False, dimensions: tuple[str, ...] | None = None, plan: Plan = "auto",
 ) -> GateRunResult:  # fmt: skip
     """Evaluate every gate for a release; store the run unless ``dry_run``. ``dimensions``
-    (the segmentation's) are what scan gates without ``scan.dimensions`` scan."""
+    (the segmentation's) are what scan gates without ``scan.dimensions`` scan; ``plan``
+    picks the evaluator aggregation (``tracejury.store.gate_aggregate``: benchmarks)."""
     base_release = baseline or store.previous_release(engine, release)
     outcomes: list[tuple[Outcome, dict[str, Any]]] = []
     for spec in specs:
-        data = store.gate_inputs(engine, spec, release, base_release)
+        data = store.gate_inputs(engine, spec, release, base_release, plan=plan)
         sources = data.sources()
         common = {
             "spec": spec.model_dump(mode="json"), "baselineSource": data.baseline, "windows": data.windows,
