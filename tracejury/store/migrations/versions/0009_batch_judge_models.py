@@ -20,10 +20,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("batch") as batch:
-        batch.add_column(sa.Column("judge_models", sa.LargeBinary(), nullable=True))
+    op.add_column("batch", sa.Column("judge_models", sa.LargeBinary(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("batch") as batch:
-        batch.drop_column("judge_models")
+    # a plain ALTER TABLE … DROP COLUMN (SQLite >= 3.35): a batch-mode table copy would have to
+    # drop ``batch``, which evaluations reference
+    op.drop_column("batch", "judge_models")
