@@ -53,6 +53,7 @@ from tracejury.core.gates import (  # noqa: E402
     WindowArm,
     _decide_windows,
     add_arms,
+    compare,
     decide_family,
 )
 from tracejury.core.sampling import base_rate_for, default_sampling  # noqa: E402
@@ -254,19 +255,22 @@ def run_power(trials: int, rng: np.random.Generator, to: float, sample: float = 
         base, cur = arms(b, b.seg, 4, wins), arms(c, c.seg, 4, wins)
         outs = decide_family(SHIPPED, inputs(base, cur, SEGMENTS))
         hits["gate"] += outs[0].decision == "block"
-        hits["fixed"] += _fixed_rejects(SHIPPED, outs, 0)
+        hits["fixed"] += _fixed_rejects(SHIPPED, inputs(base, cur, SEGMENTS), 0)
         hits["kish"] += decide_family(SHIPPED, inputs(base, cur, SEGMENTS, kish=True))[0].decision == "block"
         hits["windows"] += _decide_windows(TODAY, window_inputs(base, cur, SEGMENTS), [])[0].decision == "block"
     return {k: v / trials for k, v in hits.items()}
 
 
-def _fixed_rejects(spec: GateSpec, outs: list, i: int) -> bool:
-    """The fixed-sample test: the pooled p-values of the groups that had min samples, Holm."""
-    tested = [(j, o.p_value) for j, o in enumerate(outs) if o.p_value is not None]
-    if not tested:
-        return False
-    flags = adjust([p for _, p in tested], spec.alpha, spec.correction)
-    return any(j == i and f for (j, _), f in zip(tested, flags, strict=True))
+def _fixed_rejects(spec: GateSpec, segments: list[SegmentInputs], i: int) -> bool:
+    """The bound: one fixed-sample test per segment on the same data (pooled sample, same
+    effective n, level, margin), Holm over all the segments — no minimum samples, no
+    persistence, no newest-window rule. Computed here, not taken from the gate's outcomes."""
+    pvalues = []
+    for seg in segments:
+        assert seg.current is not None
+        margin = spec.margin.of(seg.baseline.rate)
+        pvalues.append(compare(spec, seg.current, seg.baseline, margin)[2])
+    return adjust(pvalues, spec.alpha, spec.correction)[i]
 
 
 def run_scan(trials: int, rng: np.random.Generator, sample: float = 3000, n: int = 30_000,

@@ -126,11 +126,7 @@ def create_queued_batch(
                           for s in short)  # fmt: skip
         warnings.append(f"too small for {len(short)} gate group(s) to decide: {names}"
                         + ("" if for_gates else "; size it with --for-gates"))  # fmt: skip
-    config = batch_config(rubrics, catalog)
-    # where each profile's judge lives, as this batch was created (gates compare the judges of two arms)
-    config["judgeEndpoints"] = {
-        name: p.get("base_url") or settings.judge_base_url for name, p in config["judgeProfiles"].items()
-    }
+    config = batch_config(rubrics, catalog, settings.judge_base_url)
     config["sampling"] = {
         "version": sampling.version, "seed": seed, "baseRate": base_rate, "target": target,
         "population": len(signals), "weights": sampling.weights,

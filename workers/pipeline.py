@@ -60,11 +60,16 @@ async def score_chunk(
     return list(evaluations)
 
 
-def batch_config(rubrics: Sequence[Rubric], catalog: Catalog) -> dict[str, Any]:
+def batch_config(rubrics: Sequence[Rubric], catalog: Catalog, judge_base_url: str | None = None) -> dict[str, Any]:
     """The frozen config snapshot a batch records: evaluator versions and fingerprints, the
-    full rubric content (workers score with exactly this), and the judge profiles."""
+    full rubric content (workers score with exactly this), the judge profiles, and where
+    each profile's judge lives as the batch was made (its base URL, else ``judge_base_url``:
+    gates compare the judges of two arms)."""
     profiles = {r.judge.profile for r in rubrics if r.judge is not None}
+    endpoints = {name: catalog.profiles[name].base_url or judge_base_url
+                 for name in sorted(profiles) if name in catalog.profiles}  # fmt: skip
     return {
+        "judgeEndpoints": {k: v for k, v in endpoints.items() if v},
         "evaluators": [
             {"id": r.id, "version": r.version, "fingerprint": r.fingerprint, "kind": r.kind} for r in rubrics
         ],
@@ -116,7 +121,7 @@ async def score_release(
     store.register_evaluator_versions(engine, [(r.id, r.version, r.fingerprint) for r in rubrics])
     trace_ids = store.release_trace_ids(engine, release, limit=limit)
     batch_id = store.create_batch(
-        engine, release=release, kind="inline", config=batch_config(rubrics, catalog),
+        engine, release=release, kind="inline", config=batch_config(rubrics, catalog, settings.judge_base_url),
         sampled=len(trace_ids),
     )  # fmt: skip
     try:

@@ -177,7 +177,8 @@ def _arm(a: dict[str, Any]) -> Arm:
 
 def _inputs(d: dict[str, Any]) -> SegmentInputs:
     wins = tuple(
-        WindowArm(w["index"], w["start"], w["end"], _arm(w["arm"]), _arm(w["baseline"]) if w["baseline"] else None)
+        WindowArm(w["index"], w["start"], w["end"], _arm(w["arm"]), _arm(w["baseline"]) if w["baseline"] else None,
+                  w.get("baseline_index"))
         for w in d["windows"]
     )
     current = _arm(d["current"]) if d.get("current") else None
@@ -190,14 +191,19 @@ def _sources(d: dict[str, Any] | None) -> dict[str, Any]:
         return {}
 
     def source(s: dict[str, Any] | None) -> Source | None:
-        return None if s is None else Source(s["release"], tuple(s["batches"]), tuple(s["judges"]), tuple(s["pending"]))
+        if s is None:
+            return None
+        return Source(s["release"], tuple(s["batches"]), tuple(s["judges"]), tuple(s["pending"]), s.get("unscored", ""))
 
     return {"current": source(d["current"]), "baseline": source(d["baseline"]),
             "empty_reason": d["empty_reason"], "notes": list(d["notes"])}  # fmt: skip
 
 
 def replay(audits: list[dict[str, Any]]) -> list[Outcome]:
-    """Re-decide a stored run from its audit trails (grouped per gate: the family)."""
+    """Re-decide a stored run from its audit trails (grouped per gate: the family). Runs
+    stored before gates recorded an evaluator metric's whole sample (``current``) and their
+    sources re-decide under today's rules from the inputs they have: their evaluator gates
+    come out ``insufficient_data``, not as they were decided then."""
     by_gate: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in audits:
         by_gate[a["spec"]["id"]].append(a)

@@ -53,7 +53,7 @@ def test_a_where_that_matches_nothing_says_so(engine: Any, example_trace: dict[s
     (o,) = result.outcomes
     assert result.decision == "insufficient_data" and o.decision == "insufficient_data"
     assert "matching the gate's where" in o.reason
-    assert any("where.segment rag=onn matches no stored trace (rag seen: on)" in n for n in o.notes), o.notes
+    assert any("where.segment rag=onn matches nothing the gate read (rag seen: on)" in n for n in o.notes), o.notes
 
 
 def test_a_threshold_baseline_on_a_release_shorter_than_a_window(engine: Any, example_trace: dict[str, Any]) -> None:

@@ -123,3 +123,51 @@ def test_a_rise_everywhere_is_named_all() -> None:
     rates = {f"rag={r}|trunc={t}": 0.2 for r in ("on", "off") for t in ("yes", "no")}
     (o,) = decide_scan(SCAN, _keys(rates), ("rag", "trunc"))
     assert (o.decision, o.slice) == ("block", "(all)")
+
+
+def test_a_scan_never_passes_over_a_slice_that_rose_but_cannot_be_decided() -> None:
+    rates = {f"rag={r}|trunc={t}": (0.2 if t == "yes" else 0.02) for r in ("on", "off") for t in ("yes", "no")}
+    by_key = _keys(rates)
+    for key in ("rag=on|trunc=yes", "rag=off|trunc=yes"):  # the slice that rose: its newest window unscored
+        s = by_key[key]
+        first = s.windows[0].arm
+        by_key[key] = sample(s.baseline, first, arm(0, 0), name=key)
+    (o,) = decide_scan(SCAN, by_key, ("rag", "trunc"))
+    assert (o.decision, o.slice) == ("insufficient_data", "trunc=yes")
+    assert o.reason.startswith("trunc=yes rose (p ") and "the newest window (w1 on) holds 0" in o.reason
+
+
+def test_cells_holding_the_same_traces_are_one_test() -> None:
+    rates = {f"rag=on|trunc={t}": 0.02 for t in ("yes", "no")}  # rag is always on: rag=on is (all)
+    (o,) = decide_scan(SCAN, _keys(rates), ("rag", "trunc"))
+    assert o.decision == "pass" and o.family_size == 3  # (all), trunc=yes, trunc=no
+
+
+def test_judges_differ_only_in_what_both_arms_recorded() -> None:
+    from tracejury.core.gates import _judges_differ
+
+    new = "model=m; endpoint=127.0.0.1:8100; temperature=0.0; samples=1; reported=m-2024"
+    old = "model=m; endpoint=?; temperature=0.0; samples=1; reported=?"
+    assert not _judges_differ([new], [old])
+    assert _judges_differ([new], [new.replace("temperature=0.0", "temperature=0.7")])
+    assert _judges_differ([new], [old.replace("model=m", "model=n")])
+
+
+def test_scan_specs_that_cannot_work_are_refused() -> None:
+    import pytest
+
+    from tracejury.core.errors import ConfigError
+
+    for extra in ("cluster: session\n", "interval: wilson\nbaseline: {kind: threshold, value: 0.02}\n"):
+        with pytest.raises(ConfigError, match="scan compares slices"):
+            GateSpec.from_yaml("id: s\nmetric: {evaluator: ac}\nscan: {pairs: true}\n" + extra)
+
+
+def test_reused_baseline_windows_are_stated() -> None:
+    base, cur = arm(18, 9000), arm(18, 9000)
+    wins = tuple(WindowArm(i, f"w{i}", "", cur, base, i % 2) for i in range(4))
+    (o,) = decide_family(SIGNAL, [SegmentInputs("", arm(36, 18000), wins)])
+    assert "4 current windows reuse 2 baseline window(s) (window k meets baseline window k mod B)" in o.notes
+    fresh = tuple(WindowArm(i, f"w{i}", "", cur, arm(18, 9000), i) for i in range(4))
+    (o,) = decide_family(SIGNAL, [SegmentInputs("", arm(72, 36000), fresh)])
+    assert not any("reuse" in n for n in o.notes)

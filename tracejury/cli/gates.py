@@ -86,8 +86,8 @@ def gate_plan(
                   "catches a rise of (power)", title=f"what {release}'s gates need to decide")  # fmt: skip
     for g in rows:
         for s in g["segments"]:
-            short = (f"insufficient_data: short by {s['shortBy']} (~{s['moreSampled']} more sampled)"
-                     if s["verdict"] != "decides" else "decides")  # fmt: skip
+            more = f" (~{s['moreSampled']} more sampled)" if s.get("moreSampled") is not None else " (more traffic)"
+            short = f"insufficient_data: short by {s['shortBy']}{more}" if s["verdict"] != "decides" else "decides"
             if "why" in s:
                 short = f"insufficient_data: {s['why']}"
             rise = s.get("detectableRise")

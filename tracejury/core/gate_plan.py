@@ -9,7 +9,7 @@ For a rise from ``p0`` to ``p1 = p0 + mde`` beyond the margin ``m``, per arm:
     n = ( (z_{1−α/k} + z_{power}) · √(p0(1−p0) + p1(1−p1)) / (mde − m) )²
 
 (``p1(1−p1)`` alone for a threshold baseline). 3% → 6%, margin 0.01, α 0.05 over 4 groups,
-power 0.9: 2,652 per arm.
+power 0.9: 2,653 per arm.
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ def plan_segment(spec: GateSpec, seg: SegmentInputs, family: int) -> dict[str, o
         "segment": seg.segment or "(all)", "needed": need, "current": round(cur.effective_n, 1),
         "baseline": None if threshold else round(base.effective_n, 1), "baselineRate": p0,
         "verdict": "decides" if short == 0 else "insufficient_data",
-        "shortBy": math.ceil(short), "moreSampled": math.ceil(short * design_effect),
+        "shortBy": math.ceil(short),
+        # signal gates count every trace: what they lack is traffic, not a bigger sample
+        "moreSampled": math.ceil(short * design_effect) if spec.sampled else None,
         "detectableRise": rise, "power": power,
     }  # fmt: skip

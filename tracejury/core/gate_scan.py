@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 from tracejury.core.gates import (
+    DECISION_ORDER,
     EMPTY,
     Compared,
     GateSpec,
@@ -37,7 +38,6 @@ from tracejury.core.gates import (
     baseline_rate,
     compare,
     decide_family,
-    empty_outcome,
 )
 from tracejury.core.segments import parse_segment_key
 from tracejury.core.stats import adjust
@@ -101,13 +101,20 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
     scanned = [d for d in (spec.scan.dimensions or dims)]
     whole = merge_inputs("", list(by_key.values()))
     # gate-level checks (batches, judges, versions, tolerances, newest window) on the whole sample
-    (overall,) = decide_family(spec, [whole], notes=notes, **sources) if by_key else [
-        empty_outcome(spec, "no evaluations match the gate", notes)]  # fmt: skip
+    (overall,) = decide_family(spec, [whole] if by_key else [], notes=notes, **sources)
     overall.design, overall.segment = "scan", "(scan)"
     if overall.decision in ("inconclusive", "insufficient_data"):  # gate-level: batches, judges, tolerances,
         return [overall]  # the newest window, too little data in the whole sample
-    # the whole sample is a cell too: a rise everywhere is named (all), not its largest slice
-    members = {(): sorted(by_key), **cells(sorted(by_key), scanned, spec.scan.pairs)}
+    # the whole sample is a cell too: a rise everywhere is named (all), not its largest slice;
+    # cells holding the same keys are one test (rag=on where rag is always on is (all)), under
+    # the simplest name
+    members: dict[Cell, list[str]] = {}
+    seen: set[frozenset[str]] = set()
+    found = {(): sorted(by_key), **cells(sorted(by_key), scanned, spec.scan.pairs)}
+    for c in sorted(found, key=len):
+        if frozenset(found[c]) not in seen:
+            seen.add(frozenset(found[c]))
+            members[c] = found[c]
     inputs = {c: merge_inputs(cell_name(c), [by_key[k] for k in ks]) for c, ks in members.items()}
     tested = {c: got for c, seg in inputs.items() if (got := _regressed(spec, seg)) is not None}
     order = sorted(tested, key=lambda c: (tested[c][2], -tested[c][0], cell_name(c)))
@@ -131,6 +138,12 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
         if any(c == n for n, _ in named) or _explained(spec, keys_of[c], covered, by_key, level):
             continue
         named.append((c, o))
+    undecided = [(c, o) for c, o in outcomes if o.decision in ("inconclusive", "insufficient_data")]
+    if not named and undecided:  # a slice rose, but its own evidence cannot carry a decision
+        c, o = min(undecided, key=lambda x: DECISION_ORDER.index(x[1].decision))
+        o.design, o.slice, o.segment, o.family_size = "scan", cell_name(c), cell_name(c), family
+        o.reason = f"{cell_name(c)} rose (p {tested[c][2]:.2g}, {spec.correction} over {family} cells), but {o.reason}"
+        return [o]
     if not named:
         overall.family_size = family
         if not tested:

@@ -189,6 +189,8 @@ class GateSpec(_Strict):
             raise ValueError("interval wilson goes with a threshold baseline (a single rate)")
         if self.scan is not None and (self.group_by or self.metric.evaluator is None):
             raise ValueError("scan goes with metric: evaluator, and without group_by")
+        if self.scan is not None and (self.cluster is not None or self.baseline.kind == "threshold"):
+            raise ValueError("scan compares slices with the same slices of a baseline release, without cluster")
         return self
 
     @property

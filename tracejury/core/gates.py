@@ -163,6 +163,8 @@ class WindowArm:
     baseline: Arm | None = None
     """A disjoint window of baseline traffic (fresh evidence in both arms); None = the
     whole baseline (shared by every window: weaker hysteresis, see docs/gates.md)."""
+    baseline_index: int | None = None
+    """Which baseline window ``baseline`` is (window k meets k mod B): reuse shows as repeats."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,9 @@ class Source:
     """The judge's identity in those batches: profile content and the model it reported."""
     pending: tuple[str, ...] = ()
     """Newer batches scoring the evaluator that are not ``done`` (``"b_… (running)"``): not read."""
+    unscored: str = ""
+    """Traffic the batch read could not include (it arrived after the batch was drawn), when
+    more than a twentieth of the release: the newest data is not in the sample."""
 
 
 @dataclass
@@ -356,10 +361,29 @@ def source_problems(spec: GateSpec, current: Source | None, baseline: Source | N
         if src is not None and not src.batches and not (name == "baseline" and _threshold(spec)):
             pending = f" ({', '.join(src.pending)} not done)" if src.pending else ""
             return "insufficient_data", f"no done batch scored {evaluator} in the {name} arm {src.release}{pending}"
-    if baseline is not None and current.judges and baseline.judges and set(current.judges) != set(baseline.judges):
+    if current.unscored:
+        return "insufficient_data", f"{current.unscored}: score it before deciding"
+    if baseline is not None and _judges_differ(current.judges, baseline.judges):
         return "inconclusive", (f"the arms were judged by different judges: baseline {sorted(baseline.judges)},"
                                 f" current {sorted(current.judges)}")  # fmt: skip
     return None
+
+
+def _judge_fields(identity: str) -> dict[str, str]:
+    """``"model=m; endpoint=h; …"`` as a dict; ``?`` marks what a batch did not record."""
+    fields = (part.partition("=") for part in identity.split("; "))
+    return {k: v for k, _, v in fields if v != "?"}
+
+
+def _judges_differ(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Two arms' judges differ when some field both recorded differs (a batch made before a
+    field was recorded cannot show a difference in it)."""
+    for x in a:
+        for y in b:
+            fx, fy = _judge_fields(x), _judge_fields(y)
+            if any(fx[k] != fy[k] for k in fx.keys() & fy.keys()):
+                return True
+    return False
 
 
 def source_notes(current: Source | None, baseline: Source | None) -> list[str]:
@@ -631,9 +655,9 @@ def _reuse_note(seg: SegmentInputs) -> str | None:
         return None
     if all(w.baseline is None for w in seg.windows):
         return "every window is compared with the whole baseline (shorter than one window): weaker hysteresis"
-    ids = [id(w.baseline) for w in seg.windows if w.baseline is not None]
-    if len(set(ids)) < len(ids):
-        return (f"{len(seg.windows)} current windows reuse {len(set(ids))} baseline window(s)"
+    used = [w.baseline_index for w in seg.windows if w.baseline is not None and w.baseline_index is not None]
+    if len(set(used)) < len(used):
+        return (f"{len(seg.windows)} current windows reuse {len(set(used))} baseline window(s)"
                 " (window k meets baseline window k mod B)")
     return None
 

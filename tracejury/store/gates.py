@@ -25,7 +25,6 @@ from tracejury.core.errors import ConfigError
 from tracejury.core.gates import EMPTY, Arm, GateSpec, Outcome, SegmentInputs, Source, WindowArm, add_arms
 from tracejury.core.segments import key_matches, parse_segment_key, project_key
 from tracejury.core.stats import cluster_effective_n_from_sums
-from tracejury.store.evaluations import reported_models
 from tracejury.store.gate_aggregate import ArmTraffic, Plan, Row, Window, aggregate, trace_filter, windows
 from tracejury.store.tables import Batch, GateOutcome, GateRun, StoredTrace
 
@@ -177,6 +176,7 @@ class _ArmRead:
     batches: list[str]
     pending: list[str]
     judges: tuple[str, ...]
+    unscored: str
 
 
 def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool, plan: Plan) -> _ArmRead:
@@ -187,17 +187,18 @@ def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool
         pending: list[str] = []
         rows = aggregate(conn, spec, traffic, wins, batches, outside=outside, plan=plan, pending=pending)
         judges = judge_identity(conn, batches, spec.evaluator_id) if spec.evaluator_id else ()
-    return _ArmRead(wins, rows, batches, pending, judges)
+        unscored = _unscored(conn, traffic.release, batches) if spec.sampled and traffic.rolling is None else ""
+    return _ArmRead(wins, rows, batches, pending, judges, unscored)
 
 
 def judge_identity(conn: Connection, batches: Sequence[str], evaluator: str) -> tuple[str, ...]:
-    """Who judged an evaluator in these batches: the profile's model and endpoint host, the
-    rubric's temperature and samples, and the models the endpoint reported. Empty for a
-    deterministic checker."""
+    """Who judged an evaluator in these batches, one ``"model=…; endpoint=…; temperature=…;
+    samples=…; reported=…"`` per distinct judge: the profile's model and endpoint host, the
+    rubric's temperature and samples, and the models the endpoint reported (summed up when a
+    batch ends). ``?`` marks what a batch did not record (made before it was recorded).
+    Empty for a deterministic checker."""
     out = set()
-    for batch_id, config, reported in conn.execute(
-        select(_B.c.id, _B.c.config, _B.c.judge_models).where(_B.c.id.in_(list(batches)))
-    ):
+    for config, reported in conn.execute(select(_B.c.config, _B.c.judge_models).where(_B.c.id.in_(list(batches)))):
         cfg = orjson.loads(config or b"{}")
         rubric = next((r for r in cfg.get("rubrics", []) if r.get("id") == evaluator), None)
         judge = (rubric or {}).get("judge")
@@ -206,16 +207,27 @@ def judge_identity(conn: Connection, batches: Sequence[str], evaluator: str) -> 
         name = judge.get("profile", "")
         profile = cfg.get("judgeProfiles", {}).get(name, {})
         url = cfg.get("judgeEndpoints", {}).get(name) or profile.get("base_url")
-        host = urlsplit(url).netloc if url else "the workers' TRACEJURY_JUDGE_BASE_URL"
-        models = _models(conn, batch_id, evaluator) if reported is None else orjson.loads(reported).get(evaluator, [])
-        out.add(f"model {profile.get('model', '?')} at {host}, temperature {judge.get('temperature', 0.0)},"
-                f" samples {judge.get('samples', 1)}, reported {'/'.join(models) or 'none'}")  # fmt: skip
+        models = orjson.loads(reported).get(evaluator) if reported is not None else None
+        out.add(f"model={profile.get('model', '?')}; endpoint={urlsplit(url).netloc if url else '?'};"
+                f" temperature={judge.get('temperature', 0.0)}; samples={judge.get('samples', 1)};"
+                f" reported={'/'.join(models) if models else '?'}")  # fmt: skip
     return tuple(sorted(out))
 
 
-def _models(conn: Connection, batch_id: str, evaluator: str) -> list[str]:
-    """Reported models of a batch that ended before they were summed up (or has not ended)."""
-    return orjson.loads(reported_models(conn, batch_id)).get(evaluator, [])
+def _unscored(conn: Connection, release: str, batches: Sequence[str]) -> str:
+    """When more than a twentieth of a release's traffic arrived after its batch was drawn
+    (the batch's recorded population against the traces stored now), say so."""
+    if not batches:
+        return ""
+    config = conn.execute(select(_B.c.config).where(_B.c.id == batches[0])).scalar_one()
+    population = orjson.loads(config or b"{}").get("sampling", {}).get("population")
+    if not population:
+        return ""
+    now = conn.execute(select(func.count()).select_from(_T).where(_T.c.release_id == release)).scalar_one()
+    if now - population <= population / 20:
+        return ""
+    return (f"{now - population} of {now} traces of {release} arrived after batch {batches[0]} was drawn"
+            " (the newest traffic is not in its sample)")
 
 
 def _unknown_where(spec: GateSpec, rows: Sequence[Row]) -> list[str]:
@@ -230,7 +242,7 @@ def _unknown_where(spec: GateSpec, rows: Sequence[Row]) -> list[str]:
         missing = [v for v in values if v not in seen.get(dim, set())]
         if missing:
             known = ", ".join(sorted(seen.get(dim, set()))) or "none"
-            notes.append(f"where.segment {dim}={'/'.join(missing)} matches no stored trace ({dim} seen: {known})")
+            notes.append(f"where.segment {dim}={'/'.join(missing)} matches nothing the gate read ({dim} seen: {known})")
     return notes
 
 
@@ -278,7 +290,8 @@ def gate_inputs(
     for g in groups:
         arms = tuple(
             WindowArm(k, start.isoformat(), end.isoformat() if end else "", current.get((g, k), EMPTY),
-                      per_window.get((g, k % b_count), EMPTY) if b_count and not sampled else None)
+                      per_window.get((g, k % b_count), EMPTY) if b_count and not sampled else None,
+                      k % b_count if b_count and not sampled else None)
             for k, (start, end) in enumerate(wins)
         )  # fmt: skip
         if sampled:
@@ -288,7 +301,7 @@ def gate_inputs(
     meta = [{"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None} for k, (s, e) in enumerate(wins)]
     data = GateData(segments, base_meta, meta, cur.batches)
     if sampled:
-        data.current_source = Source(release, tuple(cur.batches), cur.judges, tuple(cur.pending))
+        data.current_source = Source(release, tuple(cur.batches), cur.judges, tuple(cur.pending), cur.unscored)
         if base is not None:
             data.baseline_source = Source(base_meta.get("release", "rolling"), tuple(base.batches), base.judges,
                                           tuple(base.pending))  # fmt: skip

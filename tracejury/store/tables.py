@@ -162,7 +162,9 @@ class EvaluationRow(SQLModel, table=True):
         # segment key, status and passed (grouped, seeked), then trace_ts (window ranges)
         Index("ix_evaluation_gate_cover", "evaluator_id", "release_id", "batch_id", "evaluator_version",
               "segment_key", "status", "passed", "trace_ts", "weight"),  # fmt: skip
-        # gates: the newest evaluation of an evaluator in a release (which batch an arm reads)
+        # the newest evaluation of an evaluator in a release: which batch an arm read until gates
+        # read the newest *done* batch (from the batch table); no query needs it now, a later
+        # migration may drop it
         Index("ix_evaluation_release_latest", "evaluator_id", "release_id", "id"),
     )
 
