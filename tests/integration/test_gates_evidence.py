@@ -15,6 +15,7 @@ import pytest
 from tests.integration.gate_data import ingest_release, judge_config, score
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import GateSpec
+from tracejury.store.evaluations import finish_batch
 from workers.reducer import load_gates, run_gates
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,14 +88,18 @@ def test_gates_read_the_newest_done_batch_and_name_a_running_one(engine: Any, ex
     assert f"current arm: newer batch {running} (running) not read (not done)" in o.notes
 
 
-def test_an_arm_with_only_a_running_batch_names_it(engine: Any, example_trace: dict[str, Any]) -> None:
+@pytest.mark.parametrize("state", ["running", "failed"])
+def test_an_arm_with_no_done_batch_names_the_batch_and_its_state(engine: Any, example_trace: dict[str, Any],
+                                                                 state: str) -> None:  # fmt: skip
     r1, r2 = two_releases(engine, example_trace)
     score(engine, "r1", r1, passing)
-    running = score(engine, "r2", r2, passing, done=False)
+    batch = score(engine, "r2", r2, passing, done=False)
+    if state != "running":
+        finish_batch(engine, batch, state=state, reason="1 chunk(s) failed")
     result = run_gates(engine, [gate()], "r2", baseline="r1", dry_run=True)
     (o,) = result.outcomes
     assert result.decision == "insufficient_data"
-    assert o.reason == f"no done batch scored answer_correctness in the current arm r2 ({running} (running) not done)"
+    assert o.reason == f"no done batch scored answer_correctness in the current arm r2 ({batch} ({state}) not done)"
 
 
 @pytest.mark.parametrize("other", [{"model": "judge-b"}, {"base_url": "http://judge.example:9000/v1"},

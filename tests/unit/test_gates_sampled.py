@@ -41,6 +41,8 @@ def test_the_newest_window_must_be_evaluable() -> None:
     assert o.decision == "insufficient_data" and o.reason.startswith("the newest window (w2 on) cannot be evaluated")
     (o,) = decide_family(SIGNAL, [windows(base, bad, bad, thin)])  # no block resting on older windows either
     assert o.decision == "insufficient_data"
+    (o,) = decide_family(SIGNAL, [windows(base, bad, arm(0, 0), bad)])  # a gap (hours without traffic)
+    assert (o.decision, o.streak) == ("pass", 1)
 
 
 def test_family_size_counts_the_comparisons_corrected() -> None:
