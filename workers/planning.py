@@ -144,7 +144,7 @@ def shortfalls(needs: Sequence[GateNeeds], base_rate: float) -> list[Shortfall]:
     for g in needs:
         for name, ws in g.weights.items():
             expected = expected_effective_n([min(1.0, base_rate * w) for w in ws])
-            if expected < g.needs[name]:
+            if expected < g.needs[name] * 0.995:  # a sample sized for the need, up to rounding of its rate
                 out.append(Shortfall(g.spec.id, name or "(all)", expected, g.needs[name]))
     return out
 
