@@ -186,3 +186,19 @@ def test_a_second_batch_of_the_release_is_a_second_look(engine: Any, example_tra
     (o,) = run_gates(engine, [gate()], "r2", baseline="r1", dry_run=True).outcomes
     assert f"current arm read done batch {second}" in o.notes and first != second
     assert any(n.startswith("look 2 at this release") and "level 0.0045" in n for n in o.notes), o.notes
+
+
+def test_sampled_and_scan_runs_replay_to_the_same_decisions(engine: Any, example_trace: dict[str, Any]) -> None:
+    from tracejury.store.gates import load_run
+    from workers.reducer import replay
+
+    r1, r2 = two_releases(engine, example_trace)
+    score(engine, "r1", r1[::4], passing, probability=lambda i: 0.25)
+    score(engine, "r2", r2[::4], lambda i: ("scored", i % 5 != 0), probability=lambda i: 0.25)
+    scan = gate(id="slices", scan={"pairs": True}, min_samples=100)
+    result = run_gates(engine, [gate(min_samples=150), scan], "r2", baseline="r1", dimensions=("model", "rag"))
+    assert [o.decision for o in result.outcomes] == ["block", "block"]
+    assert result.outcomes[1].slice == "(all)"  # one model, RAG always on: every cell is (all)
+    _, audits = load_run(engine, result.run_id)  # type: ignore[arg-type, misc]
+    replayed = replay(audits)
+    assert [o.as_dict() for o in replayed] == [o.as_dict() for o in result.outcomes]
