@@ -183,8 +183,7 @@ def _inputs(d: dict[str, Any]) -> SegmentInputs:
     )
     current = _arm(d["current"]) if d.get("current") else None
     tail = _arm(d["tail"]) if d.get("tail") else None
-    earlier = tuple(_arm(e) for e in d.get("earlier", ()))
-    return SegmentInputs(d["segment"], _arm(d["baseline"]), wins, current, tail, earlier)
+    return SegmentInputs(d["segment"], _arm(d["baseline"]), wins, current, tail)
 
 
 def _sources(d: dict[str, Any] | None) -> dict[str, Any]:

@@ -176,18 +176,6 @@ def test_an_unknown_evaluator_is_a_usage_error_naming_file_and_line(tmp_path: Pa
     assert f"{spec}:4 metric.evaluator: unknown evaluator 'answer_corectness'" in result.stderr
 
 
-def test_a_second_batch_of_the_release_is_a_second_look(engine: Any, example_trace: dict[str, Any]) -> None:
-    r1, r2 = two_releases(engine, example_trace)
-    score(engine, "r1", r1, passing)
-    first = score(engine, "r2", r2[::2], passing)
-    (o,) = run_gates(engine, [gate()], "r2", baseline="r1", dry_run=True).outcomes
-    assert any(n.startswith("look 1 at this release") for n in o.notes)
-    second = score(engine, "r2", r2, passing)  # more traffic scored: a new look at the same release
-    (o,) = run_gates(engine, [gate()], "r2", baseline="r1", dry_run=True).outcomes
-    assert f"current arm read done batch {second}" in o.notes and first != second
-    assert any(n.startswith("look 2 at this release") and "level 0.0045" in n for n in o.notes), o.notes
-
-
 def test_sampled_and_scan_runs_replay_to_the_same_decisions(engine: Any, example_trace: dict[str, Any]) -> None:
     from tracejury.store.gates import load_run
     from workers.reducer import replay

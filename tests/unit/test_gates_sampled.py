@@ -173,18 +173,3 @@ def test_reused_baseline_windows_are_stated() -> None:
     fresh = tuple(WindowArm(i, f"w{i}", "", cur, arm(18, 9000), i) for i in range(4))
     (o,) = decide_family(SIGNAL, [SegmentInputs("", arm(72, 36000), fresh)])
     assert not any("reuse" in n for n in o.notes)
-
-
-def test_repeated_looks_at_a_release_share_the_level() -> None:
-    base = arm(60, 2000)  # 3%
-    rising = [arm(26, 500)] * 4  # 5.2%: p of "within the 1-point margin" 0.027 on the whole sample
-    (first,) = decide_family(SAMPLE, [sample(base, *rising)])
-    assert first.decision == "block" and first.p_value is not None and 0.0045 < first.p_value < 0.045
-    assert "look 1 at this release (batches whose sample could decide): tested at level 0.045" in " ".join(
-        first.notes)
-    seen = SegmentInputs("", base, sample(base, *rising).windows, sample(base, *rising).current,
-                         earlier=(arm(45, 1000),))  # an earlier batch that could decide: this is look 2
-    (second,) = decide_family(SAMPLE, [seen])
-    assert second.decision == "pass" and any("look 2" in n and "level 0.0045" in n for n in second.notes)
-    small = SegmentInputs("", base, seen.windows, seen.current, earlier=(arm(5, 100),))  # too small to decide
-    assert decide_family(SAMPLE, [small])[0].decision == "block"

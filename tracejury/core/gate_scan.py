@@ -29,7 +29,6 @@ from itertools import combinations
 from tracejury.core.gates import (
     DECISION_ORDER,
     EMPTY,
-    Arm,
     Compared,
     GateSpec,
     Outcome,
@@ -39,8 +38,6 @@ from tracejury.core.gates import (
     baseline_rate,
     compare,
     decide_family,
-    look_alpha,
-    look_of,
 )
 from tracejury.core.segments import parse_segment_key
 from tracejury.core.stats import adjust
@@ -75,13 +72,7 @@ def merge_inputs(name: str, inputs: Sequence[SegmentInputs]) -> SegmentInputs:
     base = EMPTY
     cur = tail = None
     wins: dict[int, WindowArm] = {}
-    earlier: list[Arm] = []
     for s in inputs:
-        for j, e in enumerate(s.earlier):
-            if j < len(earlier):
-                earlier[j] = add_arms(earlier[j], e)
-            else:
-                earlier.append(e)
         base = add_arms(base, s.baseline)
         if s.current is not None:
             cur = add_arms(cur, s.current)
@@ -91,7 +82,7 @@ def merge_inputs(name: str, inputs: Sequence[SegmentInputs]) -> SegmentInputs:
             prev = wins.get(w.index)
             arm = add_arms(prev.arm if prev else None, w.arm)
             wins[w.index] = WindowArm(w.index, w.start, w.end, arm)
-    return SegmentInputs(name, base, tuple(wins[k] for k in sorted(wins)), cur, tail, tuple(earlier))
+    return SegmentInputs(name, base, tuple(wins[k] for k in sorted(wins)), cur, tail)
 
 
 def _regressed(spec: GateSpec, seg: SegmentInputs) -> Compared | None:
@@ -127,8 +118,7 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
     inputs = {c: merge_inputs(cell_name(c), [by_key[k] for k in ks]) for c, ks in members.items()}
     tested = {c: got for c, seg in inputs.items() if (got := _regressed(spec, seg)) is not None}
     order = sorted(tested, key=lambda c: (tested[c][2], -tested[c][0], cell_name(c)))
-    alpha = look_alpha(spec, look_of(spec, whole, spec.required_samples(baseline_rate(spec, whole.baseline), 1)))
-    flags = adjust([tested[c][2] for c in order], alpha, spec.correction) if order else []
+    flags = adjust([tested[c][2] for c in order], spec.alpha, spec.correction) if order else []
     family = len(order)
     significant = [c for c, f in zip(order, flags, strict=True) if f]
     outcomes = []
@@ -141,7 +131,7 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
     candidates = sorted(((c, o) for c, o in outcomes if o.decision == "block"), key=lambda x: len(x[0]))
     named: list[tuple[Cell, Outcome]] = []
     keys_of = {c: set(members[c]) for c in members}
-    level = alpha / max(1, family)  # a new slice must stand out at the corrected level
+    level = spec.alpha / max(1, family)  # a new slice must stand out at the corrected level
     for c, o in candidates:
         c, o = _refine(spec, c, o, dict(candidates), keys_of, by_key)
         covered = set().union(*(keys_of[n] for n, _ in named)) if named else set()

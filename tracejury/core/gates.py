@@ -67,12 +67,6 @@ __all__ = [
     "run_decision",
 ]
 
-LOOK_SPENDING = 0.1
-"""Repeated looks at a release — a new batch over more of its traffic — must not each get
-the whole level (20 looks at growing data multiply false blocks by ~10 with no margin,
-bench/gate_sim.py). The j-th batch whose sample could decide is tested at
-``alpha * (1 - g) * g**(j - 1)``: 0.9 alpha for the first (a single look keeps ~all its
-power), 0.09 alpha for the second, …; the levels of all looks sum to alpha."""
 Decision = Literal["pass", "block", "inconclusive", "insufficient_data"]
 DECISION_ORDER: tuple[Decision, ...] = ("block", "inconclusive", "insufficient_data", "pass")
 
@@ -186,9 +180,6 @@ class SegmentInputs:
     incomplete tail); None for signal metrics."""
     tail: Arm | None = None
     """Evaluator metrics: evaluations after the last complete window."""
-    earlier: tuple[Arm, ...] = ()
-    """Evaluator metrics: this group's sample in each earlier done batch of the release,
-    oldest first — earlier looks at the release (``LOOK_SPENDING``)."""
 
 
 @dataclass(frozen=True)
@@ -470,18 +461,6 @@ def parts(seg: SegmentInputs, k: int) -> list[Arm]:
     return out
 
 
-def look_of(spec: GateSpec, seg: SegmentInputs, need: int) -> int:
-    """Which look at the release this batch is for the group: 1 + the earlier batches whose
-    sample could have decided (both arms at the need; a sample too small to test spent nothing)."""
-    base_ok = _threshold(spec) or seg.baseline.effective_n >= need
-    return 1 + sum(1 for e in seg.earlier if base_ok and e.effective_n >= need)
-
-
-def look_alpha(spec: GateSpec, look: int) -> float:
-    """The level of the ``look``-th deciding look (``LOOK_SPENDING``)."""
-    return spec.alpha * (1.0 - LOOK_SPENDING) * LOOK_SPENDING ** (look - 1)
-
-
 def _decide_sampled(spec: GateSpec, segments: Sequence[SegmentInputs], notes: list[str]) -> list[Outcome]:
     m = len(segments)
     needs = [spec.required_samples(baseline_rate(spec, s.baseline), m) for s in segments]
@@ -491,18 +470,12 @@ def _decide_sampled(spec: GateSpec, segments: Sequence[SegmentInputs], notes: li
         if cur.effective_n >= needs[i] and (_threshold(spec) or seg.baseline.effective_n >= needs[i]):
             compared[i] = compare(spec, cur, seg.baseline, spec.margin.of(baseline_rate(spec, seg.baseline)))
     order = sorted(compared)
-    look = max((look_of(spec, segments[i], needs[i]) for i in order), default=1)  # one level for the family
-    level = look_alpha(spec, look)
-    flags = adjust([compared[i][2] for i in order], level, spec.correction) if order else []
+    flags = adjust([compared[i][2] for i in order], spec.alpha, spec.correction) if order else []
     significant = dict(zip(order, flags, strict=True))
-    outs = [
+    return [
         _decide_sample_one(spec, seg, needs[i], compared.get(i), significant.get(i, False), len(order), notes)
         for i, seg in enumerate(segments)
     ]
-    for i in order:
-        outs[i].notes.append(f"look {look} at this release (batches whose sample could decide): tested at level"
-                             f" {level:.3g} = {spec.alpha:g} x {1 - LOOK_SPENDING:g} x {LOOK_SPENDING:g}^{look - 1}")
-    return outs
 
 
 def _decide_sample_one(spec: GateSpec, seg: SegmentInputs, need: int, got: Compared | None, significant: bool,

@@ -202,11 +202,10 @@ def _ranges(wins: Sequence[Window], outside: bool) -> list[tuple[int, list[Any]]
     return out
 
 
-def choose_batches(conn: Connection, evaluator: str, traffic: ArmTraffic) -> tuple[list[str], list[str], list[str]]:
+def choose_batches(conn: Connection, evaluator: str, traffic: ArmTraffic) -> tuple[list[str], list[str]]:
     """The batch an arm reads per release — the newest ``done`` batch that scored the
-    evaluator there — the newer batches that scored it but are not done
-    (``"b_… (running)"``: never read, a half-scored sample is not the sample drawn), and the
-    older done batches of a single-release arm (earlier looks at the release, oldest first).
+    evaluator there — and the newer batches that scored it but are not done
+    (``"b_… (running)"``: never read, a half-scored sample is not the sample drawn).
     One sample design per release: mixing batches would mix inclusion probabilities, and
     1/p of one batch is not a trace's weight in the union of two samples."""
     if traffic.rolling is None:
@@ -217,28 +216,20 @@ def choose_batches(conn: Connection, evaluator: str, traffic: ArmTraffic) -> tup
                                        .distinct()).scalars())  # fmt: skip
     chosen: list[str] = []
     pending: list[str] = []
-    earlier: list[str] = []
     for release in releases:
         batches = conn.execute(
             select(_B.c.id, _B.c.state, _B.c.config).where(_B.c.release_id == release)
             .order_by(_B.c.created_at.desc(), _B.c.id.desc())
         ).all()  # fmt: skip
-        found = False
         for batch_id, state, config in batches:
             listed = evaluator in {e.get("id") for e in orjson.loads(config or b"{}").get("evaluators", [])}
             if not listed and not _scored(conn, evaluator, release, batch_id):
                 continue
-            if state != "done":
-                if not found:
-                    pending.append(f"{batch_id} ({state})")
-            elif not found:
+            if state == "done":
                 chosen.append(batch_id)
-                found = True
-                if traffic.rolling is not None:
-                    break
-            else:
-                earlier.append(batch_id)
-    return sorted(chosen), pending, earlier[::-1]
+                break
+            pending.append(f"{batch_id} ({state})")
+    return sorted(chosen), pending
 
 
 def _scored(conn: Connection, evaluator: str, release: str, batch_id: str) -> bool:
@@ -265,28 +256,21 @@ def _verdict_row(jfr: bool, key: str, w: int, version: str, status: str, passed:
 
 
 def aggregate(conn: Connection, spec: GateSpec, traffic: ArmTraffic, wins: Sequence[Window], batches: list[str],
-              *, outside: bool = True, plan: Plan = "auto", pending: list[str] | None = None,
-              earlier: list[str] | None = None, only: list[str] | None = None) -> list[Row]:  # fmt: skip
+              *, outside: bool = True, plan: Plan = "auto", pending: list[str] | None = None) -> list[Row]:  # fmt: skip
     """``Row``s of one arm (one per session too when the gate clusters by session).
 
-    The batches an evaluator metric read are appended to ``batches``, the newer ones it
-    did not read (not done) to ``pending`` and the older done ones to ``earlier`` (for the
-    audit and the looks); ``only`` reads exactly these batches instead. Without ``outside``,
-    rows outside every window (index -1) may be left out."""
+    The batches an evaluator metric read are appended to ``batches`` and the newer ones it
+    did not read (not done) to ``pending`` (for the audit). Without ``outside``, rows
+    outside every window (index -1) may be left out."""
     m = spec.metric
     if m.signal is not None:
         return _signal_rows(conn, spec, traffic, wins)
     evaluator = m.evaluator or m.judge_failure_rate
     assert evaluator is not None  # the spec validates exactly one metric
-    if only is not None:
-        chosen = only
-    else:
-        chosen, skipped, older = choose_batches(conn, evaluator, traffic)
-        if pending is not None:
-            pending.extend(skipped)
-        if earlier is not None:
-            earlier.extend(older)
+    chosen, skipped = choose_batches(conn, evaluator, traffic)
     batches.extend(chosen)
+    if pending is not None:
+        pending.extend(skipped)
     if not chosen:
         return []
     jfr = m.judge_failure_rate is not None

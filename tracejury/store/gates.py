@@ -177,27 +177,18 @@ class _ArmRead:
     pending: list[str]
     judges: tuple[str, ...]
     unscored: str
-    earlier: list[list[Row]]
-    """Rows of each older done batch of the release (earlier looks), oldest first."""
 
 
-def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool, plan: Plan,
-              current: bool = False) -> _ArmRead:  # fmt: skip
-    """An arm's windows and aggregated rows, on a connection of its own (for the current
-    arm of an evaluator metric, also the earlier batches' rows and the unscored traffic)."""
+def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool, plan: Plan) -> _ArmRead:
+    """An arm's windows and aggregated rows, on a connection of its own."""
     with engine.connect() as conn, _mapped(conn):
         wins = windows(conn, spec, and_(traffic.on(_T.c.release_id, _T.c.ts), *trace_filter(spec)))
         batches: list[str] = []
         pending: list[str] = []
-        older: list[str] = []
-        rows = aggregate(conn, spec, traffic, wins, batches, outside=outside, plan=plan, pending=pending,
-                         earlier=older)  # fmt: skip
+        rows = aggregate(conn, spec, traffic, wins, batches, outside=outside, plan=plan, pending=pending)
         judges = judge_identity(conn, batches, spec.evaluator_id) if spec.evaluator_id else ()
-        single = current and spec.sampled and traffic.rolling is None
-        unscored = _unscored(conn, traffic.release, batches) if single else ""
-        earlier = [aggregate(conn, spec, traffic, wins, [], outside=True, plan=plan, only=[b])
-                   for b in (older if single else [])]  # fmt: skip
-    return _ArmRead(wins, rows, batches, pending, judges, unscored, earlier)
+        unscored = _unscored(conn, traffic.release, batches) if spec.sampled and traffic.rolling is None else ""
+    return _ArmRead(wins, rows, batches, pending, judges, unscored)
 
 
 def judge_identity(conn: Connection, batches: Sequence[str], evaluator: str) -> tuple[str, ...]:
@@ -281,7 +272,7 @@ def gate_inputs(
     in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
     with ThreadPoolExecutor(max_workers=1) as pool:
         base_read = pool.submit(_read_arm, engine, spec, traffic, True, plan) if traffic and not in_memory else None
-        cur = _read_arm(engine, spec, current_traffic, sampled, plan, current=True)
+        cur = _read_arm(engine, spec, current_traffic, sampled, plan)
         base = base_read.result() if base_read else _read_arm(engine, spec, traffic, True, plan) if traffic else None
     wins = cur.windows
     current, current_sessions = _fold(cur.rows, spec)
@@ -294,7 +285,6 @@ def gate_inputs(
             base_meta["batches"] = base.batches
     whole = _whole(per_window, per_window_sessions)
     pooled = _whole(current, current_sessions) if sampled else {}
-    looks = [_whole(*_fold(rows, spec)) for rows in cur.earlier]  # earlier looks at the release, per group
     groups = sorted({g for g, w in current if w >= 0 or sampled} | set(whole))
     segments = []
     for g in groups:
@@ -305,9 +295,7 @@ def gate_inputs(
             for k, (start, end) in enumerate(wins)
         )  # fmt: skip
         if sampled:
-            earlier = tuple(look.get(g, EMPTY) for look in looks)
-            segments.append(SegmentInputs(g, whole.get(g, EMPTY), arms, pooled.get(g, EMPTY), current.get((g, -1)),
-                                          earlier))  # fmt: skip
+            segments.append(SegmentInputs(g, whole.get(g, EMPTY), arms, pooled.get(g, EMPTY), current.get((g, -1))))
         else:
             segments.append(SegmentInputs(g, whole.get(g, EMPTY), arms))
     meta = [{"index": k, "start": s.isoformat(), "end": e.isoformat() if e else None} for k, (s, e) in enumerate(wins)]
