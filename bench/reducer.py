@@ -66,8 +66,10 @@ def build(url: str, evaluations: int, segments: int) -> None:
         for batch, release in (("b0", "r1"), ("b1", "r2")):  # one done batch per release, as scoring makes
             conn.execute(text(
                 "insert into batch (id, release_id, kind, state, config, sampled, created_at)"
-                " values (:batch, :release, 'inline', 'done', '{}', 0, :now)"),
-                {"now": now, "batch": batch, "release": release})  # fmt: skip
+                " values (:batch, :release, 'queued', 'done', :config, 0, :now)"),
+                # a sampling population as batches record it: the gate checks it against the traces stored
+                {"now": now, "batch": batch, "release": release,
+                 "config": '{"sampling": {"population": %d}}' % (evaluations // 2)})  # fmt: skip
     half = evaluations // 2
     step = 1000
     for start in range(0, evaluations, step):

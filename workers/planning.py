@@ -7,6 +7,7 @@ The arithmetic is pure (``tracejury.core.gate_plan``); this module reads the sto
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -113,8 +114,9 @@ def gate_needs(engine: Engine, specs: Sequence[GateSpec], rows: Sequence[Any], w
 
 
 def size_for_gates(needs: Sequence[GateNeeds]) -> tuple[float | None, list[str]]:
-    """The smallest base rate at which every group's expected effective n reaches its need,
-    and the groups no sample of this release can serve (too little traffic)."""
+    """The smallest base rate at which every group's expected effective n reaches its need
+    plus two standard deviations' headroom (``2·√need``), and the groups no sample of this
+    release can serve (too little traffic)."""
     weights: dict[str, list[float]] = {}
     wanted: dict[str, int] = {}
     impossible = []
@@ -124,7 +126,9 @@ def size_for_gates(needs: Sequence[GateNeeds]) -> tuple[float | None, list[str]]
             if expected_effective_n([1.0] * len(ws)) < g.needs[name]:
                 impossible.append(f"{key} (needs {g.needs[name]}, has {len(ws)} traces)")
                 continue
-            weights[key], wanted[key] = ws, g.needs[name]
+            # headroom: the realised effective n of a Poisson sample scatters around its
+            # expectation; sized at the need itself, about half the groups would fall short
+            weights[key], wanted[key] = ws, g.needs[name] + math.ceil(2 * math.sqrt(g.needs[name]))
     return (rate_for_needs(weights, wanted) if wanted else None), impossible
 
 
