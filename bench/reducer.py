@@ -69,7 +69,7 @@ def build(url: str, evaluations: int, segments: int) -> None:
                 " values (:batch, :release, 'queued', 'done', :config, 0, :now)"),
                 # a sampling population as batches record it: the gate checks it against the traces stored
                 {"now": now, "batch": batch, "release": release,
-                 "config": '{"sampling": {"population": %d}}' % (evaluations // 2)})  # fmt: skip
+                 "config": json.dumps({"sampling": {"population": evaluations // 2}})})  # fmt: skip
     half = evaluations // 2
     step = 1000
     for start in range(0, evaluations, step):
