@@ -16,18 +16,16 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tracejury.core.errors import ConfigError
-from tracejury.core.gate_plan import expected_effective_n, need_for, plan_segment, rate_for_needs
-from tracejury.core.gates import Arm, GateSpec
+from tracejury.core.gate_plan import expected_effective_n, plan_segment, rate_for_needs
+from tracejury.core.gates import GateSpec
 from tracejury.core.segments import key_matches, project_key
 from tracejury.store import gates as store
+from tracejury.store.gate_aggregate import trace_conditions
 
 __all__ = ["DEFAULT_RATE", "GateNeeds", "Shortfall", "gate_needs", "gate_plan", "shortfalls", "size_for_gates"]
 
 DEFAULT_RATE = 0.05
 """The fail rate needs are computed at when neither a baseline batch nor the gate gives one."""
-
-_TRACE_FIELDS = {"req.toolRequired": "tool_required", "runtime.truncated": "truncated",
-                 "runtime.fallbackUsed": "fallback_used"}  # fmt: skip
 
 
 def gate_plan(engine: Engine, specs: Sequence[GateSpec], release: str, baseline: str | None) -> list[dict[str, Any]]:
@@ -63,17 +61,13 @@ class GateNeeds:
     spec: GateSpec
     weights: dict[str, list[float]] = field(default_factory=dict)
     needs: dict[str, int] = field(default_factory=dict)
-    rates: dict[str, float] = field(default_factory=dict)
-    """The baseline rate each need was computed at."""
 
 
-def _matches(spec: GateSpec, row: Any) -> bool:
-    for name, wanted in spec.where.trace.items():
-        if name == "outputs.formatValid":
-            if (not row.format_invalid) is not wanted:
-                return False
-        elif bool(getattr(row, _TRACE_FIELDS[name])) is not wanted:
-            return False
+def _matches(spec: GateSpec, conds: list[tuple[str, bool]], row: Any) -> bool:
+    """Whether a ``sampling_rows`` row is in the gate's population (its ``where``; ``conds``:
+    its ``trace_conditions``)."""
+    if any(bool(getattr(row, column)) is not value for column, value in conds):
+        return False
     return not spec.where.segment or key_matches(row.segment_key, spec.where.segment)
 
 
@@ -97,18 +91,21 @@ def gate_needs(engine: Engine, specs: Sequence[GateSpec], rows: Sequence[Any], w
             continue
         g = GateNeeds(spec)
         groups: dict[str, list[float]] = defaultdict(list)
+        conds = trace_conditions(spec)
         for row, w in zip(rows, weights, strict=True):
-            if _matches(spec, row):
+            if _matches(spec, conds, row):
                 groups[project_key(row.segment_key, spec.group_by)].append(w)
         g.weights = dict(groups)
-        observed = _baseline_rates(engine, spec, release, baseline)
+        threshold = spec.baseline.kind == "threshold"
+        observed = {} if threshold else _baseline_rates(engine, spec, release, baseline)
         for name in groups:
             rate = observed.get(name)
             if rate is None:
                 given = getattr(spec.min_samples, "baseline_rate", None)
                 rate = given if given is not None else DEFAULT_RATE
-            g.rates[name] = rate
-            g.needs[name] = need_for(spec, Arm(0, 1, rate, 1.0, 1.0), len(groups))
+            if threshold:
+                rate = spec.baseline.value or 0.0
+            g.needs[name] = spec.required_samples(rate, len(groups))
         out.append(g)
     return out
 
@@ -123,7 +120,7 @@ def size_for_gates(needs: Sequence[GateNeeds]) -> tuple[float | None, list[str]]
     for g in needs:
         for name, ws in g.weights.items():
             key = f"{g.spec.id} {name or '(all)'}"
-            if expected_effective_n([1.0] * len(ws)) < g.needs[name]:
+            if len(ws) < g.needs[name]:  # even every trace (p = 1) would not do
                 impossible.append(f"{key} (needs {g.needs[name]}, has {len(ws)} traces)")
                 continue
             # headroom: the realised effective n of a Poisson sample scatters around its

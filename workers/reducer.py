@@ -113,7 +113,7 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
         "design": o.design, "slice": o.slice, "notes": o.notes,
         "baseline": arm(o.baseline), "current": arm(o.current),
         "estimate": o.estimate, "interval": d["interval"], "pValue": o.p_value,
-        "margin": o.margin, "minSamples": o.min_samples, "needed": o.needed, "streak": o.streak,
+        "margin": o.margin, "minSamples": o.min_samples, "streak": o.streak,
         "familySize": o.family_size, "windows": d["windows"],
     }  # fmt: skip
 

@@ -73,6 +73,17 @@ def gate_specs(settings: Settings, path: Path | None = None) -> list[Any]:
     return load_gates(path or Path(settings.rubrics_dir) / "gates", segmentation(settings).names, known)
 
 
+def run_gate_specs(engine: Engine, settings: Settings, release: str, *, baseline: str | None = None,
+                   dry_run: bool = False, path: Path | None = None) -> dict[str, Any]:
+    """``gate run`` (CLI and ``POST /gates/runs``): the gates of ``path`` (default: the
+    rubrics directory's), scans over the segmentation's dimensions; the run as JSON."""
+    from workers.reducer import run_gates
+
+    specs = gate_specs(settings, path)
+    dims = segmentation(settings).names
+    return run_gates(engine, specs, release, baseline=baseline, dry_run=dry_run, dimensions=dims).as_dict()
+
+
 def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
     """A batch's state, counts by status and failure kind, progress, rate and ETA."""
     from tracejury.core.evaluation import EVALUATION_STATUSES

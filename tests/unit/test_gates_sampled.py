@@ -74,7 +74,7 @@ def test_the_sample_decides_where_each_window_is_below_min_samples() -> None:
     base = arm(30, 1000)  # 3%
     wins = [arm(18, 200)] * 5  # 9% in windows of 200 evaluations: each below min_samples 300
     (o,) = decide_family(SAMPLE, [sample(base, *wins)])
-    assert o.decision == "block" and o.needed == 300 and o.current["n"] == 1000
+    assert o.decision == "block" and o.min_samples == 300 and o.current["n"] == 1000
 
 
 def test_linearization_credits_oversampled_failures() -> None:

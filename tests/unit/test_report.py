@@ -21,7 +21,7 @@ def _outcome(**kw: Any) -> dict[str, Any]:
     base = {"gate": "g", "segment": "rag=on", "decision": "pass", "reason": "ok", "design": "windows",
             "slice": None, "notes": [], "baseline": _arm(10, 600, 590.4), "current": _arm(12, 620, 612.2),
             "estimate": 0.001, "interval": [-0.01, 0.012], "pValue": 0.3, "margin": 0.01, "minSamples": 423,
-            "needed": 423, "streak": 0, "familySize": 2, "windows": []}  # fmt: skip
+            "streak": 0, "familySize": 2, "windows": []}  # fmt: skip
     return {**base, **kw}
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tracejury.cli.app import _engine, _print_json, _segmentation, _settings, app, out
+from tracejury.cli.app import _engine, _print_json, _settings, app, out
 from tracejury.core.errors import TracejuryError
 
 gate_app = typer.Typer(help="Deploy gates: run, show, history.", no_args_is_help=True)
@@ -43,15 +43,12 @@ def gate_run(
 ) -> None:
     """Evaluate every gate and segment; exit 0 pass, 1 block, 3 inconclusive/insufficient."""
     from tracejury.core.report import markdown_report
-    from workers.reducer import run_gates
-    from workers.service import gate_specs
+    from workers.service import run_gate_specs
 
     if format not in ("table", "markdown"):
         raise TracejuryError(f"--format: unknown format {format!r} (table, markdown)")
     settings = _settings()
-    specs = gate_specs(settings, gates)
-    dims = _segmentation(settings).names
-    result = run_gates(_engine(settings), specs, release, baseline=baseline, dry_run=dry_run, dimensions=dims).as_dict()
+    result = run_gate_specs(_engine(settings), settings, release, baseline=baseline, dry_run=dry_run, path=gates)
     if json:
         _print_json(result)
     elif format == "markdown":

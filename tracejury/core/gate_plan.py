@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING
 from tracejury.core.gate_spec import GateSpec
 
 if TYPE_CHECKING:
-    from tracejury.core.gates import Arm, SegmentInputs
+    from tracejury.core.gates import SegmentInputs
 
 __all__ = [
     "NEVER",
     "detectable_rise",
     "expected_effective_n",
-    "need_for",
     "needed_n",
     "plan_segment",
     "rate_for_needs",
@@ -118,13 +117,6 @@ def rate_for_needs(weights: Mapping[str, Sequence[float]], needs: Mapping[str, i
     return hi
 
 
-def need_for(spec: GateSpec, base: Arm, family: int) -> int:
-    """The effective n per arm a segment group needs (``min_samples`` in effect)."""
-    from tracejury.core.gates import baseline_rate
-
-    return spec.required_samples(baseline_rate(spec, base), family)
-
-
 def plan_segment(spec: GateSpec, seg: SegmentInputs, family: int) -> dict[str, object]:
     """What one segment group needs, what the data gives, and the verdict it can reach:
     ``decides`` (a pass or a block is possible) or ``insufficient_data`` (short by how many
@@ -132,7 +124,7 @@ def plan_segment(spec: GateSpec, seg: SegmentInputs, family: int) -> dict[str, o
     effect). Signal gates count per window of traffic (the newest complete window)."""
     from tracejury.core.gates import EMPTY, baseline_rate
 
-    need = need_for(spec, seg.baseline, family)
+    need = spec.required_samples(baseline_rate(spec, seg.baseline), family)
     if spec.sampled:
         cur = seg.current or EMPTY
         base = seg.baseline

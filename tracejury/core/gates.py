@@ -29,36 +29,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from tracejury.core.gate_spec import (
-    SIGNAL_METRICS,
-    Baseline,
-    GateSpec,
-    Hysteresis,
-    Margin,
-    Metric,
-    MinSamples,
-    Scan,
-    Where,
-    Window,
-)
+from tracejury.core.gate_spec import GateSpec
 from tracejury.core.stats import adjust, newcombe_diff, one_sided_p, wilson
 
 __all__ = [
     "DECISION_ORDER",
-    "SIGNAL_METRICS",
     "Arm",
-    "Baseline",
     "GateSpec",
-    "Hysteresis",
-    "Margin",
-    "Metric",
-    "MinSamples",
     "Outcome",
-    "Scan",
     "SegmentInputs",
     "Source",
-    "Where",
-    "Window",
     "WindowArm",
     "WindowResult",
     "add_arms",
@@ -240,8 +220,6 @@ class Outcome:
     """What the decision rests on beyond the numbers: batches read, baseline reuse, …"""
     design: str = "windows"
     """``windows`` (signal metrics), ``sample`` (evaluator metrics) or ``scan``."""
-    needed: int = 0
-    """Effective n per arm this outcome needed to decide (``min_samples`` in effect)."""
     slice: str | None = None
     """Scan gates: the slice that moved (``trunc=yes``, ``rag=off|tool=none``)."""
 
@@ -327,7 +305,7 @@ def _outcome(spec: GateSpec, seg: SegmentInputs, decision: Decision, reason: str
         gate=spec.id, segment=seg.segment, decision=decision, reason=reason, margin=spec.margin.of(base_rate),
         baseline=arm_dict(seg.baseline), current=arm_dict(current) if current else {}, estimate=None,
         interval=None, p_value=None, min_samples=need, streak=0, notes=list(notes),
-        design="sample" if spec.sampled else "windows", needed=need,
+        design="sample" if spec.sampled else "windows",
     )  # fmt: skip
 
 

@@ -44,7 +44,7 @@ def _threshold(o: Mapping[str, Any], spec: Mapping[str, Any] | None) -> bool:
 
 def _need(o: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> tuple[str, str]:
     """("needs N / has C cur, B base", "short by …" or "") for an outcome."""
-    need = int(o.get("needed") or 0)
+    need = int(o.get("minSamples") or 0)
     arms = [("cur", round(o["current"].get("effectiveN") or 0))]
     if not _threshold(o, spec):
         arms.append(("base", round(o["baseline"].get("effectiveN") or 0)))

@@ -48,6 +48,7 @@ __all__ = [
     "aggregate",
     "choose_batches",
     "distinct_values",
+    "trace_conditions",
     "trace_filter",
     "windows",
 ]
@@ -82,8 +83,8 @@ Row = tuple[str, int, str, int, int, float, float, float, float, int, float, int
 additive: corrections for human labels come as negative rows."""
 
 
-def trace_filter(spec: GateSpec) -> list[ColumnElement[bool]]:
-    """The gate's ``where.trace`` conditions on trace columns."""
+def trace_conditions(spec: GateSpec) -> list[tuple[str, bool]]:
+    """The gate's ``where.trace`` as (trace column, stored value) pairs."""
     conds = []
     for field, wanted in spec.where.trace.items():
         column = _TRACE_FIELDS.get(field)
@@ -92,9 +93,13 @@ def trace_filter(spec: GateSpec) -> list[ColumnElement[bool]]:
                 f"gate {spec.id}: where.trace field {field!r} is not filterable (use one of {', '.join(_TRACE_FIELDS)})"
             )
         # formatValid is stored inverted, as format_invalid
-        value = (not wanted) if field == "outputs.formatValid" else wanted
-        conds.append(_T.c[column].is_(value))
+        conds.append((column, (not wanted) if field == "outputs.formatValid" else wanted))
     return conds
+
+
+def trace_filter(spec: GateSpec) -> list[ColumnElement[bool]]:
+    """The gate's ``where.trace`` conditions on trace columns."""
+    return [_T.c[column].is_(value) for column, value in trace_conditions(spec)]
 
 
 @dataclass(frozen=True)

@@ -111,15 +111,12 @@ def _arm(v: list[Any], sessions: Sessions | None, spec: GateSpec) -> Arm:
                v[5] if spec.sampled else None, v[7], v[8], v[9])  # fmt: skip
 
 
-def _whole(per_window: dict[tuple[str, int], Arm], sessions: dict[tuple[str, int], Sessions],
-           windows: set[int] | None = None) -> dict[str, Arm]:  # fmt: skip
-    """Per group, the sum of its arms over windows (all, or ``windows``), with the cluster n
-    recomputed over the merged sessions (sessions may span windows)."""
+def _whole(per_window: dict[tuple[str, int], Arm], sessions: dict[tuple[str, int], Sessions]) -> dict[str, Arm]:
+    """Per group, the sum of its arms over every window (and outside them), with the cluster
+    n recomputed over the merged sessions (sessions may span windows)."""
     whole: dict[str, Arm] = {}
     merged: dict[str, Sessions] = defaultdict(dict)
     for (g, w), a in per_window.items():
-        if windows is not None and w not in windows:
-            continue
         whole[g] = add_arms(whole.get(g), a)
         for sid, (sw, swy) in sessions.get((g, w), {}).items():
             m = merged[g].setdefault(sid, [0.0, 0.0])
@@ -312,12 +309,10 @@ def gate_inputs(
 
 
 def _empty_reason(spec: GateSpec, release: str, cur: _ArmRead, base: _ArmRead | None) -> str:
-    """Why a gate has no segment group at all."""
+    """Why a gate has no segment group at all (a missing done batch is the core's to say:
+    ``source_problems``)."""
     what = f"evaluations of {spec.evaluator_id}" if spec.sampled else "traces"
     filters = " matching the gate's where" if spec.where.segment or spec.where.trace else ""
-    if spec.sampled and not cur.batches:
-        pending = f" ({', '.join(cur.pending)} not done)" if cur.pending else ""
-        return f"no done batch scored {spec.evaluator_id} in {release}{pending}"
     if not spec.sampled and not cur.windows:
         return f"no complete window of traffic{filters} in {release}"
     return f"no {what}{filters} in {release}" + ("" if base is None or base.rows else " or its baseline")

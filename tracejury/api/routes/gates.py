@@ -27,12 +27,9 @@ class GateRunRequest(BaseModel):
 def run(req: GateRunRequest, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     """As ``tracejury gate run --json``: ``decision`` is pass, block, inconclusive or
     insufficient_data; each outcome carries its audit trail."""
-    from workers.reducer import run_gates
-    from workers.service import gate_specs, segmentation
+    from workers.service import run_gate_specs
 
-    specs = gate_specs(settings)
-    dims = segmentation(settings).names
-    return run_gates(engine, specs, req.release, baseline=req.baseline, dry_run=req.dryRun, dimensions=dims).as_dict()
+    return run_gate_specs(engine, settings, req.release, baseline=req.baseline, dry_run=req.dryRun)
 
 
 @router.get("/gates/runs/{run_id}", summary="A stored gate run", response_model=None)
