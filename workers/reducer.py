@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from tracejury.core.calibration import NO_AUDIT, AuditCells
 from tracejury.core.errors import ConfigError
 from tracejury.core.gate_scan import decide_scan
 from tracejury.core.gates import (
@@ -172,7 +173,10 @@ def scan_dimensions(spec: GateSpec, segments: list[SegmentInputs],
 
 
 def _arm(a: dict[str, Any]) -> Arm:
-    return Arm(**{**a, "versions": tuple(a["versions"])})
+    """An arm from its stored inputs (stored arms are never calibrated: the decision does that)."""
+    audit = a.get("audit")
+    cells = AuditCells(tuple(audit["n"]), tuple(audit["w"]), tuple(audit["w2"])) if audit else NO_AUDIT
+    return Arm(**{**a, "versions": tuple(a["versions"]), "audit": cells, "calibrated": None})
 
 
 def _inputs(d: dict[str, Any]) -> SegmentInputs:

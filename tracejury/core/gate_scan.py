@@ -32,12 +32,15 @@ from tracejury.core.gates import (
     Compared,
     GateSpec,
     Outcome,
+    Pooled,
     SegmentInputs,
     WindowArm,
     add_arms,
     baseline_rate,
+    calibrate_inputs,
     compare,
     decide_family,
+    pooled_audit,
 )
 from tracejury.core.segments import parse_segment_key
 from tracejury.core.stats import adjust
@@ -85,8 +88,10 @@ def merge_inputs(name: str, inputs: Sequence[SegmentInputs]) -> SegmentInputs:
     return SegmentInputs(name, base, tuple(wins[k] for k in sorted(wins)), cur, tail)
 
 
-def _regressed(spec: GateSpec, seg: SegmentInputs) -> Compared | None:
-    """The comparison of a cell when it has data enough to test, else None."""
+def _regressed(spec: GateSpec, seg: SegmentInputs, pooled: Pooled) -> Compared | None:
+    """The comparison of a cell when it has data enough to test, else None (calibrated with
+    its own audit labels, or the whole sample's, under ``calibration: ppi``)."""
+    seg = calibrate_inputs(spec, seg, pooled)[0]
     need = spec.required_samples(baseline_rate(spec, seg.baseline), 1)
     cur = seg.current or EMPTY
     if cur.effective_n < need or seg.baseline.effective_n < need:
@@ -101,6 +106,7 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
     scanned = [d for d in (spec.scan.dimensions or dims)]
     whole = merge_inputs("", list(by_key.values()))
     # gate-level checks (batches, judges, versions, tolerances, newest window) on the whole sample
+    pooled = pooled_audit([whole])  # a cell short of audit labels borrows the whole sample's correction
     (overall,) = decide_family(spec, [whole] if by_key else [], notes=notes, **sources)
     overall.design, overall.segment = "scan", "(scan)"
     if overall.decision in ("inconclusive", "insufficient_data"):  # gate-level: batches, judges, tolerances,
@@ -116,14 +122,14 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
             seen.add(frozenset(found[c]))
             members[c] = found[c]
     inputs = {c: merge_inputs(cell_name(c), [by_key[k] for k in ks]) for c, ks in members.items()}
-    tested = {c: got for c, seg in inputs.items() if (got := _regressed(spec, seg)) is not None}
+    tested = {c: got for c, seg in inputs.items() if (got := _regressed(spec, seg, pooled)) is not None}
     order = sorted(tested, key=lambda c: (tested[c][2], -tested[c][0], cell_name(c)))
     flags = adjust([tested[c][2] for c in order], spec.alpha, spec.correction) if order else []
     family = len(order)
     significant = [c for c, f in zip(order, flags, strict=True) if f]
     outcomes = []
     for c in significant:
-        (o,) = decide_family(spec, [inputs[c]], notes=notes, **sources)
+        (o,) = decide_family(spec, [inputs[c]], notes=notes, pooled=pooled, **sources)  # type: ignore[arg-type]
         if o.decision == "block":  # significant after the correction across the whole scan
             o.reason += f"; {spec.correction} over the {family} cells tested"
         outcomes.append((c, o))
@@ -133,9 +139,9 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
     keys_of = {c: set(members[c]) for c in members}
     level = spec.alpha / max(1, family)  # a new slice must stand out at the corrected level
     for c, o in candidates:
-        c, o = _refine(spec, c, o, dict(candidates), keys_of, by_key)
+        c, o = _refine(spec, c, o, dict(candidates), keys_of, by_key, pooled)
         covered = set().union(*(keys_of[n] for n, _ in named)) if named else set()
-        if any(c == n for n, _ in named) or _explained(spec, keys_of[c], covered, by_key, level):
+        if any(c == n for n, _ in named) or _explained(spec, keys_of[c], covered, by_key, level, pooled):
             continue
         named.append((c, o))
     undecided = [(c, o) for c, o in outcomes if o.decision in ("inconclusive", "insufficient_data")]
@@ -163,15 +169,16 @@ def decide_scan(spec: GateSpec, by_key: Mapping[str, SegmentInputs], dims: Seque
     return out
 
 
-def _rest(spec: GateSpec, keys: set[str], by_key: Mapping[str, SegmentInputs]) -> Compared | None:
+def _rest(spec: GateSpec, keys: set[str], by_key: Mapping[str, SegmentInputs], pooled: Pooled) -> Compared | None:
     """The comparison of a cell's part on ``keys`` (None when empty or too small to test)."""
     if not keys:
         return None
-    return _regressed(spec, merge_inputs("", [by_key[k] for k in sorted(keys)]))
+    return _regressed(spec, merge_inputs("", [by_key[k] for k in sorted(keys)]), pooled)
 
 
 def _refine(spec: GateSpec, c: Cell, o: Outcome, candidates: Mapping[Cell, Outcome],
-            keys_of: Mapping[Cell, set[str]], by_key: Mapping[str, SegmentInputs]) -> tuple[Cell, Outcome]:  # fmt: skip
+            keys_of: Mapping[Cell, set[str]], by_key: Mapping[str, SegmentInputs],
+            pooled: Pooled) -> tuple[Cell, Outcome]:  # fmt: skip
     """Narrow ``c`` to a regressed sub-cell ``d`` while the rest of ``c`` holds enough to test,
     shows no rise beyond the margin (uncorrected) and rose clearly less than ``d`` (the upper
     bound of its rise is below ``d``'s estimate) — the simplest, then most significant, such
@@ -183,7 +190,7 @@ def _refine(spec: GateSpec, c: Cell, o: Outcome, candidates: Mapping[Cell, Outco
         for d, od in ranked:
             if d == c or not keys_of[d] < keys_of[c] or od.estimate is None:
                 continue
-            rest = _rest(spec, keys_of[c] - keys_of[d], by_key)
+            rest = _rest(spec, keys_of[c] - keys_of[d], by_key, pooled)
             if rest is not None and rest[2] > spec.alpha and rest[1][1] < od.estimate:
                 c, o, narrowed = d, od, True
                 break
@@ -191,10 +198,10 @@ def _refine(spec: GateSpec, c: Cell, o: Outcome, candidates: Mapping[Cell, Outco
 
 
 def _explained(spec: GateSpec, keys: set[str], covered: set[str], by_key: Mapping[str, SegmentInputs],
-               level: float) -> bool:  # fmt: skip
+               level: float, pooled: Pooled) -> bool:  # fmt: skip
     """A cell overlaps the slices named so far, and what remains of it outside them is too
     small to test or shows no rise at the corrected ``level``."""
     if not keys & covered:
         return False
-    rest = _rest(spec, keys - covered, by_key)
+    rest = _rest(spec, keys - covered, by_key, pooled)
     return rest is None or rest[2] > level

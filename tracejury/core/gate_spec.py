@@ -15,6 +15,8 @@ from tracejury.core.yamlconf import load_model
 __all__ = [
     "SIGNAL_METRICS",
     "Baseline",
+    "Calibration",
+    "Floor",
     "GateSpec",
     "Hysteresis",
     "Margin",
@@ -42,14 +44,17 @@ class Metric(_Strict):
     """Share of an evaluator's evaluations that are ``judge_failed``."""
     signal: Literal[SIGNAL_METRICS] | None = None  # type: ignore[valid-type]
     """A weak signal over all traces (``latency_over`` needs ``bound_ms``)."""
+    judge_agreement: str | None = None
+    """How well a rubric's judge agrees with people on the audit labels (needs ``floor``):
+    below the floor, that rubric's judged gates are inconclusive."""
     bound_ms: int | None = Field(default=None, ge=0)
     """For ``latency_over``: the latency bound."""
 
     @model_validator(mode="after")
     def _one(self) -> Metric:
-        chosen = [x for x in (self.evaluator, self.judge_failure_rate, self.signal) if x]
+        chosen = [x for x in (self.evaluator, self.judge_failure_rate, self.signal, self.judge_agreement) if x]
         if len(chosen) != 1:
-            raise ValueError("set exactly one of evaluator, judge_failure_rate, signal")
+            raise ValueError("set exactly one of evaluator, judge_failure_rate, signal, judge_agreement")
         if (self.signal == "latency_over") != (self.bound_ms is not None):
             raise ValueError("bound_ms goes with signal: latency_over, and only with it")
         return self
@@ -61,6 +66,8 @@ class Metric(_Strict):
             return f"fail rate of {self.evaluator}"
         if self.judge_failure_rate:
             return f"judge failure rate of {self.judge_failure_rate}"
+        if self.judge_agreement:
+            return f"judge agreement of {self.judge_agreement}"
         if self.signal == "latency_over":
             return f"latency over {self.bound_ms} ms"
         return f"{self.signal} rate"
@@ -151,6 +158,36 @@ class Scan(_Strict):
     """Also scan pairs of dimension values (cells with enough data in both arms)."""
 
 
+class Calibration(_Strict):
+    """Correct a judged rate with people's audit labels (``tracejury.core.calibration``)."""
+
+    method: Literal["ppi", "none"] = "none"
+    min_labels: int = Field(default=30, ge=1)
+    """Audit labels an arm needs before its rate is calibrated: a group with fewer borrows
+    the correction pooled over its arm's groups; an arm with fewer in all is judge-only,
+    with a ``calibration: none`` note (both arms then, never one calibrated against one not)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: object) -> object:
+        return {"method": value} if isinstance(value, str) else value
+
+
+class Floor(_Strict):
+    """The least agreement with people a judge must keep (``judge_agreement`` gates)."""
+
+    kappa: float | None = Field(default=None, ge=-1, le=1)
+    """Cohen's kappa (1/p-weighted) on the audit labels."""
+    agreement: float | None = Field(default=None, ge=0, le=1)
+    """Observed agreement (1/p-weighted): the share of audit labels equal to the judge's."""
+
+    @model_validator(mode="after")
+    def _some(self) -> Floor:
+        if self.kappa is None and self.agreement is None:
+            raise ValueError("a floor sets kappa, agreement or both")
+        return self
+
+
 class GateSpec(_Strict):
     """One gate, as YAML in ``rubrics/gates/``."""
 
@@ -182,9 +219,20 @@ class GateSpec(_Strict):
     """Scan segment slices instead of grouping (evaluator metrics; no ``group_by``)."""
     cluster: Literal["session"] | None = None
     """Traces of one session are correlated: use the cluster-robust effective sample size."""
+    calibration: Calibration = Calibration()
+    """``ppi``: the rate the decision uses is the judge's corrected by the audit labels
+    (evaluator metrics of a judged rubric)."""
+    floor: Floor | None = None
+    """``judge_agreement`` gates: the agreement below which the judge is broken."""
 
     @model_validator(mode="after")
     def _consistent(self) -> GateSpec:
+        if (self.metric.judge_agreement is None) != (self.floor is None):
+            raise ValueError("floor goes with metric: judge_agreement, and it needs one")
+        if self.metric.judge_agreement is not None and (self.group_by or self.scan is not None):
+            raise ValueError("a judge_agreement gate has one outcome per rubric version: no group_by or scan")
+        if self.calibration.method == "ppi" and self.metric.evaluator is None:
+            raise ValueError("calibration: ppi goes with metric: evaluator (a judged rubric)")
         if (self.interval == "wilson") != (self.baseline.kind == "threshold"):
             raise ValueError("interval wilson goes with a threshold baseline (a single rate)")
         if self.scan is not None and (self.group_by or self.metric.evaluator is None):
@@ -196,7 +244,7 @@ class GateSpec(_Strict):
     @property
     def sampled(self) -> bool:
         """An evaluator metric: decided on the release's sample, not on traffic windows."""
-        return self.metric.signal is None
+        return self.metric.evaluator is not None or self.metric.judge_failure_rate is not None
 
     @property
     def evaluator_id(self) -> str | None:

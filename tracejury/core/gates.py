@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from tracejury.core.calibration import NO_AUDIT, AuditCells, Calibrated, JudgeSums, ppi
 from tracejury.core.gate_spec import GateSpec
 from tracejury.core.stats import adjust, newcombe_diff, one_sided_p, wilson
 
 __all__ = [
     "DECISION_ORDER",
     "Arm",
+    "Pooled",
     "GateSpec",
     "Outcome",
     "SegmentInputs",
@@ -76,11 +78,28 @@ class Arm:
     """``missing_evidence`` evaluations (outside the rate; their share has a tolerance)."""
     weight_missing: float = 0.0
     """Σw over ``missing_evidence`` evaluations."""
+    audit: AuditCells = NO_AUDIT
+    """People's labels on the arm's audit draw, against the judge (``core.calibration``)."""
+    calibrated: Calibrated | None = None
+    """Set by a gate with ``calibration: ppi``: then ``rate`` and ``effective_n`` are the
+    calibrated ones, and ``judge_rate`` the judge's."""
+    strata: str = ""
+    """Where the calibration's labels came from: ``group`` (its own), ``pooled`` (its arm's)."""
+
+    @property
+    def judge_rate(self) -> float:
+        """The judge's weighted (Horvitz–Thompson ratio) rate."""
+        return self.weight_failed / self.weight_sum if self.weight_sum > 0 else 0.0
 
     @property
     def rate(self) -> float:
-        """Weighted (Horvitz–Thompson ratio) rate."""
-        return self.weight_failed / self.weight_sum if self.weight_sum > 0 else 0.0
+        """The rate decisions use: the calibrated one when calibrated, else the judge's."""
+        return self.calibrated.rate if self.calibrated is not None else self.judge_rate
+
+    def judge_sums(self) -> JudgeSums:
+        """The judge side of a calibration."""
+        sq_failed = self.weight_sq_failed if self.weight_sq_failed is not None else float(self.failures)
+        return JudgeSums(self.n, self.weight_sum, self.weight_failed, self.weight_sq, sq_failed)
 
     @property
     def effective_n(self) -> float:
@@ -88,7 +107,10 @@ class Arm:
         with ``v`` the linearization variance of the ratio estimator,
         ``Σ w²(y − p)² / (Σw)²`` — when the failures are oversampled (small w), the rate is
         known better than Kish's ``(Σw)²/Σw²`` says. Kish's when the rate is 0 or 1 or the
-        failed weights are unknown; the cluster-robust n when it is smaller."""
+        failed weights are unknown; the cluster-robust n when it is smaller. Calibrated:
+        ``p(1−p)`` over the calibrated variance (``core.calibration``)."""
+        if self.calibrated is not None:
+            return self.calibrated.effective_n
         kish = self.weight_sum**2 / self.weight_sq if self.weight_sq > 0 else 0.0
         n = kish
         p = self.rate
@@ -128,7 +150,7 @@ def add_arms(a: Arm | None, b: Arm) -> Arm:
         a.failures + b.failures, a.n + b.n, a.weight_failed + b.weight_failed, a.weight_sum + b.weight_sum,
         a.weight_sq + b.weight_sq, a.judge_failed + b.judge_failed, tuple(sorted({*a.versions, *b.versions})),
         None, a.human_labels + b.human_labels, sq_failed, a.weight_judge_failed + b.weight_judge_failed,
-        a.missing + b.missing, a.weight_missing + b.weight_missing,
+        a.missing + b.missing, a.weight_missing + b.weight_missing, a.audit + b.audit,
     )  # fmt: skip
 
 
@@ -247,11 +269,83 @@ def plain(value: Any) -> Any:
 
 
 def arm_dict(arm: Arm) -> dict[str, Any]:
-    """An arm as the outcome shows it."""
-    return {"failures": arm.failures, "n": arm.n, "rate": arm.rate,
+    """An arm as the outcome shows it: ``rate`` is the estimate the decision used,
+    ``judgeRate`` the judge's, ``calibration`` how one became the other."""
+    return {"failures": arm.failures, "n": arm.n, "rate": arm.rate, "judgeRate": arm.judge_rate,
             "effectiveN": arm.effective_n, "judgeFailed": arm.judge_failed,
             "judgeFailureShare": arm.judge_failure_share, "missingEvidence": arm.missing,
-            "versions": list(arm.versions), "humanLabels": arm.human_labels}  # fmt: skip
+            "versions": list(arm.versions), "humanLabels": arm.human_labels,
+            "calibration": calibration_dict(arm)}  # fmt: skip
+
+
+def calibration_dict(arm: Arm) -> dict[str, Any]:
+    """``{"method": "ppi" | "none", "labelled": n, …}`` of an arm."""
+    c = arm.calibrated
+    if c is None:
+        return {"method": "none", "labelled": arm.audit.labelled}
+    lo, hi = c.interval()
+    return {"method": "ppi", "labelled": c.labelled, "strata": arm.strata, "lambda": c.lam,
+            "humanRate": c.human_rate, "variance": c.variance, "interval95": [lo, hi]}  # fmt: skip
+
+
+Pooled = dict[str, tuple[AuditCells, int]]
+"""Per side (``current``, ``baseline``): the audit labels and n a group borrows when it
+holds too few labels of its own."""
+
+
+def pooled_audit(segments: Sequence[SegmentInputs]) -> Pooled:
+    """Each side's audit labels and n summed over the segment groups."""
+    out: Pooled = {}
+    for side in ("current", "baseline"):
+        cells, n = NO_AUDIT, 0
+        for seg in segments:
+            arm = seg.current if side == "current" else seg.baseline
+            if arm is not None:
+                cells, n = cells + arm.audit, n + arm.n
+        out[side] = (cells, n)
+    return out
+
+
+def calibrate(arm: Arm, source: tuple[AuditCells, int, str]) -> Arm:
+    """The arm with its rate calibrated from ``source`` (labels, the n they were drawn from,
+    ``group`` or ``pooled``)."""
+    cells, drawn_from, strata = source
+    if arm.n == 0:
+        return arm
+    return replace(arm, calibrated=ppi(arm.judge_sums(), cells, drawn_from=drawn_from), strata=strata)
+
+
+def _label_source(spec: GateSpec, arm: Arm, pooled: tuple[AuditCells, int]) -> tuple[AuditCells, int, str] | None:
+    """The group's own labels when it holds ``min_labels``, else its arm's pooled ones when
+    they do, else None."""
+    need = spec.calibration.min_labels
+    if arm.audit.labelled >= need:
+        return arm.audit, arm.n, "group"
+    if pooled[0].labelled >= need:
+        return pooled[0], pooled[1], "pooled"
+    return None
+
+
+def calibrate_inputs(spec: GateSpec, seg: SegmentInputs, pooled: Pooled
+                     ) -> tuple[SegmentInputs, tuple[AuditCells, int, str] | None, str | None]:  # fmt: skip
+    """A segment's inputs with both arms calibrated (``calibration: ppi``), the current arm's
+    label source (its parts use it), and a note when the calibration could not be made —
+    then neither arm is calibrated: one calibrated arm against a judge-only one would
+    compare the judge's error with people's."""
+    if spec.calibration.method != "ppi":
+        return seg, None, None
+    cur = seg.current or EMPTY
+    sides = [("current", cur)] + ([] if _threshold(spec) else [("baseline", seg.baseline)])
+    sources = {name: _label_source(spec, arm, pooled[name]) for name, arm in sides}
+    short = [name for name, src in sources.items() if src is None]
+    if short:
+        have = ", ".join(f"{name} {pooled[name][0].labelled}" for name in short)
+        return seg, None, (f"calibration: none — audit labels in the arm ({have}) are fewer than"
+                           f" {spec.calibration.min_labels}: the judge's rate is used uncorrected")  # fmt: skip
+    cur_src = sources["current"]
+    assert cur_src is not None
+    base = seg.baseline if _threshold(spec) else calibrate(seg.baseline, sources["baseline"])  # type: ignore[arg-type]
+    return replace(seg, current=calibrate(cur, cur_src), baseline=base), cur_src, None
 
 
 Compared = tuple[float, tuple[float, float], float]
@@ -384,11 +478,13 @@ def decide_family(
     baseline: Source | None = None,
     empty_reason: str = "",
     notes: Sequence[str] = (),
+    pooled: Pooled | None = None,
 ) -> list[Outcome]:
     """Decide every segment group of one gate in one run (the correction's family).
 
     Always at least one outcome: a gate with no segment group gets one ``insufficient_data``
-    outcome saying why (``empty_reason``)."""
+    outcome saying why (``empty_reason``). ``pooled``: the audit labels groups short of
+    their own borrow (default: summed over ``segments``; a scan passes the whole sample's)."""
     notes = [*notes, *source_notes(current, baseline)]
     problem = source_problems(spec, current, baseline)
     if not segments:
@@ -401,7 +497,7 @@ def decide_family(
             outs.append(_outcome(spec, seg, problem[0], problem[1], need, seg.current, notes))
         return outs
     if spec.sampled:
-        return _decide_sampled(spec, segments, notes)
+        return _decide_sampled(spec, segments, notes, pooled if pooled is not None else pooled_audit(segments))
     return _decide_windows(spec, segments, notes)
 
 
@@ -439,7 +535,9 @@ def parts(seg: SegmentInputs, k: int) -> list[Arm]:
     return out
 
 
-def _decide_sampled(spec: GateSpec, segments: Sequence[SegmentInputs], notes: list[str]) -> list[Outcome]:
+def _decide_sampled(spec: GateSpec, raw: Sequence[SegmentInputs], notes: list[str], pooled: Pooled) -> list[Outcome]:
+    calibrated = [calibrate_inputs(spec, seg, pooled) for seg in raw]
+    segments = [c[0] for c in calibrated]
     m = len(segments)
     needs = [spec.required_samples(baseline_rate(spec, s.baseline), m) for s in segments]
     compared: dict[int, Compared] = {}
@@ -451,13 +549,18 @@ def _decide_sampled(spec: GateSpec, segments: Sequence[SegmentInputs], notes: li
     flags = adjust([compared[i][2] for i in order], spec.alpha, spec.correction) if order else []
     significant = dict(zip(order, flags, strict=True))
     return [
-        _decide_sample_one(spec, seg, needs[i], compared.get(i), significant.get(i, False), len(order), notes)
+        _decide_sample_one(spec, seg, needs[i], compared.get(i), significant.get(i, False), len(order),
+                           [*notes, *([calibrated[i][2]] if calibrated[i][2] else [])], calibrated[i][1])
         for i, seg in enumerate(segments)
     ]
 
 
+LabelSource = tuple[AuditCells, int, str]
+"""Audit labels, the n they were drawn from, and ``group`` or ``pooled``."""
+
+
 def _decide_sample_one(spec: GateSpec, seg: SegmentInputs, need: int, got: Compared | None, significant: bool,
-                       family: int, notes: list[str]) -> Outcome:  # fmt: skip
+                       family: int, notes: list[str], labels: LabelSource | None) -> Outcome:  # fmt: skip
     cur = seg.current or EMPTY
     base_rate = baseline_rate(spec, seg.baseline)
     margin = spec.margin.of(base_rate)
@@ -465,6 +568,12 @@ def _decide_sample_one(spec: GateSpec, seg: SegmentInputs, need: int, got: Compa
     out.family_size = family if got is not None else 0
     k = spec.hysteresis.windows
     cut = parts(seg, k)
+    if labels is not None:  # each part calibrated with the arm's correction (a part holds too few labels)
+        cut = [calibrate(part, labels) for part in cut]
+        base_cal = "" if _threshold(spec) or seg.baseline.calibrated is None else (
+            f", baseline {seg.baseline.calibrated.labelled} ({seg.baseline.strata})")
+        out.notes.append(f"calibration: ppi on audit labels: current {labels[0].labelled} ({labels[2]}){base_cal};"
+                         " each part uses the current arm's correction")  # fmt: skip
     for j, part in enumerate(cut):
         est, interval, p = compare(spec, part, seg.baseline, margin)
         out.windows.append(WindowResult(j, part.n, part.effective_n, part.rate, est, interval, p, est > margin,

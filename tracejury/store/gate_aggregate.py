@@ -20,9 +20,16 @@ that return the same rows:
 
 **Human labels** supersede the judge's verdict in evaluator metrics: the newest review
 label of a (trace, evaluator) with a ``passed`` replaces the verdict of that trace's
-evaluation in the arm (a ``judge_failed`` one becomes a counted verdict). A small query over
-the labelled traces returns corrections — the judge's row taken out, the human's put in —
-so the large aggregation stays index-only.
+evaluation in the arm (a ``judge_failed`` one becomes a counted verdict) — unless the trace
+went to review for the audit alone. A small query over the labelled traces returns
+corrections — the judge's row taken out, the human's put in — so the large aggregation stays
+index-only.
+
+**Audit labels** measure the judge rather than fix one trace (``tracejury.core.calibration``):
+``audit_rows`` returns, per segment key and window, the labelled audit items of the arm's
+batch as cells (judge failed, person failed) with count, Σv and Σv², v = 1/inclusion_p. The
+"judge" of an item escalated for another reason too is its label (it would have been
+labelled without the audit, so the predictor is the same whether or not it was audited).
 """
 
 from __future__ import annotations
@@ -38,14 +45,16 @@ from sqlalchemy.sql import ColumnElement
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import GateSpec
-from tracejury.store.tables import Batch, EvaluationRow, ReviewLabel, StoredTrace
+from tracejury.store.tables import Batch, EvaluationRow, ReviewItem, ReviewLabel, StoredTrace
 
 __all__ = [
     "ArmTraffic",
     "Plan",
     "Row",
     "Window",
+    "AuditRow",
     "aggregate",
+    "audit_rows",
     "choose_batches",
     "distinct_values",
     "trace_conditions",
@@ -56,6 +65,9 @@ __all__ = [
 _T = StoredTrace.__table__
 _E = EvaluationRow.__table__
 _L = ReviewLabel.__table__
+_R = ReviewItem.__table__
+AUDIT_ONLY = '["audit"]'
+"""A review item's reasons when the audit alone sent it (reasons are stored as a JSON list)."""
 _B = Batch.__table__
 _SIGNAL_COLUMN = {
     "format_invalid": "format_invalid", "tool_timeout": "tool_timeout", "tool_error": "tool_error",
@@ -390,6 +402,17 @@ def _seek_rows(conn: Connection, evaluator: str, release: str, batch: str, wins:
     return rows
 
 
+def _newest_labels(evaluator: str) -> Any:
+    """SELECT trace_id, passed, item_id of the newest label of each (trace, evaluator)."""
+    newer = _L.alias("newer_label")
+    return select(_L.c.trace_id, _L.c.passed, _L.c.item_id).where(
+        _L.c.evaluator_id == evaluator,
+        ~exists().where(
+            newer.c.evaluator_id == _L.c.evaluator_id, newer.c.trace_id == _L.c.trace_id, newer.c.id > _L.c.id
+        ),
+    )  # fmt: skip
+
+
 def _label_rows(conn: Connection, spec: GateSpec, evaluator: str, traffic: ArmTraffic, wins: Sequence[Window],
                 chosen: list[str]) -> list[Row]:  # fmt: skip
     """Corrections for human labels: per group of labelled evaluations, the judge's rows
@@ -398,17 +421,8 @@ def _label_rows(conn: Connection, spec: GateSpec, evaluator: str, traffic: ArmTr
     The newest label (by id) of each (trace, evaluator) with a ``passed``, LEFT JOINed to
     the arm's evaluation of that trace: the left side of a LEFT JOIN drives the loop, so
     the work follows the labels (an index seek each), not the arm's rows."""
-    newer = _L.alias("newer_label")
-    lab = (
-        select(_L.c.trace_id, _L.c.passed)
-        .where(
-            _L.c.evaluator_id == evaluator,
-            ~exists().where(
-                newer.c.evaluator_id == _L.c.evaluator_id, newer.c.trace_id == _L.c.trace_id, newer.c.id > _L.c.id
-            ),
-        )  # fmt: skip
-        .subquery("lab")
-    )
+    lab = _newest_labels(evaluator).where(~exists().where(_R.c.id == _L.c.item_id, _R.c.reasons == AUDIT_ONLY))
+    lab = lab.subquery("lab")
     filters = trace_filter(spec)
     on = [
         # coalesce keeps the evaluator out of index choice: without statistics SQLite would
@@ -439,3 +453,37 @@ def _label_rows(conn: Connection, spec: GateSpec, evaluator: str, traffic: ArmTr
         rows.append(_verdict_row(False, key, w, version, status, passed, -n, -ws, -wsq, sid))
         rows.append(_verdict_row(False, key, w, version, "scored", human, n, ws, wsq, sid, labels=n))
     return rows
+
+
+AuditRow = tuple[str, int, bool, bool, int, float, float]
+"""(segment key, window, judge failed, person failed, labels, Σv, Σv²)."""
+
+
+def audit_rows(conn: Connection, spec: GateSpec, traffic: ArmTraffic, wins: Sequence[Window],
+               chosen: list[str]) -> list[AuditRow]:  # fmt: skip
+    """The arm's labelled audit items (module docstring): the newest label of each (trace,
+    evaluator) whose review item the audit drew for the version the arm's batch scored."""
+    evaluator = spec.metric.evaluator
+    if not chosen or evaluator is None:
+        return []
+    lab = _newest_labels(evaluator).add_columns(_R.c.reasons, _R.c.inclusion_p, _R.c.evaluator_version.label("ver"))
+    lab = lab.join(_R, _R.c.id == _L.c.item_id).where(_R.c.reasons.like('%"audit"%'), _L.c.passed.is_not(None))
+    lab = lab.subquery("audit_lab")
+    filters = trace_filter(spec)
+    on = [
+        _E.c.trace_id == lab.c.trace_id, func.coalesce(_E.c.evaluator_id, "") == evaluator,
+        _E.c.evaluator_version == lab.c.ver, _E.c.batch_id.in_(chosen),
+        traffic.on(_E.c.release_id, _E.c.trace_ts), _E.c.status == "scored", _E.c.passed.is_not(None),
+    ]  # fmt: skip
+    if filters:
+        on.append(exists().where(_T.c.trace_id == _E.c.trace_id, *filters))
+    human_failed = lab.c.passed.is_(False)
+    judge_failed = case((lab.c.reasons == AUDIT_ONLY, _E.c.passed.is_(False)), else_=human_failed)
+    v = case((lab.c.inclusion_p > 0, 1.0 / lab.c.inclusion_p), else_=_E.c.weight)
+    stmt = (
+        select(_E.c.segment_key, window_case(wins, _E.c.trace_ts).label("w"), judge_failed.label("g"),
+               human_failed.label("h"), func.count(), func.sum(v), func.sum(v * v))
+        .select_from(lab.join(_E, and_(*on)))
+        .group_by(_E.c.segment_key, "w", "g", "h")
+    )  # fmt: skip
+    return [(r[0], r[1], bool(r[2]), bool(r[3]), r[4], float(r[5]), float(r[6])) for r in conn.execute(stmt)]

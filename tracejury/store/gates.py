@@ -21,11 +21,22 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy import Connection, Engine, and_, func, select
 
+from tracejury.core.calibration import AuditCells
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import EMPTY, Arm, GateSpec, Outcome, SegmentInputs, Source, WindowArm, add_arms
 from tracejury.core.segments import key_matches, parse_segment_key, project_key
 from tracejury.core.stats import cluster_effective_n_from_sums
-from tracejury.store.gate_aggregate import ArmTraffic, Plan, Row, Window, aggregate, trace_filter, windows
+from tracejury.store.gate_aggregate import (
+    ArmTraffic,
+    AuditRow,
+    Plan,
+    Row,
+    Window,
+    aggregate,
+    audit_rows,
+    trace_filter,
+    windows,
+)
 from tracejury.store.tables import Batch, GateOutcome, GateRun, StoredTrace
 
 __all__ = [
@@ -78,9 +89,11 @@ Sessions = dict[str, list[float]]
 """Session → [Σw, Σw·failed] of its verdicts (for the cluster-robust effective n)."""
 
 
-def _fold(rows: Sequence[Row], spec: GateSpec) -> tuple[dict[tuple[str, int], Arm], dict[tuple[str, int], Sessions]]:
+def _fold(rows: Sequence[Row], spec: GateSpec, audit: Sequence[AuditRow] = ()
+          ) -> tuple[dict[tuple[str, int], Arm], dict[tuple[str, int], Sessions]]:  # fmt: skip
     """Arms per (segment group, window), and their per-session sums when clustering. A scan
-    gate's groups are whole segment keys (its cells are built from them)."""
+    gate's groups are whole segment keys (its cells are built from them). ``audit`` rows
+    become each arm's audit cells."""
     acc: dict[tuple[str, int], list[Any]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, set(), 0])
     sessions: dict[tuple[str, int], Sessions] = defaultdict(dict)
     groups: dict[str | None, str | None] = {}  # segment key -> its group (None: filtered out), once per key
@@ -102,6 +115,13 @@ def _fold(rows: Sequence[Row], spec: GateSpec) -> tuple[dict[tuple[str, int], Ar
             s[0] += ws
             s[1] += wf
     arms = {k: _arm(v, sessions.get(k), spec) for k, v in acc.items()}
+    cells: dict[tuple[str, int], list[tuple[bool, bool, int, float, float]]] = defaultdict(list)
+    for key, w, g, h, n, v, v2 in audit:
+        group = groups.get(key)
+        if group is not None and (group, w) in arms:
+            cells[(group, w)].append((g, h, n, v, v2))
+    for k, items in cells.items():
+        arms[k] = replace(arms[k], audit=AuditCells.grouped(items))
     return arms, sessions
 
 
@@ -174,6 +194,7 @@ class _ArmRead:
     pending: list[str]
     judges: tuple[str, ...]
     unscored: str
+    audit: list[AuditRow]
 
 
 def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool, plan: Plan) -> _ArmRead:
@@ -185,7 +206,8 @@ def _read_arm(engine: Engine, spec: GateSpec, traffic: ArmTraffic, outside: bool
         rows = aggregate(conn, spec, traffic, wins, batches, outside=outside, plan=plan, pending=pending)
         judges = judge_identity(conn, batches, spec.evaluator_id) if spec.evaluator_id else ()
         unscored = _unscored(conn, traffic.release, batches) if spec.sampled and traffic.rolling is None else ""
-    return _ArmRead(wins, rows, batches, pending, judges, unscored)
+        audit = audit_rows(conn, spec, traffic, wins, batches) if spec.calibration.method == "ppi" else []
+    return _ArmRead(wins, rows, batches, pending, judges, unscored, audit)
 
 
 def judge_identity(conn: Connection, batches: Sequence[str], evaluator: str) -> tuple[str, ...]:
@@ -272,12 +294,12 @@ def gate_inputs(
         cur = _read_arm(engine, spec, current_traffic, sampled, plan)
         base = base_read.result() if base_read else _read_arm(engine, spec, traffic, True, plan) if traffic else None
     wins = cur.windows
-    current, current_sessions = _fold(cur.rows, spec)
+    current, current_sessions = _fold(cur.rows, spec, cur.audit)
     b_count = 0
     if base is not None:
         b_count = len(base.windows)
         base_meta["windows"] = b_count
-        per_window, per_window_sessions = _fold(base.rows, spec)
+        per_window, per_window_sessions = _fold(base.rows, spec, base.audit)
         if sampled:
             base_meta["batches"] = base.batches
     whole = _whole(per_window, per_window_sessions)

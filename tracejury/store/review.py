@@ -131,7 +131,7 @@ def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRu
     checker_ids = {c for r in rubrics for c in r.escalation.on_checker_disagreement}
     stmt = select(
         _E.c.id, _E.c.trace_id, _E.c.evaluator_id, _E.c.evaluator_version, _E.c.status, _E.c.passed,
-        _E.c.confidence, _E.c.sample_labels, _E.c.release_id, _E.c.segment_key,
+        _E.c.confidence, _E.c.sample_labels, _E.c.release_id, _E.c.segment_key, _E.c.weight,
     ).where(_E.c.batch_id == batch_id, _E.c.evaluator_id.in_(bindparam("ids", expanding=True)))  # fmt: skip
     now = _now()
     rows: list[dict[str, Any]] = []
@@ -147,11 +147,14 @@ def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRu
                              trace_id=e.trace_id, judgment=_judgment(e), checkers=mine)  # fmt: skip
             if found is None:
                 continue
+            audit_rate = rubric.escalation.audit_rate if "audit" in found.reasons else None
             rows.append({
                 "trace_id": e.trace_id, "evaluator_id": e.evaluator_id, "evaluator_version": e.evaluator_version,
                 "batch_id": batch_id, "release_id": e.release_id or "", "segment_key": e.segment_key or "",
                 "reasons": orjson.dumps(list(found.reasons)).decode(), "priority": found.priority,
                 "evaluation_ids": orjson.dumps(list(found.evaluation_ids)).decode(), "state": "pending",
+                "audit_rate": audit_rate,
+                "inclusion_p": audit_rate / e.weight if audit_rate is not None and e.weight else None,
                 "created_at": now, "updated_at": now,
             })  # fmt: skip
     inserted = 0

@@ -337,6 +337,11 @@ class ReviewItem(SQLModel, table=True):
     """Higher is reviewed first."""
     evaluation_ids: str
     """JSON list of the evaluation ids behind the escalation."""
+    audit_rate: float | None = None
+    """Audit items: the probability the audit draw took this scored judgment (the rubric's rate)."""
+    inclusion_p: float | None = None
+    """Audit items: the trace's probability of being audited, batch p × ``audit_rate``
+    (calibration weights its label by the inverse)."""
     state: str = Field(max_length=16)
     """``pending``, ``claimed``, ``labelled`` or ``skipped``."""
     claimed_by: str | None = Field(default=None, max_length=128)
