@@ -1,11 +1,12 @@
 """The mock judge: an OpenAI-compatible server whose verdicts follow the evidence.
 
-Pure parts (verdicts, fault plans, response bodies) are importable without aiohttp running;
-``serve`` and ``start_mock_judge`` run the server.
+Pure parts (verdicts, bias flips, fault plans, response bodies) are importable without aiohttp
+running; ``serve`` and ``start_mock_judge`` run the server.
 """
 
 from __future__ import annotations
 
+from judges.mock.bias import BIAS_KEYS, Bias, flip_draw
 from judges.mock.faults import FAULT_KINDS, HANG_S, FaultKind, FaultPlan, faulty_reply, parse_faults
 from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_list
 from judges.mock.server import MockJudge, build_app, running_mock_judge, serve, start_mock_judge
@@ -19,15 +20,18 @@ from judges.mock.verdict import (
     evidence_of,
     labels_of,
     reply_for,
+    rubric_of,
 )
 
 __all__ = [
+    "BIAS_KEYS",
     "CONFIDENCE",
     "DEFAULT_LABELS",
     "FAULT_KINDS",
     "HANG_S",
     "MOCK_MODEL",
     "Assessment",
+    "Bias",
     "FaultKind",
     "FaultPlan",
     "MockJudge",
@@ -39,10 +43,12 @@ __all__ = [
     "error_body",
     "evidence_of",
     "faulty_reply",
+    "flip_draw",
     "labels_of",
     "model_list",
     "parse_faults",
     "reply_for",
+    "rubric_of",
     "running_mock_judge",
     "serve",
     "start_mock_judge",

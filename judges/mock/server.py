@@ -1,7 +1,8 @@
 """The mock judge: an OpenAI-compatible HTTP server (aiohttp) with latency and faults.
 
     POST /v1/chat/completions   a verdict computed from the request's evidence (verdict.py),
-                                or the fault the plan draws for it (faults.py)
+                                perhaps flipped by a bias (bias.py), or the fault the plan
+                                draws for it (faults.py)
     GET  /v1/models             the one model, ``mock-judge``
     GET  /health                ``{"status": "ok"}``
 
@@ -28,6 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from judges.mock.bias import Bias
 from judges.mock.faults import HANG_S, FaultPlan, faulty_reply, parse_faults
 from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_list
 from judges.mock.verdict import labels_of, reply_for
@@ -42,8 +44,9 @@ _RETRY_AFTER_S = "1"
 class _Handlers:
     """The request handlers and the little state they share (latency draws, bodies seen)."""
 
-    def __init__(self, plan: FaultPlan, latency_ms: float, latency_sigma: float) -> None:
+    def __init__(self, plan: FaultPlan, bias: Bias, latency_ms: float, latency_sigma: float) -> None:
         self.plan = plan
+        self.bias = bias
         self.latency_ms = latency_ms
         self.latency_sigma = latency_sigma
         self.rng = random.Random(plan.seed)
@@ -89,7 +92,7 @@ class _Handlers:
             limited = error_body("injected fault http429", "rate_limit_error", "rate_limit")
             return _json(limited, 429, headers={"Retry-After": _RETRY_AFTER_S})
         model = body.get("model") if isinstance(body.get("model"), str) else MOCK_MODEL
-        reply = reply_for(body)
+        reply = reply_for(body, bias=self.bias, seed=self.plan.seed)
         content: str | None
         refusal = None
         if fault == "refusal":
@@ -135,11 +138,25 @@ def _plan(latency_ms: float, latency_sigma: float, faults: str, seed: int) -> Fa
     return FaultPlan(parse_faults(faults), seed)
 
 
+def _bias(bias: Bias | str) -> Bias:
+    return bias if isinstance(bias, Bias) else Bias.parse(bias)
+
+
 def build_app(
-    *, latency_ms: float = 0, latency_sigma: float = 0, faults: str = "", seed: int = 0
+    *,
+    latency_ms: float = 0,
+    latency_sigma: float = 0,
+    faults: str = "",
+    seed: int = 0,
+    bias: Bias | str = "",
 ) -> web.Application:
-    """The mock judge's aiohttp application (bad arguments raise :class:`ConfigError`)."""
-    handlers = _Handlers(_plan(latency_ms, latency_sigma, faults, seed), latency_ms, latency_sigma)
+    """The mock judge's aiohttp application (bad arguments raise :class:`ConfigError`).
+
+    ``seed`` drives the fault draws and the bias flips; ``bias`` is a :class:`Bias` or its
+    spec (``fail_to_pass=0.3,pass_to_fail=0.1``).
+    """
+    plan = _plan(latency_ms, latency_sigma, faults, seed)
+    handlers = _Handlers(plan, _bias(bias), latency_ms, latency_sigma)
     app = web.Application(client_max_size=8 * 2**20)
     app.router.add_post("/v1/chat/completions", handlers.chat)
     app.router.add_get("/v1/models", handlers.models)
@@ -176,9 +193,10 @@ async def start_mock_judge(
     latency_sigma: float = 0,
     faults: str = "",
     seed: int = 0,
+    bias: Bias | str = "",
 ) -> MockJudge:
     """Start a mock judge in the running loop; port 0 picks a free port (see ``.port``)."""
-    app = build_app(latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed)
+    app = build_app(latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
     )
@@ -202,10 +220,11 @@ async def running_mock_judge(
     latency_sigma: float = 0,
     faults: str = "",
     seed: int = 0,
+    bias: Bias | str = "",
 ) -> AsyncIterator[MockJudge]:
     """``async with running_mock_judge(...) as judge:`` — started, then stopped on exit."""
     judge = await start_mock_judge(
-        host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed
+        host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias
     )
     try:
         yield judge
@@ -221,6 +240,7 @@ def serve(
     latency_sigma: float = 0,
     faults: str = "",
     seed: int = 0,
+    bias: Bias | str = "",
     announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the mock judge until SIGINT or SIGTERM (blocking; ``tracejury mock-judge``).
@@ -229,6 +249,7 @@ def serve(
     ``mock judge listening on http://HOST:PORT/v1`` goes to ``announce`` (default stdout).
     """
     _plan(latency_ms, latency_sigma, faults, seed)  # fail before binding
+    bias = _bias(bias)
     say = announce or (lambda line: print(line, file=sys.stdout, flush=True))
 
     async def main() -> None:
@@ -238,7 +259,7 @@ def serve(
             loop.add_signal_handler(sig, stop.set)
         judge = await start_mock_judge(
             host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults,
-            seed=seed,
+            seed=seed, bias=bias,
         )  # fmt: skip
         try:
             say(f"mock judge listening on {judge.base_url}")

@@ -18,6 +18,9 @@ the system message. Rules, first match wins:
 Binary labels map pass/fail to the label that reads as a pass (``pass``, ``yes``, …; else
 the last) and the other; borderline is a pass at confidence 0.55. An ordinal scale (more than
 two labels, best last) maps pass → last, fail → first, borderline → the middle label.
+
+With a :class:`~judges.mock.bias.Bias`, ``reply_for`` then flips some pass/fail labels to the
+other pole (bias.py), keeping the rationale and confidence: the judge errs silently.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Literal
 
 from judges.checks.builtin import answer_text
 from judges.evidence import parse_evidence_block
+from judges.mock.bias import Bias, flip_draw
 
 __all__ = [
     "CONFIDENCE",
@@ -39,6 +43,7 @@ __all__ = [
     "evidence_of",
     "labels_of",
     "reply_for",
+    "rubric_of",
 ]
 
 Outcome = Literal["pass", "fail", "borderline", "unjudgeable"]
@@ -159,6 +164,15 @@ def labels_of(body: dict[str, Any]) -> tuple[str, ...]:
     return DEFAULT_LABELS
 
 
+def rubric_of(body: dict[str, Any]) -> str:
+    """The rubric id the request names (``response_format``'s schema name), else its system text."""
+    try:
+        name = body["response_format"]["json_schema"]["name"]
+    except (KeyError, TypeError):
+        name = None
+    return name if isinstance(name, str) else "\n".join(_messages(body, "system"))
+
+
 def _dates(text: str) -> set[tuple[int, int]]:
     """(month, day) of every date the text states (ISO, "Nov 18", "18 November")."""
     found = {(int(m), int(d)) for m, d in _ISO_DATE.findall(text)}
@@ -249,14 +263,19 @@ def choose_label(labels: tuple[str, ...], outcome: Outcome) -> str:
     return worst
 
 
-def reply_for(body: dict[str, Any]) -> dict[str, Any]:
-    """The mock judge's reply object for a chat-completion request body."""
+def reply_for(body: dict[str, Any], *, bias: Bias | None = None, seed: int = 0) -> dict[str, Any]:
+    """The mock judge's reply object for a chat-completion request body.
+
+    With ``bias``, the label may flip to the opposite pole, drawn from ``seed``, the rubric
+    and the evidence (see bias.py).
+    """
     labels = labels_of(body)
-    found = assess(evidence_of(body))
-    reply: dict[str, Any] = {
-        "label": choose_label(labels, found.outcome),
-        "rationale": found.rationale,
-    }
+    evidence = evidence_of(body)
+    found = assess(evidence)
+    label = choose_label(labels, found.outcome)
+    if bias is not None and bias.active and len(labels) > 1:
+        label = bias.apply(label, *_poles(labels), flip_draw(seed, rubric_of(body), evidence))
+    reply: dict[str, Any] = {"label": label, "rationale": found.rationale}
     try:
         properties = body["response_format"]["json_schema"]["schema"]["properties"]
     except (KeyError, TypeError):

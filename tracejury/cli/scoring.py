@@ -137,12 +137,13 @@ def mock_judge(
     latency_ms: Annotated[float, typer.Option(help="Reply latency (median), ms.")] = 0.0,
     latency_sigma: Annotated[float, typer.Option(help="Lognormal sigma; 0 = fixed.")] = 0.0,
     faults: Annotated[str, typer.Option(help="Fault rates, e.g. http500=0.2,http429=0.1,hang=0.05.")] = "",
-    seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the fault draws and bias flips.")] = 0,
+    bias: Annotated[str, typer.Option(help="Flip verdicts silently, e.g. fail_to_pass=0.3,pass_to_fail=0.1.")] = "",
 ) -> None:
     """Serve an OpenAI-compatible mock judge whose verdicts follow the evidence."""
     from judges.mock.server import serve
 
-    serve(host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed)
+    serve(host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias)
 
 
 @app.command()
