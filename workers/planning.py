@@ -34,6 +34,9 @@ def gate_plan(engine: Engine, specs: Sequence[GateSpec], release: str, baseline:
     base_release = baseline or store.previous_release(engine, release)
     out = []
     for spec in specs:
+        if spec.metric.judge_agreement is not None:
+            out.append(_agreement_plan(engine, spec, release))
+            continue
         data = store.gate_inputs(engine, spec, release, base_release)
         segments = data.segments
         if spec.scan is not None and segments:  # a scan needs its whole sample to reach min samples first
@@ -51,6 +54,22 @@ def gate_plan(engine: Engine, specs: Sequence[GateSpec], release: str, baseline:
             "pending": list(source.pending) if source else [], "segments": rows,
         })  # fmt: skip
     return out
+
+
+def _agreement_plan(engine: Engine, spec: GateSpec, release: str) -> dict[str, Any]:
+    """A judge_agreement gate's plan: the audit labels it needs per rubric version, and has."""
+    from tracejury.store.agreement import audit_agreements
+
+    need = spec.required_samples(0.0, 1)
+    versions = audit_agreements(engine, spec.metric.judge_agreement or "", release)
+    rows = [{"segment": f"version={a.version}", "needed": need, "current": float(a.n), "baseline": None,
+             "verdict": "decides" if a.n >= need else "insufficient_data",
+             "why": "" if a.n >= need else f"label {need - a.n} more audit items"} for a in versions]  # fmt: skip
+    if not rows:
+        rows = [{"segment": "(all)", "needed": need, "current": 0.0, "baseline": None,
+                 "verdict": "insufficient_data", "why": f"no audit label in {release}"}]  # fmt: skip
+    return {"gate": spec.id, "design": "agreement", "metric": spec.metric.label, "batches": [], "pending": [],
+            "segments": rows}  # fmt: skip
 
 
 @dataclass

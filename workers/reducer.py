@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from tracejury.core.agreement import AuditAgreement, apply_judge_floors, decide_agreement
 from tracejury.core.calibration import NO_AUDIT, AuditCells
 from tracejury.core.errors import ConfigError
 from tracejury.core.gate_scan import decide_scan
@@ -34,6 +35,7 @@ from tracejury.core.gates import (
 from tracejury.core.segments import parse_segment_key
 from tracejury.core.yamlconf import parse_yaml
 from tracejury.store import gates as store
+from tracejury.store.agreement import audit_agreements
 from tracejury.store.gate_aggregate import Plan
 
 __all__ = ["GateRunResult", "load_gates", "replay", "run_gates", "scan_dimensions"]
@@ -57,12 +59,14 @@ def load_gates(path: Path, dimensions: tuple[str, ...] | None = None,
         except OSError as exc:
             raise ConfigError(f"cannot read: {exc.strerror}", file=str(f)) from exc
         spec = GateSpec.from_yaml(text, file=str(f))
-        if evaluators is not None and spec.evaluator_id is not None and spec.evaluator_id not in evaluators:
-            field = "metric.evaluator" if spec.metric.evaluator else "metric.judge_failure_rate"
+        named = spec.evaluator_id or spec.metric.judge_agreement
+        if evaluators is not None and named is not None and named not in evaluators:
+            field = ("metric.evaluator" if spec.metric.evaluator else "metric.judge_failure_rate"
+                     if spec.metric.judge_failure_rate else "metric.judge_agreement")  # fmt: skip
             _, lines = parse_yaml(text, file=str(f))
             line = lines.get(tuple(field.split(".")))  # type: ignore[call-overload]
             raise ConfigError(
-                f"unknown evaluator {spec.evaluator_id!r} (known: {', '.join(sorted(evaluators))})",
+                f"unknown evaluator {named!r} (known: {', '.join(sorted(evaluators))})",
                 file=str(f), line=line, field=field,
             )  # fmt: skip
         if dimensions is not None:
@@ -106,8 +110,13 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
     d = o.as_dict()
 
     def arm(a: dict[str, Any]) -> dict[str, Any]:
-        return {"failures": a.get("failures", 0), "n": a.get("n", 0), "rate": a.get("rate"),
-                "effectiveN": a.get("effectiveN", 0.0), "humanLabels": a.get("humanLabels", 0)}  # fmt: skip
+        out = {"failures": a.get("failures", 0), "n": a.get("n", 0), "rate": a.get("rate"),
+               "judgeRate": a.get("judgeRate", a.get("rate")), "effectiveN": a.get("effectiveN", 0.0),
+               "humanLabels": a.get("humanLabels", 0),
+               "calibration": a.get("calibration", {"method": "none", "labelled": 0})}  # fmt: skip
+        if o.design == "agreement":  # the judge against people on the audit labels
+            out.update({k: a.get(k) for k in ("kappa", "observedAgreement", "failToPass", "passToFail")})
+        return out
 
     return {
         "gate": o.gate, "segment": o.segment, "decision": o.decision, "reason": o.reason,
@@ -133,8 +142,14 @@ def run_gates(
     (the segmentation's) are what scan gates without ``scan.dimensions`` scan; ``plan``
     picks the evaluator aggregation (``tracejury.store.gate_aggregate``: benchmarks)."""
     base_release = baseline or store.previous_release(engine, release)
-    outcomes: list[tuple[Outcome, dict[str, Any]]] = []
+    decided: list[tuple[GateSpec, Outcome, dict[str, Any]]] = []  # each with its audit's inputs
     for spec in specs:
+        if spec.metric.judge_agreement is not None:
+            versions = audit_agreements(engine, spec.metric.judge_agreement, release)
+            inputs = {"spec": spec.model_dump(mode="json"), "release": release,
+                      "agreementInputs": [v.as_dict() for v in versions]}  # fmt: skip
+            decided += [(spec, o, inputs) for o in decide_agreement(spec, versions, release)]
+            continue
         data = store.gate_inputs(engine, spec, release, base_release, plan=plan)
         sources = data.sources()
         common = {
@@ -144,17 +159,16 @@ def run_gates(
         if spec.scan is not None:
             dims = scan_dimensions(spec, data.segments, dimensions)
             by_key = {s.segment: s for s in data.segments}
-            scan_inputs = [plain(s) for s in data.segments]
-            for outcome in decide_scan(spec, by_key, dims, **sources):
-                outcomes.append((outcome, {**common, "outcome": outcome.as_dict(), "scanInputs": scan_inputs,
-                                           "scanDimensions": list(dims)}))  # fmt: skip
+            scan = {**common, "scanInputs": [plain(s) for s in data.segments], "scanDimensions": list(dims)}
+            decided += [(spec, o, scan) for o in decide_scan(spec, by_key, dims, **sources)]
             continue
-        decided = decide_family(spec, data.segments, **sources)
+        family = decide_family(spec, data.segments, **sources)
         if not data.segments:  # one outcome that says why there is nothing to decide on
-            outcomes.append((decided[0], {**common, "outcome": decided[0].as_dict(), "inputs": None}))
+            decided.append((spec, family[0], {**common, "inputs": None}))
             continue
-        for outcome, inputs in zip(decided, data.segments, strict=True):
-            outcomes.append((outcome, {**common, "outcome": outcome.as_dict(), "inputs": plain(inputs)}))
+        decided += [(spec, o, {**common, "inputs": plain(s)}) for o, s in zip(family, data.segments, strict=True)]
+    apply_judge_floors([(spec, o) for spec, o, _ in decided])
+    outcomes = [(o, {**inputs, "outcome": o.as_dict()}) for _, o, inputs in decided]
     decision = run_decision([o for o, _ in outcomes])
     run_id = None
     if not dry_run:
@@ -211,15 +225,20 @@ def replay(audits: list[dict[str, Any]]) -> list[Outcome]:
     by_gate: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in audits:
         by_gate[a["spec"]["id"]].append(a)
-    out = []
+    out: list[tuple[GateSpec, Outcome]] = []
     for gate_audits in by_gate.values():
         first = gate_audits[0]
         spec = GateSpec.model_validate(first["spec"])
         sources = _sources(first.get("sources"))
         if spec.scan is not None:
             by_key = {s.segment: s for s in (_inputs(d) for d in first["scanInputs"])}
-            out += decide_scan(spec, by_key, tuple(first["scanDimensions"]), **sources)
+            out += [(spec, o) for o in decide_scan(spec, by_key, tuple(first["scanDimensions"]), **sources)]
+            continue
+        if spec.metric.judge_agreement is not None:
+            versions = [AuditAgreement.from_dict(v) for v in first["agreementInputs"]]
+            out += [(spec, o) for o in decide_agreement(spec, versions, first.get("release", ""))]
             continue
         inputs = [_inputs(a["inputs"]) for a in gate_audits if a.get("inputs") is not None]
-        out += decide_family(spec, inputs, **sources)
-    return out
+        out += [(spec, o) for o in decide_family(spec, inputs, **sources)]
+    apply_judge_floors(out)
+    return [o for _, o in out]

@@ -55,6 +55,23 @@ def _need(o: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> tuple[
     return f"needs {need} / {has}", ("short by " + ", ".join(short)) if short else ""
 
 
+def _arm_text(o: Mapping[str, Any], a: Mapping[str, Any]) -> str:
+    """An arm's cell: failures/n = rate, and the judge's rate beside a calibrated one; a
+    judge_agreement outcome's kappa and agreement on its audit labels."""
+    if o.get("design") == "agreement":
+        if not a.get("n"):
+            return "–"
+        kappa = "–" if a.get("kappa") is None else f"{a['kappa']:.2f}"
+        return f"kappa {kappa}, agreement {_pct(a.get('observedAgreement'))} on {a['n']} audit labels"
+    if not a:
+        return "–"
+    text = f"{a.get('failures', 0)}/{a.get('n', 0)} = {_pct(a.get('rate'))}"
+    cal = a.get("calibration") or {}
+    if cal.get("method") == "ppi":
+        text += f" calibrated (judge {_pct(a.get('judgeRate'))}; {cal.get('labelled')} audit labels)"
+    return text
+
+
 def _parts_label(o: Mapping[str, Any]) -> str:
     # evaluator gates (and scan gates, which are evaluator gates) decide on parts of one sample
     return "parts of the sample" if o.get("design") in ("sample", "scan") else "windows"
@@ -107,8 +124,8 @@ def markdown_report(run: dict[str, Any]) -> str:
         why = "; ".join([o["reason"], *o.get("notes", [])])
         cells = [
             f"`{_md(o['gate'])}`", where, _md_badge(o["decision"]),
-            f"{b['failures']}/{b['n']} = {_pct(b['rate'])}", f"{c['failures']}/{c['n']} = {_pct(c['rate'])}",
-            diff, has + (f"; **{short}**" if short else ""), _md(parts), str(o["streak"]), _md(why),
+            _md(_arm_text(o, b)), _md(_arm_text(o, c)), diff, has + (f"; **{short}**" if short else ""),
+            _md(parts), str(o["streak"]), _md(why),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -206,8 +223,7 @@ def html_report(run: dict[str, Any], audits: Sequence[dict[str, Any]]) -> str:
             has, short = _need(o, spec or None)
             parts.append(
                 f"<tr><td>{where}</td><td>{_html_badge(o['decision'])}</td>"
-                f"<td>{b['failures']}/{b['n']} = {_pct(b['rate'])}</td>"
-                f"<td>{c['failures']}/{c['n']} = {_pct(c['rate'])}</td><td>{bar}</td>"
+                f"<td>{e(_arm_text(o, b))}</td><td>{e(_arm_text(o, c))}</td><td>{bar}</td>"
                 f"<td>{e(has)}" + (f"<br><span class='short'>{e(short)}</span>" if short else "") + "</td>"
                 f"<td>{o['streak']}</td><td>{e(o['reason'])}{_html_details(o)}</td></tr>"
             )
