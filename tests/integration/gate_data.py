@@ -88,11 +88,12 @@ def judge_config(evaluator: str = "answer_correctness", *, model: str = "judge-a
 
 
 def label(engine: Engine, trace_id: str, passed: bool | None, *, evaluator: str = "answer_correctness",
-          reviewer: str = "ann") -> None:  # fmt: skip
-    """A reviewer's label on (trace, evaluator): a new row, whatever was there before."""
+          reviewer: str = "ann", item_id: int | None = None) -> None:  # fmt: skip
+    """A reviewer's label on (trace, evaluator): a new row, whatever was there before (on
+    review item ``item_id`` when given)."""
     with engine.begin() as conn:
         conn.execute(ReviewLabel.__table__.insert().values(
-            trace_id=trace_id, evaluator_id=evaluator, evaluator_version="1", reviewer=reviewer,
+            item_id=item_id, trace_id=trace_id, evaluator_id=evaluator, evaluator_version="1", reviewer=reviewer,
             label={True: "pass", False: "fail", None: "unsure"}[passed], passed=passed,
             created_at=datetime.now(UTC),
         ))  # fmt: skip
