@@ -72,6 +72,49 @@ def _agreement_plan(engine: Engine, spec: GateSpec, release: str) -> dict[str, A
             "segments": rows}  # fmt: skip
 
 
+def audit_plan(engine: Engine, rubric: str, release: str, *, width: float, disagreement: float,
+               audit_rate: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """How many audit labels make the calibrated rate of ``rubric`` over the release's sample
+    this wide (95%), and the audit rate that draws them.
+
+    The calibrated variance is about ``λ²·V_S[g] + σ²_r / n_A`` (``core.calibration``; the
+    covariance term is small at the tuned λ): the judge's sampling variance, which labels
+    cannot remove, plus the label variance per audit item over the labels. ``σ²_r`` is
+    measured on the release's audit labels when it has some, else assumed from
+    ``disagreement`` (a residual of ±1 on that share of traces). ``audit_rate``: the rubric's
+    current one, reported beside the one to set."""
+    from tracejury.core.calibration import ppi
+    from tracejury.core.gates import EMPTY
+
+    spec = GateSpec.model_validate({"id": "audit_plan", "metric": {"evaluator": rubric},
+                                    "calibration": {"method": "ppi", "min_labels": 1}})  # fmt: skip
+    data = store.gate_inputs(engine, spec, release, None)
+    cur = data.segments[0].current if data.segments else None
+    arm = cur or EMPTY
+    if arm.n == 0:
+        raise ConfigError(f"no done batch scored {rubric} in release {release}")
+    judge = arm.judge_sums()
+    z = 1.959963984540054
+    target = (width / (2 * z)) ** 2
+    if arm.audit.labelled:
+        c = ppi(judge, arm.audit)
+        lam, labelled_var = c.lam, max(c.variance - c.lam**2 * judge.variance, 0.0)
+        residual, source = labelled_var * arm.audit.labelled, "labels"
+    else:
+        lam, residual, source = 1.0, disagreement * (1.0 - disagreement), "assumed"
+    floor = lam**2 * judge.variance
+    needed = math.ceil(residual / (target - floor)) if target > floor else None
+    scored = arm.n
+    return {
+        "rubric": rubric, "release": release, "batch": ", ".join(data.current_batches), "scored": scored,
+        "judgeRate": arm.judge_rate, "labelled": arm.audit.labelled, "lambda": lam,
+        "residualVariance": residual, "source": source, "width": width,
+        "floorWidth": 2 * z * math.sqrt(floor), "labelsNeeded": needed,
+        "auditRate": min(needed / scored, 1.0) if needed is not None else None,
+        "currentAuditRate": audit_rate,
+    }  # fmt: skip
+
+
 @dataclass
 class GateNeeds:
     """One evaluator gate's segment groups in a release's traffic: each group's sampling

@@ -1,4 +1,4 @@
-"""Commands on human review: list, next, show, label, skip, agreement.
+"""Commands on human review: list, next, show, label, skip, agreement, plan.
 
 Trace text is untrusted: it is printed as plain text (no Rich markup) with control characters
 replaced, so a trace cannot restyle or rewrite the terminal.
@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tracejury.cli.app import _dims, _engine, _print_json, _settings, app, err, out
+from tracejury.cli.app import _catalog, _dims, _engine, _print_json, _settings, app, err, out
 
 review_app = typer.Typer(help="Human review: the queue of escalated judgments, labels, agreement.",
                          no_args_is_help=True)  # fmt: skip
@@ -196,16 +196,22 @@ def review_escalate(batch_id: Annotated[str, typer.Argument(help="Batch id.")]) 
 def review_agreement(
     rubric: RubricOpt = None,
     by: Annotated[str, typer.Option(help="Segment dimensions to group errors by (default: whole key).")] = "",
+    window: Annotated[str | None, typer.Option(help="Audit agreement per time window of the judgments: day or week.")]
+    = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Judge–human agreement per rubric version (confusion matrix, Cohen's kappa) and the
-    judge's error rate by segment, from the newest human labels."""
+    judge's error rate by segment, from the newest human labels; on the audit items (a
+    probability sample, 1/p-weighted) the judge's miss and false-alarm rates, per window."""
     from tracejury.core.agreement import agreement
     from tracejury.store.agreement import labelled_pairs
 
+    if window not in (None, "day", "week"):
+        err.print(f"error: --window: {window!r} is not day or week", markup=False)
+        raise typer.Exit(2)
     settings = _settings()
     dims = _dims(by, settings)
-    report = agreement(labelled_pairs(_engine(settings), rubric=rubric), dims)
+    report = agreement(labelled_pairs(_engine(settings), rubric=rubric), dims, window)
     if json:
         _print_json(report)
         return
@@ -227,3 +233,58 @@ def review_agreement(
             counts = [str(s["n"]), str(s["disagree"]), rate, str(s["verdictFlips"]), str(s["auditN"]), audit]
             errors.add_row(_cell(s["segment"] or "(all)"), *counts)
         out.print(errors)
+        audit = r.get("audit")
+        if audit:
+            out.print(f"audit (1/p-weighted, {audit['n']} labels): kappa {_num(audit['kappa'])},"
+                      f" agreement {_pct(audit['observedAgreement'])}, judge misses {_pct(audit['failToPass'])}"
+                      f" of failures, false alarms {_pct(audit['passToFail'])} of passes", markup=False)  # fmt: skip
+            if audit.get("windows"):
+                drift = Table("window", "audit n", "kappa", "agreement", "misses", "false alarms")
+                for w in audit["windows"]:
+                    drift.add_row(w["start"], str(w["n"]), _num(w["kappa"]), _pct(w["observedAgreement"]),
+                                  _pct(w["failToPass"]), _pct(w["passToFail"]))  # fmt: skip
+                out.print(drift)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+@review_app.command("plan")
+def review_plan(
+    rubric: Annotated[str, typer.Option(help="The judged rubric whose gates the audit calibrates.")],
+    release: Annotated[str, typer.Option(help="A release scored with it (its newest done batch).")],
+    width: Annotated[float, typer.Option(help="The 95% interval's full width wanted on the rate.")] = 0.04,
+    disagreement: Annotated[float, typer.Option(
+        help="Assumed share of traces where judge and people disagree, while no audit label exists.")] = 0.05,
+    json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How many audit labels a calibrated gate needs for its interval to shrink to a width,
+    and the audit rate to set in the rubric's escalation block."""
+    from workers.planning import audit_plan
+
+    settings = _settings()
+    found = _catalog(settings).rubrics.get(rubric)
+    if found is None:
+        err.print(f"error: --rubric: no rubric {rubric!r} in {settings.rubrics_dir}", markup=False)
+        raise typer.Exit(2)
+    plan = audit_plan(_engine(settings), rubric, release, width=width, disagreement=disagreement,
+                      audit_rate=found.escalation.audit_rate)  # fmt: skip
+    if json:
+        _print_json(plan)
+        return
+    out.print(f"{rubric} in {release} (batch {plan['batch']}): {plan['scored']} verdicts, judge rate"
+              f" {_pct(plan['judgeRate'])}, {plan['labelled']} audit labels", markup=False)  # fmt: skip
+    src = "measured on the audit labels" if plan["source"] == "labels" else f"assumed ({disagreement:.0%} disagreement)"
+    out.print(f"label variance per audit item: {plan['residualVariance']:.4f} ({src})", markup=False)
+    if plan["labelsNeeded"] is None:
+        out.print(f"a width of {width:.1%} is out of reach: the judge's own sampling variance alone gives"
+                  f" {plan['floorWidth']:.1%}; sample more traces", markup=False)  # fmt: skip
+        raise typer.Exit(1)
+    out.print(f"for a 95% interval {width:.1%} wide: {plan['labelsNeeded']} audit labels per batch like this one;"
+              f" set escalation.audit_rate to {plan['auditRate']:.3f} (now {plan['currentAuditRate']})",
+              markup=False)  # fmt: skip
