@@ -86,7 +86,8 @@ def audit_plan(engine: Engine, rubric: str, release: str, *, width: float, disag
     from tracejury.core.calibration import ppi
     from tracejury.core.gates import EMPTY
 
-    spec = GateSpec.model_validate({"id": "audit_plan", "metric": {"evaluator": rubric},
+    spec = GateSpec.model_validate({"id": "audit_plan", "metric": {"evaluator": rubric},  # one arm: no baseline
+                                    "baseline": {"kind": "threshold", "value": 0.0}, "interval": "wilson",
                                     "calibration": {"method": "ppi", "min_labels": 1}})  # fmt: skip
     data = store.gate_inputs(engine, spec, release, None)
     cur = data.segments[0].current if data.segments else None

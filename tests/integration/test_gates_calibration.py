@@ -116,3 +116,32 @@ def test_audit_labels_measure_the_judge_and_do_not_replace_its_verdicts(
 ) -> None:
     (o,) = run_gates(engine, [JUDGE_ONLY], "r2", baseline="r1", dry_run=True).outcomes
     assert o.current["humanLabels"] == 0 and o.current["failures"] == 90
+
+
+def test_review_plan_says_how_many_audit_labels_a_width_needs(
+    engine: Any, releases: tuple[list[Any], list[Any]]
+) -> None:
+    from workers.planning import audit_plan
+
+    plan = audit_plan(engine, "answer_correctness", "r2", width=0.04, disagreement=0.05, audit_rate=0.1)
+    assert plan["source"] == "labels" and plan["labelled"] == len(releases[1]) and plan["scored"] == 3000
+    # the labels measured: the judge misses 9 of 100 traces, so ~0.08 variance per label;
+    # a 4-point 95% interval needs (0.04 / 3.92)² ≈ 1.04e-4 of variance: ~800 labels
+    assert 600 <= plan["labelsNeeded"] <= 1000
+    assert plan["auditRate"] == pytest.approx(plan["labelsNeeded"] / 3000)
+    # and with the labels it has, the calibrated interval is about as wide as the plan says
+    wide = audit_plan(engine, "answer_correctness", "r2", width=0.08, disagreement=0.05)
+    assert wide["labelsNeeded"] < plan["labelsNeeded"] / 3
+    assert audit_plan(engine, "answer_correctness", "r2", width=0.001, disagreement=0.05)["labelsNeeded"] is None
+
+
+def test_audit_agreement_per_window_and_weighted(engine: Any, releases: tuple[list[Any], list[Any]]) -> None:
+    from tracejury.core.agreement import agreement
+    from tracejury.store.agreement import labelled_pairs
+
+    (report,) = agreement(labelled_pairs(engine, rubric="answer_correctness"), window="day")
+    audit = report["audit"]
+    assert audit["n"] == len(releases[0]) + len(releases[1])
+    # the judge passed every failure past the first 3 of each 100: r1 misses half, r2 three quarters
+    assert 0.55 < audit["failToPass"] < 0.8 and audit["passToFail"] == 0.0
+    assert len(audit["windows"]) == 1  # both batches judged today
