@@ -69,7 +69,7 @@ def test_each_reason_escalates_exactly_the_judgments_its_policy_names(engine: En
         threshold = policy.get("confidence_below")
         low = e.status == "scored" and threshold is not None and e.confidence < threshold
         assert ("low_confidence" in reasons) == low, e
-        audited = e.status == "scored" and audit_draw(e.evaluator_id, "1", e.trace_id) < policy.get("audit_rate", 0)
+        audited = e.status == "scored" and audit_draw(e.evaluator_id, e.evaluator_version, e.trace_id) < policy.get("audit_rate", 0)
         assert ("audit" in reasons) == audited, e
         if e.status != "scored":
             assert item is None  # no judge failed here; n/a and missing evidence never escalate
