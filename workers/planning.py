@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.gate_plan import expected_effective_n, plan_segment, rate_for_needs
-from tracejury.core.gates import GateSpec
+from tracejury.core.gates import GateSpec, calibrate_inputs, pooled_audit
 from tracejury.core.segments import key_matches, project_key
 from tracejury.store import gates as store
 from tracejury.store.gate_aggregate import trace_conditions
@@ -43,6 +43,8 @@ def gate_plan(engine: Engine, specs: Sequence[GateSpec], release: str, baseline:
             from tracejury.core.gate_scan import merge_inputs
 
             segments = [merge_inputs("(all)", segments)]
+        pooled = pooled_audit(segments)  # a calibrated gate's effective n is the calibrated one
+        segments = [calibrate_inputs(spec, s, pooled)[0] for s in segments]
         rows = [plan_segment(spec, s, len(segments)) for s in segments]
         if not rows:
             rows = [{"segment": "(all)", "needed": spec.required_samples(0.0, 1), "current": 0.0, "baseline": 0.0,
@@ -62,9 +64,12 @@ def _agreement_plan(engine: Engine, spec: GateSpec, release: str) -> dict[str, A
 
     need = spec.required_samples(0.0, 1)
     versions = audit_agreements(engine, spec.metric.judge_agreement or "", release)
-    rows = [{"segment": f"version={a.version}", "needed": need, "current": float(a.n), "baseline": None,
-             "verdict": "decides" if a.n >= need else "insufficient_data",
-             "why": "" if a.n >= need else f"label {need - a.n} more audit items"} for a in versions]  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for a in versions:
+        rows.append({"segment": f"version={a.version}", "needed": need, "current": float(a.n), "baseline": None,
+                     "verdict": "decides" if a.n >= need else "insufficient_data"})  # fmt: skip
+        if a.n < need:
+            rows[-1]["why"] = f"label {need - a.n} more audit items"
     if not rows:
         rows = [{"segment": "(all)", "needed": need, "current": 0.0, "baseline": None,
                  "verdict": "insufficient_data", "why": f"no audit label in {release}"}]  # fmt: skip

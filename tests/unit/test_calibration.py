@@ -21,7 +21,7 @@ def judge(g: np.ndarray, w: np.ndarray | None = None) -> JudgeSums:
 def test_hand_computed_example() -> None:
     # S: 10 verdicts, 2 failed; A: 4 labels (g, h) = (1,1), (0,1), (0,0), (0,0); λ = 1 (plain PPI)
     cells = AuditCells.of([(True, True, 1.0), (False, True, 1.0), (False, False, 1.0), (False, False, 1.0)])
-    c = ppi(JudgeSums(10, 10.0, 2.0, 10.0, 2.0), cells, lam=1.0)
+    c = ppi(JudgeSums(10, 10.0, 2.0, 10.0, 2.0), cells, lam=1.0, pseudo=0)
     assert c.judge_rate == 0.2 and c.human_rate == 0.5
     assert c.estimate == pytest.approx(0.2 + 0.25)  # G + mean(h − g)
     # V = V_S[g] + 2C + V_A[r] = 0.2·0.8/10 + 2·(0.4 · −0.0625/4) + 0.25·0.75/4
@@ -31,7 +31,7 @@ def test_hand_computed_example() -> None:
 
 def test_lambda_zero_is_the_human_only_estimate() -> None:
     cells = AuditCells.of([(True, True, 1.0), (False, True, 1.0), (False, False, 1.0), (False, False, 1.0)])
-    c = ppi(JudgeSums(10, 10.0, 2.0, 10.0, 2.0), cells, lam=0.0)
+    c = ppi(JudgeSums(10, 10.0, 2.0, 10.0, 2.0), cells, lam=0.0, pseudo=0)
     assert c.estimate == pytest.approx(0.5)
     assert c.variance == pytest.approx(0.5 * 0.5 / 4)
 
@@ -65,7 +65,7 @@ def test_interval_matches_ppi_python_where_the_designs_agree() -> None:
     h, g_a = truth[audited], g[audited]
     cells = AuditCells.of([(bool(a), bool(b), 1.0) for a, b in zip(g_a, h, strict=True)])
     slope = float(np.cov(g_a, h, ddof=0)[0, 1] / np.var(g_a))
-    ours = ppi(judge(g), cells, lam=slope)
+    ours = ppi(judge(g), cells, lam=slope, pseudo=0)
     lo, hi = ppi_py.ppi_mean_ci(h, g_a, g, alpha=0.05, lam=slope)
     assert ours.interval() == pytest.approx((float(np.ravel(lo)[0]), float(np.ravel(hi)[0])), abs=1e-9)
 
@@ -97,6 +97,19 @@ def test_weights_are_honoured() -> None:
     assert ppi(judge(g, w), scaled, lam=1.0).estimate == pytest.approx(c.estimate)
     # the unweighted estimate differs: the weights matter
     assert abs(ppi(judge(g), cells, lam=1.0).estimate - c.estimate) > 0.01
+
+
+def test_labels_without_disagreement_still_carry_their_uncertainty() -> None:
+    """41 labels, none disagreeing with a judge that failed nothing among them: without the
+    continuity correction the label variance is 0 and the rate looks known exactly."""
+    cells = AuditCells.of([(False, False, 1.0)] * 41)
+    bare = ppi(JudgeSums(869, 869.0, 5.0, 869.0, 5.0), cells, pseudo=0)
+    padded = ppi(JudgeSums(869, 869.0, 5.0, 869.0, 5.0), cells)
+    assert padded.estimate == bare.estimate
+    assert padded.variance > 10 * bare.variance
+    assert padded.effective_n < 200  # of the order of the 41 labels, not the 869 verdicts
+    # as wide as about 40 labels can say: the upper bound near the rule of three's 3/41
+    assert 0.02 < padded.interval()[1] < 0.12
 
 
 def test_no_label_is_an_error_not_a_rate() -> None:

@@ -152,6 +152,18 @@ class Calibrated:
         return max(self.estimate - half, 0.0), min(self.estimate + half, 1.0)
 
 
+def _padded(audit: AuditCells, pseudo: float) -> AuditCells:
+    """The audit with ``pseudo`` observations (at the mean v) added to each disagreement cell."""
+    if pseudo <= 0 or audit.labelled == 0:
+        return audit
+    v = sum(audit.w) / audit.labelled
+    n, w, w2 = list(audit.n), list(audit.w), list(audit.w2)
+    for c in (1, 2):  # (g, h) = (0, 1) and (1, 0)
+        w[c] += pseudo * v
+        w2[c] += pseudo * v * v
+    return AuditCells(tuple(n), tuple(w), tuple(w2))  # type: ignore[arg-type]
+
+
 def _moments(audit: AuditCells) -> tuple[float, float, float, float, float, float]:
     """(ḡ, h̄, s_gg, s_gh, s_hh, Σv) on the audit: v-weighted means, v²-weighted moments."""
     total = sum(audit.w)
@@ -170,18 +182,30 @@ def _moments(audit: AuditCells) -> tuple[float, float, float, float, float, floa
     return gbar, hbar, s[0] / t2, s[1] / t2, s[2] / t2, total
 
 
-def ppi(judge: JudgeSums, audit: AuditCells, *, lam: float | None = None, drawn_from: int | None = None) -> Calibrated:
+PSEUDO = 0.25
+"""Observations added to each disagreement cell for the variance (not the estimate)."""
+
+
+def ppi(judge: JudgeSums, audit: AuditCells, *, lam: float | None = None, drawn_from: int | None = None,
+        pseudo: float = PSEUDO) -> Calibrated:  # fmt: skip
     """The calibrated rate of ``judge``'s sample from ``audit``'s labels (module docstring).
 
     ``lam`` fixes the power-tuning parameter (None: the variance-minimising one, clipped to
     [0, 1]). ``drawn_from`` is the n of the sample the audit was drawn from when it is not
-    ``judge``'s (a part of an arm, or a group calibrated with its arm's pooled labels)."""
+    ``judge``'s (a part of an arm, or a group calibrated with its arm's pooled labels).
+
+    ``pseudo``: the moments behind λ and the variance count ``pseudo`` extra observations in
+    each disagreement cell (a Jeffreys-style continuity correction): 40 labels that happen to
+    hold no disagreement — common when failures are rare — would otherwise say the judge is
+    exact (a label variance of 0) and the rate known to the last trace. The estimate uses the
+    labels as they are."""
     n_a = audit.labelled
     if n_a == 0:
         raise ValueError("calibration needs at least one audit label")
     n_s = drawn_from if drawn_from is not None else judge.n
     f = min(n_a / n_s, 1.0) if n_s > 0 else 1.0
-    gbar, hbar, s_gg, s_gh, s_hh, total = _moments(audit)
+    gbar, hbar = _moments(audit)[:2]
+    _, _, s_gg, s_gh, s_hh, _ = _moments(_padded(audit, pseudo))
     v_s = judge.variance
     if lam is None:
         denom = v_s + s_gg * (1.0 - 2.0 * f)

@@ -45,6 +45,9 @@ def _threshold(o: Mapping[str, Any], spec: Mapping[str, Any] | None) -> bool:
 def _need(o: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> tuple[str, str]:
     """("needs N / has C cur, B base", "short by …" or "") for an outcome."""
     need = int(o.get("minSamples") or 0)
+    if o.get("design") == "agreement":  # audit labels, not evaluations
+        has = int(o["current"].get("n") or 0)
+        return f"needs {need} / has {has} audit labels", f"short by {need - has}" if has < need else ""
     arms = [("cur", round(o["current"].get("effectiveN") or 0))]
     if not _threshold(o, spec):
         arms.append(("base", round(o["baseline"].get("effectiveN") or 0)))
