@@ -1,7 +1,7 @@
 """Benchmark: the gate reducer over 1,000,000 evaluations and 100 segments on SQLite.
 
     .venv/bin/python bench/reducer.py [--evaluations 1000000] [--segments 100] [--runs 5]
-        [--labels 0.01] [--before REV] [--plans seek grouped]
+        [--labels 0.01] [--audit 0.05] [--before REV] [--plans seek grouped]
 
 Builds a store with two releases (half the traces each) spread over ``--segments`` segment
 keys, one evaluation per trace for one evaluator (about 3% failing, 1% judge failures),
@@ -13,6 +13,9 @@ the same run: a plain ``GROUP BY`` over the evaluation table, the floor of any S
 
 ``--labels F``: a reviewer labelled a fraction F of the traces (a tenth of them twice: the
 newest label counts), so the gate reads human labels where they exist.
+``--audit F``: the review queue audited a fraction F of the traces and people labelled every
+audit item (random verdicts); then the same gate with ``calibration: ppi`` is timed beside the
+judge-only one (plan ``auto`` for both), alternating run by run: the cost of calibration.
 ``--before REV``: the reducer of git revision REV (``git archive``) runs in a child process
 on a copy of the same store at that revision's schema (``--before-schema``), alternating run
 by run with this tree's reducer, so both medians come from one run on the same data.
@@ -122,6 +125,31 @@ def add_labels(url: str, evaluations: int, share: float) -> int:
     return len(rows)
 
 
+def add_audit(url: str, share: float) -> int:
+    """Audit items on ``share`` of the evaluated traces, each labelled (random verdicts)."""
+    rng = random.Random(3)
+    engine = open_engine(url)
+    now = datetime(2026, 11, 6, tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    with engine.begin() as conn:
+        evals = conn.execute(text("select id, batch_id, trace_id, release_id, segment_key from evaluation"
+                                  " where status = 'scored'")).all()  # fmt: skip
+        picked = [e for e in evals if rng.random() < share]
+        conn.execute(text(
+            "insert into review_item (trace_id, evaluator_id, evaluator_version, batch_id, release_id, segment_key,"
+            " reasons, priority, evaluation_ids, audit_rate, inclusion_p, state, created_at, updated_at)"
+            " values (:tid, 'answer_correctness', '1', :batch, :rel, :seg, '[\"audit\"]', 10, :ids, :a, :a,"
+            " 'labelled', :now, :now)"),
+            [{"tid": e.trace_id, "batch": e.batch_id, "rel": e.release_id, "seg": e.segment_key,
+              "ids": f"[{e.id}]", "a": share, "now": now} for e in picked])  # fmt: skip
+        conn.execute(text(
+            "insert into review_label (item_id, trace_id, evaluator_id, evaluator_version, reviewer, label, passed,"
+            " created_at) select id, trace_id, 'answer_correctness', '1', 'bench',"
+            " case when abs(random()) % 20 = 0 then 'fail' else 'pass' end, null, :now from review_item"), {"now": now})
+        conn.execute(text("update review_label set passed = (label = 'pass')"))
+    engine.dispose()
+    return len(picked)
+
+
 SPEC = {
     "id": "ac", "metric": {"evaluator": "answer_correctness"}, "group_by": list(DIMS), "min_samples": 300,
     "hysteresis": {"windows": 2, "window": {"traces": 50_000}}, "judge_failure_tolerance": 0.05,
@@ -176,6 +204,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--labels", type=float, default=0.0, help="share of traces a reviewer labelled")
+    parser.add_argument("--audit", type=float, default=0.0, help="share of traces audited and labelled")
     parser.add_argument("--before", help="git revision whose reducer runs beside this one")
     parser.add_argument("--before-schema", default="0006", help="the schema revision of --before's store")
     parser.add_argument("--plans", nargs="+", default=["seek", "grouped"], choices=["auto", "seek", "grouped"],
@@ -189,9 +218,14 @@ def main() -> None:
     print(f"built {args.evaluations:,} evaluations over {args.segments} segment keys in {built:.0f} s")
     if args.labels:
         print(f"{add_labels(url, args.evaluations, args.labels):,} review labels")
+    if args.audit:
+        print(f"{add_audit(url, args.audit):,} audit items, each labelled")
     before = start_before(args.before, args.before_schema, url, workdir) if args.before else None
     engine = open_engine(url)
     spec = GateSpec.model_validate(SPEC)
+    calibrated = GateSpec.model_validate({**SPEC, "calibration": {"method": "ppi", "min_labels": 30}})
+    variants = {"judge-only (auto plan)": spec, "calibrated (auto plan)": calibrated} if args.audit else {}
+    timed: dict[str, list[float]] = {v: [] for v in variants}
     reducer: dict[str, list[float]] = {p: [] for p in args.plans}
     cpu: dict[str, list[float]] = {p: [] for p in args.plans}
     floor, earlier, earlier_cpu = [], [], []
@@ -213,6 +247,12 @@ def main() -> None:
                 cpu[plan].append(time.process_time() - c)
                 decisions.append([[o.segment, o.decision] for o in result.outcomes])
             same = same and all(d == decisions[0] for d in decisions)
+            for name, variant in variants.items():
+                t = time.perf_counter()
+                ran = run_gates(engine, [variant], "r2", baseline="r1", dry_run=True)
+                timed[name].append(time.perf_counter() - t)
+                if variant is calibrated:
+                    strata = [o.current.get("calibration", {}).get("strata", "none") for o in ran.outcomes]
             if before is not None:
                 earlier_decisions = decided
             t = time.perf_counter()
@@ -242,6 +282,12 @@ def main() -> None:
     print(f"same decisions per segment across plans: {same}; decisions {_count(decisions[0])}"
           + (f"; at {args.before}: {_count(earlier_decisions)}" if earlier else ""))  # fmt: skip
     show("plain GROUP BY over evaluations", floor)
+    for name, runs in timed.items():
+        show(name, runs)
+    if timed:
+        a, b = (statistics.median(timed[n]) for n in variants)
+        kinds = ", ".join(f"{k} {strata.count(k)}" for k in sorted(set(strata)))
+        print(f"calibration adds {100 * (b / a - 1):+.1f}% (medians); outcomes calibrated with labels of: {kinds}")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,24 @@ def batch_list(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
             for b in list_batches(engine, limit=limit)]  # fmt: skip
 
 
+def batch_results(engine: Engine, settings: Settings, batch_id: str, by: str = "", *,
+                  option: str = "--by") -> list[Any]:  # fmt: skip
+    """A batch's ``SegmentResult``s per evaluator and segment group of ``by``: the judge's
+    weighted fail rate, the audit labels, and the calibrated rate where they suffice (JSON:
+    ``as_dict``; ``tracejury batch results`` and ``GET /batches/{id}/results``)."""
+    from tracejury.core.results import summarise, with_calibration
+    from tracejury.store.batches import batch_release
+    from tracejury.store.batches import batch_results as query
+    from tracejury.store.queries import evaluator_rates
+
+    groups = dims(by, settings, option=option)
+    release = batch_release(engine, batch_id)
+    if release is None:
+        raise NotFound(f"no batch {batch_id!r}")
+    results = summarise(query(engine, batch_id), groups)
+    return with_calibration(results, evaluator_rates(engine, release, batch=batch_id), groups)
+
+
 def stored_run(engine: Engine, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A stored gate run as ``gate run --json`` printed it, and its outcomes' audit trails."""
     from tracejury.core.gates import Outcome, WindowResult

@@ -153,20 +153,6 @@ def report(
     out.print(f"wrote {output}")
 
 
-def _evaluator_counts(rows: list[tuple[str, str, Any]], dims: list[str]) -> dict[tuple[str, str], Any]:
-    """(evaluator, projected segment) → its ``Arm`` (counts and weights summed)."""
-    from tracejury.core.gates import Arm
-    from tracejury.core.segments import project_key
-
-    sums: dict[tuple[str, str], list[Any]] = {}
-    for evaluator, key, arm in rows:
-        s = sums.setdefault((evaluator, project_key(key, dims)), [0, 0, 0.0, 0.0, 0.0, 0.0])
-        for i, value in enumerate((arm.failures, arm.n, arm.weight_failed, arm.weight_sum, arm.weight_sq,
-                                   arm.weight_sq_failed or 0.0)):  # fmt: skip
-            s[i] += value
-    return {k: Arm(*s[:5], weight_sq_failed=s[5]) for k, s in sums.items()}
-
-
 @app.command()
 def diff(
     release: Annotated[str, typer.Option(help="The release under suspicion.")],
@@ -176,9 +162,11 @@ def diff(
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """What changed: config fields that differ, and the rates that moved most (weak signals
-    and evaluator fail rates, overall and per segment), ranked by evidence."""
+    and evaluator fail rates, overall and per segment), ranked by evidence. An evaluator's
+    rates are calibrated by audit labels where both releases have enough (marked ᶜ)."""
     from tracejury.cli.app import _dims
-    from tracejury.core.diff import config_changes, rank_moves, unweighted
+    from tracejury.core.diff import calibrate_pair, config_changes, rank_moves, unweighted
+    from tracejury.core.results import group_arms, pooled_labels
     from tracejury.store.queries import evaluator_rates, sample_bodies
     from tracejury.store.signals import release_signals
 
@@ -186,6 +174,8 @@ def diff(
     engine = _engine(settings)
     changes = config_changes(sample_bodies(engine, baseline), sample_bodies(engine, release))
     rates: list[tuple[str, str, Any, Any]] = []
+    arms = {rel: evaluator_rates(engine, rel) for rel in (baseline, release)}
+    pooled = {rel: pooled_labels(arms[rel]) for rel in (baseline, release)}
     for dims in [[]] + [[d] for d in _dims(by, settings)]:
         base = {r.group: r for r in release_signals(engine, baseline, dims)}
         for r in release_signals(engine, release, dims):
@@ -193,10 +183,11 @@ def diff(
                 for name, rate in r.rates.items():
                     b = base[r.group].rates[name]
                     rates.append((name, r.group, unweighted(b.count, b.n), unweighted(rate.count, rate.n)))
-        evals = {rel: _evaluator_counts(evaluator_rates(engine, rel), dims) for rel in (baseline, release)}
+        evals = {rel: group_arms(arms[rel], dims) for rel in (baseline, release)}
         for key, cur in evals[release].items():
             if key in evals[baseline]:
-                rates.append((f"{key[0]} fail rate", key[1], evals[baseline][key], cur))
+                pair = calibrate_pair(evals[baseline][key], cur, pooled[baseline][key[0]], pooled[release][key[0]])
+                rates.append((f"{key[0]} fail rate", key[1], *pair))
     moves = rank_moves(rates, top=top)
     if json:
         _print_json({
@@ -204,7 +195,10 @@ def diff(
             "configChanges": [{"field": c.field, "baseline": c.baseline, "current": c.current} for c in changes],
             "moves": [{"what": m.what, "segment": m.segment, "baseline": list(m.baseline), "current": list(m.current),
                        "baselineRate": m.baseline_rate, "currentRate": m.current_rate,
-                       "delta": m.delta, "direction": m.direction, "pValue": m.p_value, "interval": list(m.interval)}
+                       "delta": m.delta, "direction": m.direction, "pValue": m.p_value, "interval": list(m.interval),
+                       "calibrated": m.calibrated,
+                       **({"judgeBaselineRate": m.judge_baseline_rate, "judgeCurrentRate": m.judge_current_rate}
+                          if m.calibrated else {})}
                       for m in moves],
         })  # fmt: skip
         return
@@ -213,9 +207,15 @@ def diff(
         fmt = lambda d: ", ".join(f"{k} {v:.0%}" for k, v in d.items())  # noqa: E731
         table.add_row(c.field, fmt(c.baseline), fmt(c.current))
     out.print(table if changes else "no config field changed")
-    table = Table("what moved", "segment", baseline, release, "delta", "p (one-sided)", title="what moved most")
+    table = Table("what moved", "segment", baseline, release, "delta", "p (one-sided)", title="what moved most",
+                  caption="ᶜ calibrated by audit labels, the judge's own rate in parentheses")  # fmt: skip
     for m in moves:
-        counts = (f"{m.baseline[0]}/{m.baseline[1]} ({m.baseline_rate:.2%})",
-                  f"{m.current[0]}/{m.current[1]} ({m.current_rate:.2%})")  # weighted rates: sampled verdicts
+        mark = "ᶜ" if m.calibrated else ""
+        judge = ((f" (judge {m.judge_baseline_rate:.2%})", f" (judge {m.judge_current_rate:.2%})")
+                 if m.calibrated else ("", ""))  # fmt: skip
+        counts = (  # weighted rates: sampled verdicts
+            f"{m.baseline[0]}/{m.baseline[1]} ({m.baseline_rate:.2%}{mark}){judge[0]}",
+            f"{m.current[0]}/{m.current[1]} ({m.current_rate:.2%}{mark}){judge[1]}",
+        )
         table.add_row(m.what, m.segment or "(all)", *counts, f"{100 * m.delta:+.2f} pts", f"{m.p_value:.2g}")
     out.print(table)

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from tracejury.cli.app import (
     _catalog,
-    _dims,
     _engine,
     _print_json,
     _settings,
@@ -249,21 +248,27 @@ def batch_results(
     by: Annotated[str, typer.Option(help="Segment dimensions to group by, comma-separated.")] = "",
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Fail rates per evaluator and segment group, weighted by 1/inclusion probability."""
-    from tracejury.core.results import summarise
-    from tracejury.store.batches import batch_results as query
+    """Fail rates per evaluator and segment group, weighted by 1/inclusion probability, and
+    calibrated by audit labels where the group (or its evaluator's pool) has enough."""
+    from workers.service import batch_results as results
 
     settings = _settings()
-    dims = _dims(by, settings)
-    results = summarise(query(_engine(settings), batch_id), dims)
+    rows = results(_engine(settings), settings, batch_id, by)
     if json:
-        _print_json([r.as_dict() for r in results])
+        _print_json([r.as_dict() for r in rows])
         return
-    table = Table("evaluator", "segment", "scored", "fails", "fail % (1/p)", "judge failed",
-                  "n/a", "missing", title=f"batch {batch_id}")  # fmt: skip
-    for r in results:
+    table = Table("evaluator", "segment", "scored", "fails", "fail % (1/p)", "calibrated %", "labels",
+                  "judge failed", "n/a", "missing", title=f"batch {batch_id}",
+                  caption="calibrated %: 95% interval; ᵖ labels pooled over the evaluator's groups")  # fmt: skip
+    for r in rows:
         rate = "-" if r.weighted_fail_rate is None else f"{100 * r.weighted_fail_rate:.2f}%"
-        counts = [r.scored, r.failed, rate, r.judge_failed, r.not_applicable, r.missing_evidence]
+        calibrated = "-"
+        if r.calibrated is not None:
+            lo, hi = r.calibrated.interval()
+            pooled = "ᵖ" if r.strata == "pooled" else ""
+            calibrated = f"{100 * r.calibrated.rate:.2f}%{pooled} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        counts = [r.scored, r.failed, rate, calibrated, r.labelled, r.judge_failed, r.not_applicable,
+                  r.missing_evidence]  # fmt: skip
         table.add_row(r.evaluator, r.segment or "(all)", *map(str, counts))
     out.print(table)
 

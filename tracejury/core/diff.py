@@ -5,7 +5,13 @@ actionable hypotheses.
 Rates are ``Arm``s, as in gates: a weak signal counts every trace (weight 1); an evaluator's
 fail rate comes from sampled evaluations, so it is the Horvitz–Thompson ratio (Σ 1/p over
 failed verdicts / Σ 1/p) with Kish's effective n — oversampling failures does not make a
-release look worse."""
+release look worse.
+
+An evaluator's rates are calibrated by people's audit labels (``tracejury.core.results``) when
+both releases have enough of them for the group (its own, or its evaluator's pooled ones):
+both arms or neither, since a calibrated rate against a judge-only one would compare people's
+verdicts with the judge's error. The interval and p-value then rest on the calibrated
+rates and effective n, as a calibrated gate's do."""
 
 from __future__ import annotations
 
@@ -14,10 +20,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tracejury.core.gates import Arm
+from tracejury.core.calibration import AuditCells
+from tracejury.core.gates import Arm, calibrate
+from tracejury.core.results import MIN_LABELS, label_source
 from tracejury.core.stats import newcombe_diff, one_sided_p
 
-__all__ = ["CONFIG_FIELDS", "ConfigChange", "Move", "config_changes", "rank_moves", "unweighted"]
+__all__ = ["CONFIG_FIELDS", "ConfigChange", "Move", "calibrate_pair", "config_changes", "rank_moves", "unweighted"]
 
 CONFIG_FIELDS = (
     "config.model.name", "config.model.version", "config.systemPromptVersion", "config.temperature",
@@ -72,8 +80,14 @@ class Move:
     p_value: float
     interval: tuple[float, float]
     baseline_rate: float = 0.0
-    """The baseline's rate, weighted (Horvitz–Thompson) when its observations are sampled."""
+    """The baseline's rate, weighted (Horvitz–Thompson) when its observations are sampled,
+    calibrated when ``calibrated``."""
     current_rate: float = 0.0
+    calibrated: bool = False
+    """Both rates are calibrated by audit labels (``calibrate_pair``)."""
+    judge_baseline_rate: float = 0.0
+    """The judge's (uncalibrated) baseline rate; the rate itself when not ``calibrated``."""
+    judge_current_rate: float = 0.0
 
     @property
     def delta(self) -> float:
@@ -86,10 +100,20 @@ def unweighted(count: int, n: int) -> Arm:
     return Arm(count, n, float(count), float(n), float(n))
 
 
+def calibrate_pair(base: Arm, cur: Arm, pooled_base: tuple[AuditCells, int], pooled_cur: tuple[AuditCells, int],
+                   min_labels: int = MIN_LABELS) -> tuple[Arm, Arm]:  # fmt: skip
+    """Both arms calibrated when each has a label source (``core.results.label_source``:
+    its own labels, else its release's pooled ones for the evaluator), else both as given."""
+    sb, sc = label_source(base, pooled_base, min_labels), label_source(cur, pooled_cur, min_labels)
+    if sb is None or sc is None:
+        return base, cur
+    return calibrate(base, sb), calibrate(cur, sc)
+
+
 def _evidence(arm: Arm) -> tuple[float, float]:
-    """(count, n) the interval uses: the counts themselves when every weight is 1, else the
-    weighted rate × Kish's effective n (as gates compare arms)."""
-    if arm.weight_sum == arm.n and arm.weight_sq == arm.n:
+    """(count, n) the interval uses: the counts themselves when every weight is 1 and the
+    rate is the judge's, else the rate × the effective n (as gates compare arms)."""
+    if arm.calibrated is None and arm.weight_sum == arm.n and arm.weight_sq == arm.n:
         return arm.failures, arm.n
     return arm.rate * arm.effective_n, arm.effective_n
 
@@ -104,7 +128,9 @@ def rank_moves(rates: Iterable[tuple[str, str, Arm, Arm]], *, top: int = 15) -> 
         (cb, nb), (cc, nc) = _evidence(base), _evidence(cur)
         up, down = one_sided_p(cc, nc, cb, nb, 0.0), one_sided_p(cb, nb, cc, nc, 0.0)
         p, direction = (up, "up") if up <= down else (down, "down")
+        calibrated = base.calibrated is not None and cur.calibrated is not None
         moves.append(Move(what, segment, (base.failures, base.n), (cur.failures, cur.n), direction, p,
-                          newcombe_diff(cc, nc, cb, nb, 0.05), base.rate, cur.rate))  # fmt: skip
+                          newcombe_diff(cc, nc, cb, nb, 0.05), base.rate, cur.rate, calibrated,
+                          base.judge_rate, cur.judge_rate))  # fmt: skip
     moves.sort(key=lambda m: (m.p_value, -abs(m.delta)))
     return moves[:top]

@@ -23,6 +23,7 @@ __all__ = [
     "add_batch_traces",
     "batch_config",
     "batch_progress",
+    "batch_release",
     "batch_results",
     "chunk_trace_ids",
     "claim_chunk",
@@ -320,3 +321,9 @@ def batch_results(engine: Engine, batch_id: str) -> list[Any]:
     )
     with engine.connect() as conn:
         return list(conn.execute(stmt))
+
+
+def batch_release(engine: Engine, batch_id: str) -> str | None:
+    """The release a batch sampled, or None if there is no such batch."""
+    with engine.connect() as conn:
+        return conn.execute(select(_B.c.release_id).where(_B.c.id == batch_id)).scalar_one_or_none()

@@ -55,6 +55,7 @@ __all__ = [
     "AuditRow",
     "aggregate",
     "audit_rows",
+    "batch_rows",
     "choose_batches",
     "distinct_values",
     "trace_conditions",
@@ -303,6 +304,18 @@ def aggregate(conn: Connection, spec: GateSpec, traffic: ArmTraffic, wins: Seque
     if not jfr:
         rows += _label_rows(conn, spec, evaluator, traffic, wins, chosen)
     return rows
+
+
+def batch_rows(conn: Connection, spec: GateSpec, release: str, batch: str) -> list[Row]:
+    """``Row``s of an evaluator metric in one named batch of ``release``, outside any window
+    (index -1), counted as ``aggregate`` counts an arm that read that batch (human labels
+    included): what ``batch results`` calibrates, whichever batch the gates would read."""
+    evaluator = spec.metric.evaluator
+    if evaluator is None:
+        raise ValueError("batch_rows reads an evaluator metric")
+    traffic = ArmTraffic(release)
+    rows = _grouped_rows(conn, spec, evaluator, traffic, [], [batch], False)
+    return rows + _label_rows(conn, spec, evaluator, traffic, [], [batch])
 
 
 def _signal_rows(conn: Connection, spec: GateSpec, traffic: ArmTraffic, wins: Sequence[Window]) -> list[Row]:

@@ -63,11 +63,8 @@ def get_batch(batch_id: str, engine: EngineDep) -> dict[str, Any]:
 
 @router.get("/batches/{batch_id}/results", summary="Fail rates per evaluator and segment group")
 def batch_results(batch_id: str, engine: EngineDep, settings: SettingsDep, by: str = "") -> list[dict[str, Any]]:
-    """As ``tracejury batch results --json`` (weighted by 1/inclusion probability)."""
-    from tracejury.core.results import summarise
-    from tracejury.store.batches import batch_results as query
-    from workers.service import batch_status, dims
+    """As ``tracejury batch results --json``: the judge's fail rate weighted by 1/inclusion
+    probability and, where audit labels suffice, the calibrated one."""
+    from workers.service import batch_results as results
 
-    groups = dims(by, settings, option="by")
-    batch_status(engine, batch_id)  # 404 for an unknown batch
-    return [r.as_dict() for r in summarise(query(engine, batch_id), groups)]
+    return [r.as_dict() for r in results(engine, settings, batch_id, by, option="by")]
