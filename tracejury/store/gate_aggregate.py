@@ -481,6 +481,8 @@ def audit_rows(conn: Connection, spec: GateSpec, traffic: ArmTraffic, wins: Sequ
         return []
     lab = _newest_labels(evaluator).add_columns(_R.c.reasons, _R.c.inclusion_p, _R.c.evaluator_version.label("ver"))
     lab = lab.join(_R, _R.c.id == _L.c.item_id).where(_R.c.reasons.like('%"audit"%'), _L.c.passed.is_not(None))
+    if traffic.rolling is None:  # the item records its release: the other releases' labels drop out early
+        lab = lab.where(_R.c.release_id == traffic.release)
     lab = lab.subquery("audit_lab")
     filters = trace_filter(spec)
     on = [
