@@ -6,7 +6,6 @@ items. Review items are written as escalation writes them; labels go through ``l
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,9 +20,10 @@ from typer.testing import CliRunner
 
 from tests.integration.gate_data import ingest_release, score
 from tracejury.cli import app
-from tracejury.core.calibration import PSEUDO
+from tracejury.core.calibration import MIN_FAILED_LABELS, PSEUDO
 from tracejury.core.results import MIN_LABELS
 from tracejury.core.segments import project_key
+from tracejury.core.stats import wilson
 from tracejury.store.review import label_item
 from tracejury.store.tables import ReviewItem, StoredTrace
 
@@ -144,8 +144,12 @@ def hand_ppi(sample: list[Trace], audit: list[Trace], drawn_from: int) -> tuple[
     lam = min(max(s_gh * (1 - f) / (v_s + s_gg * (1 - 2 * f)), 0.0), 1.0)
     theta = lam * big_g + hbar - lam * gbar
     var = lam**2 * v_s + 2 * lam * f * (s_gh - lam * s_gg) + (s_hh - 2 * lam * s_gh + lam**2 * s_gg)
-    half = Z * math.sqrt(var)
-    return theta, (max(theta - half, 0.0), min(theta + half, 1.0)), lam
+    # reported: the Wilson interval at the effective n p(1−p)/V (p held off 0 by half a label)
+    floor = 0.5 / len(a)
+    p = min(max(min(max(theta, 0.0), 1.0), floor), 1 - floor)
+    n_eff = min(p * (1 - p) / var, float(len(s)))
+    rate = min(max(theta, 0.0), 1.0)
+    return theta, wilson(rate * n_eff, n_eff, 0.05), lam
 
 
 def _counted(traces: list[Trace]) -> int:
@@ -168,7 +172,8 @@ def _expect(row: dict[str, Any], traces: list[Trace], group: str | None) -> None
     mine = [t for t in traces if group is None or t.group == group]
     own = _audited(mine)
     assert row["labelled"] == len(own)
-    strata, audit, drawn = ("group", own, _counted(mine)) if len(own) >= MIN_LABELS else \
+    own_failed = sum(bool(t.label_failed) for t in own)
+    strata, audit, drawn = ("group", own, _counted(mine)) if len(own) >= MIN_LABELS and own_failed >= MIN_FAILED_LABELS else \
         ("pooled", _audited(traces), _counted(traces))  # fmt: skip
     theta, interval, lam = hand_ppi(mine, audit, drawn)
     cal = row["calibrated"]
@@ -183,7 +188,9 @@ def _expect(row: dict[str, Any], traces: list[Trace], group: str | None) -> None
     assert cal["judgeRate"] == pytest.approx(sum(_predictor(t) / t.p for t in s) / sum(1 / t.p for t in s))
 
 
-def test_batch_results_calibrate_a_judge_that_misses_failures(engine: Any, example_trace: dict[str, Any]) -> None:
+def test_batch_results_calibrate_a_judge_that_misses_failures(
+    engine: Any, example_trace: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     batch, traces = build(engine, example_trace, "r1", 18, truth=0.2, miss=0.5, audit=(0.5, 0.05, 0.0))
     rows = results(batch)
     groups = sorted({t.group for t in traces})
@@ -217,8 +224,11 @@ def test_batch_results_calibrate_a_judge_that_misses_failures(engine: Any, examp
     for g in groups:
         _expect(again[g], traces, g)
 
-    # the table shows both rates and the labels
-    table = runner.invoke(app, ["batch", "results", batch, "--by", "model"], env={"COLUMNS": "200"})
+    # the table shows both rates and the labels (on a console wide enough not to wrap the cells)
+    from tracejury.cli.app import out
+
+    monkeypatch.setattr(out, "width", 200)
+    table = runner.invoke(app, ["batch", "results", batch, "--by", "model"])
     assert table.exit_code == 0, table.output
     assert "calibrated %" in table.stdout and "labels" in table.stdout
     assert f"{100 * again[groups[0]]['calibrated']['rate']:.2f}%" in table.stdout

@@ -39,7 +39,10 @@ def test_a_group_uses_its_own_labels_else_the_pool_else_none() -> None:
     assert label_source(few, pool) == (pool[0], 200, "pooled")
     assert label_source(few, (few.audit, 100)) is None
     assert label_source(_arm(0, 0, _audit(40, 0)), pool) is None  # no verdicts: nothing to calibrate
-    assert label_source(few, pool, min_labels=5) == (few.audit, 100, "group")
+    # enough labels, but people failed fewer than MIN_FAILED_LABELS of them: the pool's
+    assert label_source(few, pool, min_labels=5) == (pool[0], 200, "pooled")
+    rare = _arm(10, 100, AuditCells.of([(False, False, 1.0)] * 36 + [(False, True, 1.0)] * 4))
+    assert label_source(rare, (rare.audit + own.audit, 200)) == (rare.audit + own.audit, 200, "pooled")
 
 
 def test_batch_results_carry_the_labels_and_the_calibrated_rate() -> None:

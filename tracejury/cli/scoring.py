@@ -264,7 +264,7 @@ def batch_results(
         rate = "-" if r.weighted_fail_rate is None else f"{100 * r.weighted_fail_rate:.2f}%"
         calibrated = "-"
         if r.calibrated is not None:
-            lo, hi = r.calibrated.interval()
+            lo, hi = r.calibrated.wilson()
             pooled = "ᵖ" if r.strata == "pooled" else ""
             calibrated = f"{100 * r.calibrated.rate:.2f}%{pooled} [{100 * lo:.1f}, {100 * hi:.1f}]"
         counts = [r.scored, r.failed, rate, calibrated, r.labelled, r.judge_failed, r.not_applicable,

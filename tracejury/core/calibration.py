@@ -40,7 +40,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["AuditCells", "Calibrated", "JudgeSums", "NO_AUDIT", "ppi"]
+__all__ = ["MIN_FAILED_LABELS", "NO_AUDIT", "PSEUDO", "AuditCells", "Calibrated", "JudgeSums", "ppi"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ class AuditCells:
     def labelled(self) -> int:
         """How many audit labels."""
         return sum(self.n)
+
+    @property
+    def failed(self) -> int:
+        """How many of them people failed."""
+        return self.n[1] + self.n[3]
 
     def __add__(self, other: AuditCells) -> AuditCells:
         return AuditCells(
@@ -146,8 +151,17 @@ class Calibrated:
         p = min(max(self.rate, floor), 1.0 - floor)
         return min(p * (1.0 - p) / self.variance, float(self.sample_n))
 
+    def wilson(self, confidence: float = 0.95) -> tuple[float, float]:
+        """The Wilson interval at the effective n: what gates compare (``core.stats.wilson``).
+        It covers better than the normal one when a few labelled failures carry the
+        correction (the estimate and its variance move together)."""
+        from tracejury.core.stats import wilson
+
+        n = self.effective_n
+        return wilson(self.rate * n, n, 1.0 - confidence)
+
     def interval(self, z: float = 1.959963984540054) -> tuple[float, float]:
-        """The normal interval ``θ ± z√V``, clipped to [0, 1]."""
+        """The normal interval ``θ ± z√V``, clipped to [0, 1] (PPI's; ``wilson`` is reported)."""
         half = z * math.sqrt(self.variance)
         return max(self.estimate - half, 0.0), min(self.estimate + half, 1.0)
 
@@ -182,8 +196,15 @@ def _moments(audit: AuditCells) -> tuple[float, float, float, float, float, floa
     return gbar, hbar, s[0] / t2, s[1] / t2, s[2] / t2, total
 
 
-PSEUDO = 0.25
-"""Observations added to each disagreement cell for the variance (not the estimate)."""
+PSEUDO = 0.5
+"""Observations added to each disagreement cell for the variance (not the estimate): half a
+label, the same half label ``Calibrated.effective_n`` holds the rate off 0 and 1 by (with a
+quarter, labels holding no failure gave twice their count in effective n, and A/A runs
+blocked: ``bench/calibration_sim.py``)."""
+MIN_FAILED_LABELS = 5
+"""A segment group is calibrated by its own audit labels only when people failed at least this
+many of them; else by its arm's pooled labels: a correction carried by one or two failures
+moves with them (a group whose labels hold no failure would claim a rate of 0)."""
 
 
 def ppi(judge: JudgeSums, audit: AuditCells, *, lam: float | None = None, drawn_from: int | None = None,
@@ -195,7 +216,7 @@ def ppi(judge: JudgeSums, audit: AuditCells, *, lam: float | None = None, drawn_
     ``judge``'s (a part of an arm, or a group calibrated with its arm's pooled labels).
 
     ``pseudo``: the moments behind λ and the variance count ``pseudo`` extra observations in
-    each disagreement cell (a Jeffreys-style continuity correction): 40 labels that happen to
+    each disagreement cell (a continuity correction): 40 labels that happen to
     hold no disagreement — common when failures are rare — would otherwise say the judge is
     exact (a label variance of 0) and the rate known to the last trace. The estimate uses the
     labels as they are."""

@@ -124,7 +124,7 @@ def plan_segment(spec: GateSpec, seg: SegmentInputs, family: int) -> dict[str, o
     effect). Signal gates count per window of traffic (the newest complete window)."""
     from tracejury.core.gates import EMPTY, baseline_rate
 
-    need = spec.required_samples(baseline_rate(spec, seg.baseline), family)
+    need = spec.required_samples(max(baseline_rate(spec, seg.baseline), seg.baseline.judge_rate), family)
     if spec.sampled:
         cur = seg.current or EMPTY
         base = seg.baseline

@@ -92,7 +92,7 @@ def _regressed(spec: GateSpec, seg: SegmentInputs, pooled: Pooled) -> Compared |
     """The comparison of a cell when it has data enough to test, else None (calibrated with
     its own audit labels, or the whole sample's, under ``calibration: ppi``)."""
     seg = calibrate_inputs(spec, seg, pooled)[0]
-    need = spec.required_samples(baseline_rate(spec, seg.baseline), 1)
+    need = spec.required_samples(max(baseline_rate(spec, seg.baseline), seg.baseline.judge_rate), 1)
     cur = seg.current or EMPTY
     if cur.effective_n < need or seg.baseline.effective_n < need:
         return None

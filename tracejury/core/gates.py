@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from tracejury.core.calibration import NO_AUDIT, AuditCells, Calibrated, JudgeSums, ppi
+from tracejury.core.calibration import MIN_FAILED_LABELS, NO_AUDIT, AuditCells, Calibrated, JudgeSums, ppi
 from tracejury.core.gate_spec import GateSpec
 from tracejury.core.stats import adjust, newcombe_diff, one_sided_p, wilson
 
@@ -283,7 +283,7 @@ def calibration_dict(arm: Arm) -> dict[str, Any]:
     c = arm.calibrated
     if c is None:
         return {"method": "none", "labelled": arm.audit.labelled}
-    lo, hi = c.interval()
+    lo, hi = c.wilson()
     return {"method": "ppi", "labelled": c.labelled, "strata": arm.strata, "lambda": c.lam,
             "humanRate": c.human_rate, "variance": c.variance, "interval95": [lo, hi]}  # fmt: skip
 
@@ -316,10 +316,10 @@ def calibrate(arm: Arm, source: tuple[AuditCells, int, str]) -> Arm:
 
 
 def _label_source(spec: GateSpec, arm: Arm, pooled: tuple[AuditCells, int]) -> tuple[AuditCells, int, str] | None:
-    """The group's own labels when it holds ``min_labels``, else its arm's pooled ones when
-    they do, else None."""
+    """The group's own labels when it holds ``min_labels`` with ``MIN_FAILED_LABELS`` people
+    failed, else its arm's pooled ones when they number ``min_labels``, else None."""
     need = spec.calibration.min_labels
-    if arm.audit.labelled >= need:
+    if arm.audit.labelled >= need and arm.audit.failed >= MIN_FAILED_LABELS:
         return arm.audit, arm.n, "group"
     if pooled[0].labelled >= need:
         return pooled[0], pooled[1], "pooled"
@@ -539,7 +539,9 @@ def _decide_sampled(spec: GateSpec, raw: Sequence[SegmentInputs], notes: list[st
     calibrated = [calibrate_inputs(spec, seg, pooled) for seg in raw]
     segments = [c[0] for c in calibrated]
     m = len(segments)
-    needs = [spec.required_samples(baseline_rate(spec, s.baseline), m) for s in segments]
+    # a calibrated baseline that came out low would lower its own bar: the need is set at the
+    # larger of the judge's and the calibrated rate
+    needs = [spec.required_samples(max(baseline_rate(spec, s.baseline), s.baseline.judge_rate), m) for s in segments]
     compared: dict[int, Compared] = {}
     for i, seg in enumerate(segments):
         cur = seg.current or EMPTY

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from tracejury.core.calibration import NO_AUDIT, AuditCells, Calibrated
+from tracejury.core.calibration import MIN_FAILED_LABELS, NO_AUDIT, AuditCells, Calibrated
 from tracejury.core.gate_spec import Calibration
 from tracejury.core.gates import Arm, add_arms, calibrate
 from tracejury.core.segments import project_key
@@ -95,7 +95,7 @@ def calibrated_json(c: Calibrated, strata: str) -> dict[str, object]:
     (the pool's when ``strata`` is ``pooled``), PPI++'s λ, the labels' own rate, and the
     judge's rate it corrected."""
     return {
-        "rate": c.rate, "interval95": list(c.interval()), "labelled": c.labelled, "lambda": c.lam,
+        "rate": c.rate, "interval95": list(c.wilson()), "labelled": c.labelled, "lambda": c.lam,
         "humanRate": c.human_rate, "judgeRate": c.judge_rate, "strata": strata,
     }  # fmt: skip
 
@@ -143,7 +143,7 @@ def label_source(arm: Arm, pooled: tuple[AuditCells, int], min_labels: int = MIN
     evaluator's pooled ones when they do, else None (judge-only)."""
     if arm.n == 0:
         return None
-    if arm.audit.labelled >= min_labels:
+    if arm.audit.labelled >= min_labels and arm.audit.failed >= MIN_FAILED_LABELS:
         return arm.audit, arm.n, "group"
     if pooled[0].labelled >= min_labels:
         return pooled[0], pooled[1], "pooled"
