@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.gate_plan import expected_effective_n, plan_segment, rate_for_needs
-from tracejury.core.gates import GateSpec, calibrate_inputs, pooled_audit
+from tracejury.core.gates import GateSpec, calibrate_to_decide, pooled_audit
 from tracejury.core.segments import key_matches, project_key
 from tracejury.store import gates as store
 from tracejury.store.gate_aggregate import trace_conditions
@@ -44,7 +44,7 @@ def gate_plan(engine: Engine, specs: Sequence[GateSpec], release: str, baseline:
 
             segments = [merge_inputs("(all)", segments)]
         pooled = pooled_audit(segments)  # a calibrated gate's effective n is the calibrated one
-        segments = [calibrate_inputs(spec, s, pooled)[0] for s in segments]
+        segments = [calibrate_to_decide(spec, s, pooled, len(segments))[0] for s in segments]
         rows = [plan_segment(spec, s, len(segments)) for s in segments]
         if not rows:
             rows = [{"segment": "(all)", "needed": spec.required_samples(0.0, 1), "current": 0.0, "baseline": 0.0,

@@ -129,6 +129,8 @@ hysteresis: {windows: 1, window: {traces: 5000}}
 """
 CALIBRATED = GateSpec.from_yaml(GATE + "calibration: {method: ppi, min_labels: 30}\n")
 JUDGE_ONLY = GateSpec.from_yaml(GATE)
+LOW = GateSpec.model_validate({**CALIBRATED.model_dump(), "min_samples": 50})
+"""Calibrated, with a need 150 labels reach (300 is out of their reach at these rates)."""
 
 
 def arm(failures: int, n: int, audit: list[tuple[bool, bool, float]] = ()) -> Arm:  # type: ignore[assignment]
@@ -163,7 +165,7 @@ def test_lenient_judge_hides_a_regression_that_calibration_finds() -> None:
 def test_group_without_labels_borrows_the_arm_pooled_correction() -> None:
     labelled = sample("rag=on", arm(90, 3000, audit_of(4, 5, 141)), arm(90, 3000, audit_of(4, 5, 141)))
     bare = sample("rag=off", arm(60, 2000), arm(60, 2000))
-    on, off = decide_family(CALIBRATED, [labelled, bare])
+    on, off = decide_family(LOW, [labelled, bare])
     assert on.current["calibration"]["strata"] == "group"
     assert off.current["calibration"]["strata"] == "pooled"
     assert off.current["calibration"]["labelled"] == 150 and off.current["rate"] > off.current["judgeRate"]
@@ -179,10 +181,21 @@ def test_too_few_labels_is_judge_only_with_a_note_for_both_arms() -> None:
     assert any("calibration: none" in n and "current 12" in n for n in out.notes)
 
 
+def test_labels_too_few_to_decide_leave_the_gate_judge_only_with_a_note() -> None:
+    """Calibrated arms that cannot reach the gate's need would make it undecidable forever:
+    both arms stay judge-only (the judge's rate does decide), and the note says why."""
+    strict = GateSpec.model_validate({**CALIBRATED.model_dump(), "min_samples": 1000})
+    base, cur = arm(90, 3000, audit_of(8, 10, 282)), arm(100, 3000, audit_of(10, 26, 264))
+    (out,) = decide_family(strict, [sample("rag=on", base, cur)])
+    assert out.current["calibration"]["method"] == "none" and out.current["rate"] == out.current["judgeRate"]
+    assert any(n.startswith("calibration: none — the audit labels give an effective n of current") for n in out.notes)
+    assert out.decision == "pass"  # on the judge's 3% against 3.3%: what a judge-only gate says
+
+
 def test_a_relabel_changes_the_calibrated_rate() -> None:
     base = arm(90, 3000, audit_of(4, 5, 141))
-    before = decide_family(CALIBRATED, [sample("x", base, arm(90, 3000, audit_of(4, 5, 141)))])[0]
-    after = decide_family(CALIBRATED, [sample("x", base, arm(90, 3000, audit_of(4, 6, 140)))])[0]
+    before = decide_family(LOW, [sample("x", base, arm(90, 3000, audit_of(4, 5, 141)))])[0]
+    after = decide_family(LOW, [sample("x", base, arm(90, 3000, audit_of(4, 6, 140)))])[0]
     assert after.current["rate"] > before.current["rate"]
     assert after.current["judgeRate"] == before.current["judgeRate"]
 

@@ -37,9 +37,10 @@ from tracejury.core.gates import (
     WindowArm,
     add_arms,
     baseline_rate,
-    calibrate_inputs,
+    calibrate_to_decide,
     compare,
     decide_family,
+    need_of,
     pooled_audit,
 )
 from tracejury.core.segments import parse_segment_key
@@ -91,8 +92,8 @@ def merge_inputs(name: str, inputs: Sequence[SegmentInputs]) -> SegmentInputs:
 def _regressed(spec: GateSpec, seg: SegmentInputs, pooled: Pooled) -> Compared | None:
     """The comparison of a cell when it has data enough to test, else None (calibrated with
     its own audit labels, or the whole sample's, under ``calibration: ppi``)."""
-    seg = calibrate_inputs(spec, seg, pooled)[0]
-    need = spec.required_samples(max(baseline_rate(spec, seg.baseline), seg.baseline.judge_rate), 1)
+    seg = calibrate_to_decide(spec, seg, pooled, 1)[0]
+    need = need_of(spec, seg, 1)
     cur = seg.current or EMPTY
     if cur.effective_n < need or seg.baseline.effective_n < need:
         return None

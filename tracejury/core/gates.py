@@ -288,6 +288,10 @@ def calibration_dict(arm: Arm) -> dict[str, Any]:
             "humanRate": c.human_rate, "variance": c.variance, "interval95": [lo, hi]}  # fmt: skip
 
 
+LabelSource = tuple[AuditCells, int, str]
+"""Audit labels, the n they were drawn from, and ``group`` or ``pooled``."""
+
+
 Pooled = dict[str, tuple[AuditCells, int]]
 """Per side (``current``, ``baseline``): the audit labels and n a group borrows when it
 holds too few labels of its own."""
@@ -535,13 +539,38 @@ def parts(seg: SegmentInputs, k: int) -> list[Arm]:
     return out
 
 
+def need_of(spec: GateSpec, seg: SegmentInputs, family: int) -> int:
+    """The effective n per arm a sampled gate needs in a segment: at the larger of the judge's
+    and the (calibrated) baseline rate — a calibrated baseline that came out low would
+    otherwise lower its own bar."""
+    return spec.required_samples(max(baseline_rate(spec, seg.baseline), seg.baseline.judge_rate), family)
+
+
+def calibrate_to_decide(spec: GateSpec, seg: SegmentInputs, pooled: Pooled, family: int
+                        ) -> tuple[SegmentInputs, LabelSource | None, str | None]:  # fmt: skip
+    """``calibrate_inputs``, kept only when the calibrated arms reach the gate's need: labels
+    too few for that leave both arms judge-only (the judge's rate, which does decide), with a
+    note of what the labels gave — an arm that can never decide is no use, and the note says
+    how far the audit is from calibrating."""
+    cal, labels, note = calibrate_inputs(spec, seg, pooled)
+    if labels is None:
+        return cal, labels, note
+    need = need_of(spec, cal, family)
+    cur = (cal.current or EMPTY).effective_n
+    base = math.inf if _threshold(spec) else cal.baseline.effective_n
+    if cur >= need and base >= need:
+        return cal, labels, None
+    have = f"current {cur:.0f}" + ("" if _threshold(spec) else f", baseline {base:.0f}")
+    return seg, None, (f"calibration: none — the audit labels give an effective n of {have}, short of the"
+                       f" {need} needed: the judge's rate is used uncorrected (tracejury review plan says how"
+                       " many labels reach it)")  # fmt: skip
+
+
 def _decide_sampled(spec: GateSpec, raw: Sequence[SegmentInputs], notes: list[str], pooled: Pooled) -> list[Outcome]:
-    calibrated = [calibrate_inputs(spec, seg, pooled) for seg in raw]
+    m = len(raw)
+    calibrated = [calibrate_to_decide(spec, seg, pooled, m) for seg in raw]
     segments = [c[0] for c in calibrated]
-    m = len(segments)
-    # a calibrated baseline that came out low would lower its own bar: the need is set at the
-    # larger of the judge's and the calibrated rate
-    needs = [spec.required_samples(max(baseline_rate(spec, s.baseline), s.baseline.judge_rate), m) for s in segments]
+    needs = [need_of(spec, s, m) for s in segments]
     compared: dict[int, Compared] = {}
     for i, seg in enumerate(segments):
         cur = seg.current or EMPTY
@@ -555,10 +584,6 @@ def _decide_sampled(spec: GateSpec, raw: Sequence[SegmentInputs], notes: list[st
                            [*notes, *([calibrated[i][2]] if calibrated[i][2] else [])], calibrated[i][1])
         for i, seg in enumerate(segments)
     ]
-
-
-LabelSource = tuple[AuditCells, int, str]
-"""Audit labels, the n they were drawn from, and ``group`` or ``pooled``."""
 
 
 def _decide_sample_one(spec: GateSpec, seg: SegmentInputs, need: int, got: Compared | None, significant: bool,
