@@ -317,7 +317,9 @@ def decide_agreement(spec: GateSpec, versions: Sequence[AuditAgreement], release
 
 def apply_judge_floors(decided: Sequence[tuple[GateSpec, Outcome]]) -> None:
     """A judge below its floor is not evidence: every pass or block of a gate on that rubric's
-    verdicts becomes ``inconclusive``, saying which agreement gate and what it decided first."""
+    verdicts becomes ``inconclusive``, saying which agreement gate and what it decided first —
+    except outcomes whose rates were calibrated by people's labels (PPI is valid whatever the
+    judge's error), which keep their decision with a note."""
     broken = {
         spec.metric.judge_agreement: o for spec, o in decided
         if spec.metric.judge_agreement and o.design == "agreement" and o.decision == "inconclusive"
@@ -325,6 +327,11 @@ def apply_judge_floors(decided: Sequence[tuple[GateSpec, Outcome]]) -> None:
     for spec, o in decided:
         source = broken.get(spec.metric.evaluator)
         if source is None or o.decision not in ("pass", "block"):
+            continue
+        if (o.current.get("calibration") or {}).get("method") == "ppi":
+            # a calibrated rate is valid however bad the judge: people's labels corrected it
+            o.notes.append(f"the judge is below its agreement floor ({source.gate}); this rate is calibrated by"
+                           " people's audit labels, so the decision stands")  # fmt: skip
             continue
         o.notes.append(f"decided {o.decision} on the judge's verdicts before the agreement floor")
         o.decision = "inconclusive"

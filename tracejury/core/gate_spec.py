@@ -231,6 +231,8 @@ class GateSpec(_Strict):
             raise ValueError("floor goes with metric: judge_agreement, and it needs one")
         if self.metric.judge_agreement is not None and (self.group_by or self.scan is not None):
             raise ValueError("a judge_agreement gate has one outcome per rubric version: no group_by or scan")
+        if self.metric.judge_agreement is not None and not isinstance(self.min_samples, int):
+            raise ValueError("a judge_agreement gate's min_samples is a count of audit labels (an integer)")
         if self.calibration.method == "ppi" and self.metric.evaluator is None:
             raise ValueError("calibration: ppi goes with metric: evaluator (a judged rubric)")
         if (self.interval == "wilson") != (self.baseline.kind == "threshold"):

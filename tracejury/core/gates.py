@@ -98,7 +98,8 @@ class Arm:
 
     def judge_sums(self) -> JudgeSums:
         """The judge side of a calibration."""
-        sq_failed = self.weight_sq_failed if self.weight_sq_failed is not None else float(self.failures)
+        # without Σw² of the failures (signal arms): Σw² in proportion to the judge's rate
+        sq_failed = self.weight_sq_failed if self.weight_sq_failed is not None else self.weight_sq * self.judge_rate
         return JudgeSums(self.n, self.weight_sum, self.weight_failed, self.weight_sq, sq_failed)
 
     @property
@@ -110,7 +111,8 @@ class Arm:
         failed weights are unknown; the cluster-robust n when it is smaller. Calibrated:
         ``p(1−p)`` over the calibrated variance (``core.calibration``)."""
         if self.calibrated is not None:
-            return self.calibrated.effective_n
+            n = self.calibrated.effective_n
+            return min(n, self.cluster_n) if self.cluster_n is not None else n
         kish = self.weight_sum**2 / self.weight_sq if self.weight_sq > 0 else 0.0
         n = kish
         p = self.rate
@@ -346,6 +348,10 @@ def calibrate_inputs(spec: GateSpec, seg: SegmentInputs, pooled: Pooled
         have = ", ".join(f"{name} {pooled[name][0].labelled}" for name in short)
         return seg, None, (f"calibration: none — audit labels in the arm ({have}) are fewer than"
                            f" {spec.calibration.min_labels}: the judge's rate is used uncorrected")  # fmt: skip
+    if any(src is not None and src[2] == "pooled" for src in sources.values()):
+        # both arms from one kind of source: a group's own correction on one side and the pooled
+        # one on the other would show the judge's segment-specific error as a change
+        sources = {name: (pooled[name][0], pooled[name][1], "pooled") for name in sources}
     cur_src = sources["current"]
     assert cur_src is not None
     base = seg.baseline if _threshold(spec) else calibrate(seg.baseline, sources["baseline"])  # type: ignore[arg-type]
