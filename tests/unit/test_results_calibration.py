@@ -90,3 +90,16 @@ def test_a_move_is_calibrated_on_both_arms_or_neither() -> None:
     (judge_move,) = rank_moves([("ac fail rate", "", base, cur)])
     assert not judge_move.calibrated and judge_move.judge_current_rate == judge_move.current_rate == 0.03
     assert move.delta > judge_move.delta and move.p_value < judge_move.p_value
+
+
+def test_diff_calibrates_both_arms_from_the_same_kind_of_source() -> None:
+    from tracejury.core.diff import calibrate_pair
+
+    own = _arm(10, 100, _audit(30, 5))  # qualifies for its own labels
+    few = _arm(10, 100, _audit(4, 1))  # borrows the pool
+    pool_base, pool_cur = (own.audit + _audit(30, 5), 200), (few.audit + _audit(30, 5), 200)
+    base, cur = calibrate_pair(own, few, pool_base, pool_cur)
+    assert (base.strata, cur.strata) == ("pooled", "pooled")
+    assert base.calibrated is not None and base.calibrated.labelled == pool_base[0].labelled
+    both_own = calibrate_pair(own, own, pool_base, pool_base)
+    assert (both_own[0].strata, both_own[1].strata) == ("group", "group")

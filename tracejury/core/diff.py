@@ -103,10 +103,15 @@ def unweighted(count: int, n: int) -> Arm:
 def calibrate_pair(base: Arm, cur: Arm, pooled_base: tuple[AuditCells, int], pooled_cur: tuple[AuditCells, int],
                    min_labels: int = MIN_LABELS) -> tuple[Arm, Arm]:  # fmt: skip
     """Both arms calibrated when each has a label source (``core.results.label_source``:
-    its own labels, else its release's pooled ones for the evaluator), else both as given."""
+    its own labels, else its release's pooled ones for the evaluator), else both as given.
+    When either arm borrows the pooled labels, both do (as gates: one arm on its own
+    correction and the other on the pooled one would show the judge's segment-specific
+    error as a move)."""
     sb, sc = label_source(base, pooled_base, min_labels), label_source(cur, pooled_cur, min_labels)
     if sb is None or sc is None:
         return base, cur
+    if "pooled" in (sb[2], sc[2]):
+        sb, sc = (*pooled_base, "pooled"), (*pooled_cur, "pooled")
     return calibrate(base, sb), calibrate(cur, sc)
 
 
