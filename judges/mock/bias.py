@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from tracejury.core.errors import ConfigError
+from judges.mock.faults import parse_rates
 
 __all__ = ["BIAS_KEYS", "Bias", "flip_draw"]
 
@@ -54,30 +54,8 @@ class Bias:
         Raises :class:`ConfigError` (field ``--bias``) naming the item and what is wrong.
         """
 
-        def bad(why: str) -> ConfigError:
-            return ConfigError(
-                f"bad bias spec {spec!r}: {why} (expected fail_to_pass=R,pass_to_fail=R, R in [0, 1])",
-                field="--bias",
-            )
-
-        rates: dict[str, float] = {}
-        if not spec.strip():
-            return cls()
-        for item in spec.split(","):
-            key, sep, rate_text = (p.strip() for p in item.partition("="))
-            if not sep or not key or not rate_text:
-                raise bad(f"item {item.strip()!r} is not KEY=R")
-            if key not in BIAS_KEYS:
-                raise bad(f"unknown key {key!r}")
-            if key in rates:
-                raise bad(f"key {key!r} given twice")
-            try:
-                rate = float(rate_text)
-            except ValueError:
-                raise bad(f"rate {rate_text!r} of {key} is not a number") from None
-            if not 0.0 <= rate <= 1.0:
-                raise bad(f"rate {rate_text} of {key} is not in [0, 1]")
-            rates[key] = rate
+        rates = parse_rates(spec, BIAS_KEYS, what="bias", noun="key", pattern="KEY=R",
+                            expected="fail_to_pass=R,pass_to_fail=R, R in [0, 1]", field="--bias")  # fmt: skip
         return cls(**rates)
 
     @property

@@ -40,35 +40,40 @@ def parse_faults(spec: str) -> dict[str, float]:
 
     Raises :class:`ConfigError` (field ``--faults``) naming the item and what is wrong.
     """
+    rates = parse_rates(spec, FAULT_KINDS, what="fault", noun="fault kind", pattern="KIND=RATE",
+                        expected=f"KIND=RATE,...; kinds: {', '.join(FAULT_KINDS)}", field="--faults")  # fmt: skip
+    total = sum(rates.values())
+    if total > 1.0 + 1e-9:
+        raise ConfigError(f"bad fault spec {spec!r}: the rates add up to {total:g}, more than 1", field="--faults")
+    return rates
+
+
+def parse_rates(spec: str, keys: tuple[str, ...], *, what: str, noun: str, pattern: str, expected: str,
+                field: str) -> dict[str, float]:  # fmt: skip
+    """``KEY=RATE[,KEY=RATE...]`` (empty: none) as rates by key, each in [0, 1] and known;
+    a bad item is a ``ConfigError`` on ``field`` naming it (``--faults`` and ``--bias``)."""
 
     def bad(why: str) -> ConfigError:
-        return ConfigError(
-            f"bad fault spec {spec!r}: {why} (expected KIND=RATE,...;"
-            f" kinds: {', '.join(FAULT_KINDS)})",
-            field="--faults",
-        )
+        return ConfigError(f"bad {what} spec {spec!r}: {why} (expected {expected})", field=field)
 
     rates: dict[str, float] = {}
     if not spec.strip():
         return rates
     for item in spec.split(","):
-        kind, sep, rate_text = (p.strip() for p in item.partition("="))
-        if not sep or not kind or not rate_text:
-            raise bad(f"item {item.strip()!r} is not KIND=RATE")
-        if kind not in FAULT_KINDS:
-            raise bad(f"unknown fault kind {kind!r}")
-        if kind in rates:
-            raise bad(f"fault kind {kind!r} given twice")
+        key, sep, rate_text = (p.strip() for p in item.partition("="))
+        if not sep or not key or not rate_text:
+            raise bad(f"item {item.strip()!r} is not {pattern}")
+        if key not in keys:
+            raise bad(f"unknown {noun} {key!r}")
+        if key in rates:
+            raise bad(f"{noun} {key!r} given twice")
         try:
             rate = float(rate_text)
         except ValueError:
-            raise bad(f"rate {rate_text!r} of {kind} is not a number") from None
+            raise bad(f"rate {rate_text!r} of {key} is not a number") from None
         if not 0.0 <= rate <= 1.0:
-            raise bad(f"rate {rate_text} of {kind} is not in [0, 1]")
-        rates[kind] = rate
-    total = sum(rates.values())
-    if total > 1.0 + 1e-9:
-        raise bad(f"the rates add up to {total:g}, more than 1")
+            raise bad(f"rate {rate_text} of {key} is not in [0, 1]")
+        rates[key] = rate
     return rates
 
 

@@ -280,30 +280,9 @@ def test_diff_moves_calibrated_rates_where_both_releases_have_labels(
     b1, _ = build(engine, example_trace, "r1", 18, truth=0.2, miss=0.3, audit=(0.4, 0.4, 0.1), n=900)
     b2, _ = build(engine, example_trace, "r2", 20, truth=0.3, miss=0.6, audit=(0.4, 0.4, 0.1), n=900, seed=1)
     # helpfulness: labels in r2 only — its moves stay the judge's (both arms or neither)
-    build(
-        engine,
-        example_trace,
-        "r1",
-        18,
-        truth=0.1,
-        miss=0.0,
-        audit=(0.0, 0.0, 0.0),
-        evaluator="helpfulness",
-        n=900,
-        ingest=False,
-    )
-    build(
-        engine,
-        example_trace,
-        "r2",
-        20,
-        truth=0.1,
-        miss=0.0,
-        audit=(0.5, 0.5, 0.5),
-        evaluator="helpfulness",
-        n=900,
-        ingest=False,
-    )
+    for release, day, audit in (("r1", 18, (0.0, 0.0, 0.0)), ("r2", 20, (0.5, 0.5, 0.5))):
+        build(engine, example_trace, release, day, truth=0.1, miss=0.0, audit=audit, evaluator="helpfulness",
+              n=900, ingest=False)  # fmt: skip
     moves = _diff("--by", "model")
     whole = moves[(f"{AC} fail rate", "")]
     assert whole["calibrated"] is True
