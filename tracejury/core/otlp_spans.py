@@ -22,7 +22,16 @@ from typing import Any
 
 from tracejury.core.errors import InputError
 
-__all__ = ["STATUS_ERROR", "Span", "SpanReport", "decode_any_value", "decode_attributes", "decode_spans"]
+__all__ = [
+    "STATUS_ERROR",
+    "Event",
+    "LogRecord",
+    "Span",
+    "SpanReport",
+    "decode_any_value",
+    "decode_attributes",
+    "decode_spans",
+]
 
 STATUS_ERROR = 2
 """``Status.code`` of a span that ended in an error (``STATUS_CODE_ERROR``)."""
@@ -54,6 +63,34 @@ class SpanReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """A span event, or an OTLP log record joined to its span (GenAI content events)."""
+
+    name: str
+    """The event's name; for a log record its ``event_name``, else its ``event.name`` attribute."""
+    time_ns: int
+    """Unix nanoseconds (0 when not recorded)."""
+    attrs: Mapping[str, Any]
+    """The event's attributes as Python values."""
+    body: Any = None
+    """A log record's body as a Python value (None for span events)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """An OTLP log record that names its span: joined to that span as an ``Event`` when the
+    trace is assembled."""
+
+    trace_id: str
+    """32 lowercase hex digits."""
+    span_id: str
+    """16 lowercase hex digits."""
+    event: Event
+    resource: Mapping[str, Any]
+    """Attributes of the record's resource."""
+
+
+@dataclass(frozen=True, slots=True)
 class Span:
     """One OTLP span with decoded ids, times, attributes and its resource's attributes."""
 
@@ -77,6 +114,8 @@ class Span:
     status_message: str = ""
     exception_types: tuple[str, ...] = field(default=())
     """``exception.type`` of the span's ``exception`` events, in order."""
+    events: tuple[Event, ...] = field(default=())
+    """The span's events in time order, then log records joined to it (``LogRecord``)."""
 
     @property
     def duration_ns(self) -> int:
