@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     """A chunk pending this long without a worker is enqueued again (its message may be lost)."""
     api_max_body_bytes: int = 16 * 1024 * 1024
     """Largest request body the HTTP API accepts (bytes); larger ones get 413."""
+    otlp_trace_idle_s: float = 5.0
+    """An OTLP trace is assembled once its root span has arrived and no span of it for this
+    long. 5 s covers spans that end after their root (fire-and-forget children) exported by the
+    next ``BatchSpanProcessor`` tick (its default schedule delay is 5 s) or a collector's batch."""
+    otlp_trace_max_wait_s: float = 600.0
+    """A staged trace whose root span has not arrived this long after its first span goes to
+    quarantine with every span it had. Longer than the longest trace you run (agents)."""
+    otlp_max_staged_spans: int = 500_000
+    """Spans and log records the OTLP staging holds at most; past it requests get 503 (OTLP/HTTP)
+    or UNAVAILABLE (gRPC), which exporters retry."""
+    otlp_assembled_keep_s: float = 3600.0
+    """How long a finished OTLP trace is remembered, so a span of it that arrives later is
+    counted as late (or as a re-sent duplicate) rather than staged as a new trace."""
+    otlp_sweep_interval_s: float = 0.5
+    """How often the OTLP sweeper (in ``serve`` and in every worker) looks for whole traces."""
     metrics_cache_s: float = 10.0
     """``GET /metrics`` reads the store at most once per this many seconds (each read scans the
     evaluation table); scrapes in between get the same counts."""

@@ -2,7 +2,7 @@
 
 Per worker process, the engine and settings are built once, on first use. The sweeper
 thread starts when the worker is ready (in the main process, which survives a pool child's
-death) and re-enqueues chunks whose lease expired.
+death) and re-enqueues chunks whose lease expired; the OTLP sweeper assembles staged traces.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tracejury.settings import Settings
 from tracejury.store.batches import fail_chunk, release_claim
 from tracejury.store.engine import open_engine
 from workers.batches import finish, run_chunk, sweep_expired, worker_id
+from workers.otlp import OtlpSweeper
 
 __all__ = ["enqueue_chunk", "score_chunk_task"]
 
@@ -93,12 +94,19 @@ def _sweep_forever() -> None:
             log.warning("lease sweep failed", exc_info=True)
 
 
+@cache
+def _otlp_sweeper() -> OtlpSweeper:
+    return OtlpSweeper(lambda: _runtime()[0], _runtime()[1])
+
+
 @worker_ready.connect
 def _start_sweeper(**_kwargs: object) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per judge call
     threading.Thread(target=_sweep_forever, name="tracejury-sweeper", daemon=True).start()
+    _otlp_sweeper().start()  # OTLP traces are assembled wherever a worker or the API runs
 
 
 @worker_shutting_down.connect
 def _stop_sweeper(**_kwargs: object) -> None:
     _stop_sweeping.set()
+    _otlp_sweeper().stop()

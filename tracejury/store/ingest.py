@@ -47,7 +47,7 @@ from tracejury.store.rows import (
 from tracejury.store.rows import STAGE_KEYS as _STAGE_KEYS
 from tracejury.store.tables import QuarantinedLine, StoredTrace, TraceConflict, TraceStage
 
-__all__ = ["ingest_lines"]
+__all__ = ["ingest_lines", "quarantine_lines", "quarantine_rows", "write_rows"]
 
 _TRACE: Table = StoredTrace.__table__  # type: ignore[assignment]
 _STAGE: Table = TraceStage.__table__  # type: ignore[assignment]
@@ -161,38 +161,44 @@ def _quarantine(conn: Connection, source: str, rejected: list[RejectedLine], now
 
 def _write_batch(engine: Engine, source: str, batch: RowBatch) -> IngestCounts:
     """Store one prepared batch in one transaction."""
-    now = datetime.now(UTC)
     with engine.begin() as conn:
-        first: dict[str, int] = {}  # id -> index of its first occurrence in the batch: the one to store
-        for k in batch.keys:
-            first.setdefault(k.trace_id, k.index)
-        ts = _TRACE.c.ts.type._cached_bind_processor(conn.dialect) or (lambda v: v)
-        at = ts(now)
-        rows = [batch.trace_rows[first[trace_id]] for trace_id in sorted(first)]
-        rows = [(*r[:TS], ts(r[TS]), *r[TS + 1 :], at) for r in rows]
-        inserted = _insert_returning(conn, _TRACE, _TRACE_KEYS, rows, "trace_id")
-        # the ids this batch did not insert were stored before, or by another ingest meanwhile
-        others = [trace_id for trace_id in first if trace_id not in inserted]
-        stored = dict(conn.execute(_SELECT_STORED, {"ids": others}).all()) if others else {}
-        split = triage(batch.keys, stored)
-        new = [k.index for k in split.new]
-        stages = [row for i in new for row in batch.stage_rows[i]]
-        _insert_ignoring_conflicts(conn, _STAGE, _STAGE_KEYS, stages)
-        conflicts = [
-            (
-                k.trace_id,
-                source,
-                k.line_no,
-                kept,
-                k.content_hash,
-                batch.trace_rows[k.index][BODY],
-                now,
-            )
-            for k, kept in sorted(split.conflicts, key=lambda c: (c[0].trace_id, c[0].content_hash))
-        ]
-        procs = _bind_processors(conn.dialect, _CONFLICT, _CONFLICT_KEYS)
-        _insert_ignoring_conflicts(conn, _CONFLICT, _CONFLICT_KEYS, _process(conflicts, procs))
-        _quarantine(conn, source, batch.rejected, now)
+        return write_rows(conn, source, batch)
+
+
+def write_rows(conn: Connection, source: str, batch: RowBatch) -> IngestCounts:
+    """Store one prepared batch in the caller's transaction (the OTLP sweeper stores the traces
+    it assembles in the transaction that takes their staged spans)."""
+    now = datetime.now(UTC)
+    first: dict[str, int] = {}  # id -> index of its first occurrence in the batch: the one to store
+    for k in batch.keys:
+        first.setdefault(k.trace_id, k.index)
+    ts = _TRACE.c.ts.type._cached_bind_processor(conn.dialect) or (lambda v: v)
+    at = ts(now)
+    rows = [batch.trace_rows[first[trace_id]] for trace_id in sorted(first)]
+    rows = [(*r[:TS], ts(r[TS]), *r[TS + 1 :], at) for r in rows]
+    inserted = _insert_returning(conn, _TRACE, _TRACE_KEYS, rows, "trace_id")
+    # the ids this batch did not insert were stored before, or by another ingest meanwhile
+    others = [trace_id for trace_id in first if trace_id not in inserted]
+    stored = dict(conn.execute(_SELECT_STORED, {"ids": others}).all()) if others else {}
+    split = triage(batch.keys, stored)
+    new = [k.index for k in split.new]
+    stages = [row for i in new for row in batch.stage_rows[i]]
+    _insert_ignoring_conflicts(conn, _STAGE, _STAGE_KEYS, stages)
+    conflicts = [
+        (
+            k.trace_id,
+            source,
+            k.line_no,
+            kept,
+            k.content_hash,
+            batch.trace_rows[k.index][BODY],
+            now,
+        )
+        for k, kept in sorted(split.conflicts, key=lambda c: (c[0].trace_id, c[0].content_hash))
+    ]
+    procs = _bind_processors(conn.dialect, _CONFLICT, _CONFLICT_KEYS)
+    _insert_ignoring_conflicts(conn, _CONFLICT, _CONFLICT_KEYS, _process(conflicts, procs))
+    _quarantine(conn, source, batch.rejected, now)
     return IngestCounts(
         ingested=len(split.new),
         duplicates=len(split.duplicates),
@@ -309,3 +315,8 @@ def quarantine_lines(engine: Engine, source: str, lines: list[RejectedLine]) -> 
     to a trace), kept like ingest's own: source, line, trace id, path, message, raw input."""
     with engine.begin() as conn:
         _quarantine(conn, source, lines, datetime.now(UTC))
+
+
+def quarantine_rows(conn: Connection, source: str, lines: list[RejectedLine]) -> None:
+    """``quarantine_lines`` in the caller's transaction."""
+    _quarantine(conn, source, lines, datetime.now(UTC))

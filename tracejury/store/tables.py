@@ -18,6 +18,9 @@ __all__ = [
     "GateOutcome",
     "GateRun",
     "JudgeCacheEntry",
+    "OtlpAssembled",
+    "OtlpCounter",
+    "OtlpFragment",
     "QuarantinedLine",
     "ReviewItem",
     "ReviewLabel",
@@ -367,3 +370,51 @@ class ReviewLabel(SQLModel, table=True):
     """Whether ``label`` is a passing label of the rubric (what gates count)."""
     rationale: str | None = None
     created_at: datetime
+
+
+class OtlpFragment(SQLModel, table=True):
+    """What one OTLP request brought of one trace (its spans and log records), staged until
+    the sweeper assembles the trace (``tracejury.core.otlp_assembly``)."""
+
+    __tablename__ = "otlp_fragment"
+    __table_args__ = (Index("ix_otlp_fragment_trace", "trace_id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BIGINT_ID, primary_key=True))
+    trace_id: str = Field(max_length=32)
+    """OTLP trace id, 32 hex digits."""
+    source: str = Field(max_length=128)
+    """``otlp:<token id>``."""
+    has_root: bool
+    """The root span (no parent) is in this fragment."""
+    item_count: int
+    """Spans plus log records: what the staging limit counts."""
+    received_at: float
+    """Unix seconds, the receiving process's clock."""
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """The spans and log records as JSON (``otlp_assembly.dump_fragment``)."""
+
+
+class OtlpAssembled(SQLModel, table=True):
+    """A staged trace the sweeper finished (stored, quarantined or expired): a span of it that
+    arrives afterwards is late (or a re-sent duplicate), never a second trace. Kept for
+    ``TRACEJURY_OTLP_ASSEMBLED_KEEP_S``."""
+
+    __tablename__ = "otlp_assembled"
+    __table_args__ = (Index("ix_otlp_assembled_at", "at"),)
+
+    trace_id: str = Field(primary_key=True, max_length=32)
+    outcome: str = Field(max_length=16)
+    """stored, duplicate, conflict, quarantined or expired."""
+    span_ids: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """JSON list of the span ids it had (and late ones since)."""
+    at: float
+    """Unix seconds when it was finished."""
+
+
+class OtlpCounter(SQLModel, table=True):
+    """Running totals of the OTLP sweeper for ``/metrics`` (late spans, duplicates…)."""
+
+    __tablename__ = "otlp_counter"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = Field(sa_column=Column(BigInteger, nullable=False))

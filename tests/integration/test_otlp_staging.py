@@ -1,0 +1,190 @@
+"""OTLP staging and the sweeper on a real store (SQLite and PostgreSQL): spans staged over
+many requests become one stored trace, once, whatever the number of sweepers; late,
+duplicate and orphaned spans are counted and kept; the staging is bounded."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, func, select
+
+from tests.otlp_builder import RESOURCE, genai_trace, request
+from tracejury.core.otlp import map_export_request
+from tracejury.core.otlp_spans import Span, decode_spans
+from tracejury.core.segments import default_segmentation
+from tracejury.core.validation import TraceValidator
+from tracejury.store import otlp_staging as st
+from tracejury.store.tables import OtlpFragment, QuarantinedLine, StoredTrace
+
+IDLE, WAIT, KEEP = 5.0, 600.0, 3600.0
+T0 = 1_000_000.0
+
+
+def _trace_ids(n: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.getrandbits(128):032x}" for _ in range(n)]
+
+
+def _spans(trace: str) -> list[Span]:
+    spans, reports = decode_spans(request(genai_trace(trace), RESOURCE))
+    assert not reports
+    return spans
+
+
+def _sweep(engine: Engine, now: float, **kw: Any) -> st.SweepCounts:
+    return st.sweep(engine, segmentation=default_segmentation(), validator=TraceValidator(), idle_s=IDLE,
+                    max_wait_s=WAIT, keep_s=KEEP, now=now, **kw)  # fmt: skip
+
+
+def _stage(engine: Engine, spans: list[Span], now: float, max_items: int = 100_000) -> None:
+    st.stage(engine, "otlp:tok", spans, [], max_items=max_items, now=now)
+
+
+def _stored(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(StoredTrace.trace_id, StoredTrace.body)).all()
+    return {t: orjson.loads(b) for t, b in rows}
+
+
+def _quarantined(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(QuarantinedLine.message, QuarantinedLine.raw).order_by(QuarantinedLine.id)).all()
+    return [(m, orjson.loads(r)) for m, r in rows]
+
+
+def _expected(trace: str) -> dict[str, Any]:
+    return map_export_request(request(genai_trace(trace), RESOURCE)).traces[0]
+
+
+def test_spans_split_and_shuffled_over_requests_make_the_same_traces_as_one_export(engine: Engine) -> None:
+    traces = _trace_ids(20)
+    rng = random.Random(3)
+    spans = [s for t in traces for s in _spans(t)]
+    rng.shuffle(spans)
+    for i in range(0, len(spans), 7):  # 15 requests, each a random mix of traces' spans
+        _stage(engine, spans[i : i + 7], now=T0 + i / 100)
+    assert not _sweep(engine, now=T0 + 1).busy  # nothing is idle yet: nothing assembled
+    counts = _sweep(engine, now=T0 + 10)
+    assert counts.assembled == 20 and counts.ingest.ingested == 20
+    stored = _stored(engine)
+    assert stored == {t: _expected(t) for t in traces}
+    with engine.connect() as conn:
+        assert st.staged(conn) == (0, 0)
+        assert st.counters(conn)["assembled_traces"] == 20
+
+
+def test_a_trace_waits_while_its_spans_keep_coming(engine: Engine) -> None:
+    (t,) = _trace_ids(1)
+    spans = _spans(t)
+    _stage(engine, spans[:1], now=T0)  # the root first
+    _stage(engine, spans[1:3], now=T0 + 4)
+    assert _sweep(engine, now=T0 + 8).assembled == 0  # 4 s since the last span
+    _stage(engine, spans[3:], now=T0 + 8)
+    assert _sweep(engine, now=T0 + 12).assembled == 0
+    assert _sweep(engine, now=T0 + 13).assembled == 1
+    assert _stored(engine) == {t: _expected(t)}
+
+
+def test_duplicate_late_and_resent_spans(engine: Engine) -> None:
+    (t,) = _trace_ids(1)
+    spans = _spans(t)
+    first, tool = [*spans[:3], spans[4]], spans[3]
+    _stage(engine, first, now=T0)
+    _stage(engine, first, now=T0)  # an exporter retried the whole request
+    counts = _sweep(engine, now=T0 + 10)
+    assert counts.duplicate_spans == 4
+    _stage(engine, [tool], now=T0 + 20)  # the tool span, after assembly: late
+    _stage(engine, spans[1:2], now=T0 + 20)  # and one re-sent: a duplicate, not late
+    counts = _sweep(engine, now=T0 + 21)  # late spans are acted on at once, not after idle
+    assert (counts.late_spans, counts.duplicate_spans, counts.assembled) == (1, 1, 0)
+    assert len(_stored(engine)) == 1
+    (message, raw), = _quarantined(engine)
+    assert message.startswith("OTLP: late span")
+    assert [s["spanId"] for s in raw["spans"]] == [tool.span_id]
+    _stage(engine, [tool], now=T0 + 30)  # the late span again: now a duplicate
+    assert _sweep(engine, now=T0 + 31).duplicate_spans == 1
+    with engine.connect() as conn:
+        c = st.counters(conn)
+    assert (c["late_spans"], c["duplicate_spans"], c["assembled_traces"]) == (1, 6, 1)
+    assert len(_quarantined(engine)) == 1
+
+
+def test_root_never_arrives(engine: Engine) -> None:
+    (t,) = _trace_ids(1)
+    children = _spans(t)[1:]
+    _stage(engine, children[:2], now=T0)
+    _stage(engine, children[2:], now=T0 + 300)
+    assert _sweep(engine, now=T0 + 599).expired == 0
+    counts = _sweep(engine, now=T0 + 600)
+    assert counts.expired == 1 and not _stored(engine)
+    (message, raw), = _quarantined(engine)
+    assert "root span never arrived within 600 s" in message
+    assert sorted(s["spanId"] for s in raw["spans"]) == sorted(s.span_id for s in children)
+    _stage(engine, _spans(t)[:1], now=T0 + 700)  # the root, at last: late, kept, not a trace
+    assert _sweep(engine, now=T0 + 701).late_spans == 1
+    assert not _stored(engine) and len(_quarantined(engine)) == 2
+
+
+def test_unmapped_trace_is_quarantined_with_its_spans(engine: Engine) -> None:
+    (t,) = _trace_ids(1)
+    spans, _ = decode_spans(request(genai_trace(t), {"service.name": "no-release", "service.version": "r1"}))
+    _stage(engine, spans, now=T0)
+    counts = _sweep(engine, now=T0 + 10)
+    assert counts.unmapped == 1 and not _stored(engine)
+    (message, raw), = _quarantined(engine)
+    assert "trace not mapped: missing config.systemPromptVersion" in message and len(raw["spans"]) == 5
+
+
+def test_two_sweepers_assemble_each_trace_once(engine: Engine) -> None:
+    traces = _trace_ids(300, seed=5)
+    for i in range(0, 300, 50):
+        _stage(engine, [s for t in traces[i : i + 50] for s in _spans(t)], now=T0)
+    results: list[st.SweepCounts] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            start.wait()
+            results.append(_sweep(engine, now=T0 + 10, limit=40))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    assert sum(r.assembled for r in results) == 300
+    assert sum(r.ingest.ingested for r in results) == 300
+    assert sum(r.late_spans + r.duplicate_spans for r in results) == 0
+    assert len(_stored(engine)) == 300
+
+
+def test_staging_is_bounded(engine: Engine) -> None:
+    a, b = _trace_ids(2)
+    _stage(engine, _spans(a), now=T0, max_items=8)
+    with pytest.raises(st.StagingFull, match="limit of 8"):
+        _stage(engine, _spans(b), now=T0, max_items=8)
+    with engine.connect() as conn:
+        assert st.staged(conn) == (5, 1)
+        assert conn.execute(select(func.count()).select_from(OtlpFragment)).scalar_one() == 1
+    _sweep(engine, now=T0 + 10)
+    _stage(engine, _spans(b), now=T0 + 10, max_items=8)  # room again once assembled
+
+
+def test_tombstones_are_forgotten_after_keep(engine: Engine) -> None:
+    (t,) = _trace_ids(1)
+    spans = _spans(t)
+    _stage(engine, spans, now=T0)
+    _sweep(engine, now=T0 + 10)
+    _sweep(engine, now=T0 + 10 + KEEP + 1)
+    _stage(engine, spans[1:2], now=T0 + KEEP + 20)  # too late to tell: a new rootless trace
+    assert _sweep(engine, now=T0 + KEEP + 21).late_spans == 0
+    with engine.connect() as conn:
+        assert st.staged(conn) == (1, 1)

@@ -1,0 +1,280 @@
+"""Assembling OTLP traces from spans that arrive apart: pure.
+
+An exporter sends a trace's spans in any order and over any number of requests (the SDK's
+``SimpleSpanProcessor`` sends each span alone, the ``BatchSpanProcessor`` splits a trace
+whenever its timer fires, a collector re-batches freely), and log records carrying GenAI
+content arrive on another endpoint. So the receiver stages what arrives, per trace, and a
+sweeper decides when a trace is whole:
+
+    request ──decode──► spans, log records ──stage_groups──► one fragment per trace id
+                                                                   │ (stored, durable)
+    sweeper ── decide(first seen, last seen, root?) ──► wait | assemble | expire
+                  assemble: fragments ──assemble──► one v1 trace (map_trace) or a report
+                  expire:   no root after max wait ──► quarantined with every span
+                  a fragment of a trace already assembled ──late──► duplicates | late spans
+
+This module holds the policy and the data shapes; ``tracejury.store.otlp_staging`` stores the
+fragments and ``tracejury.api.otlp_staging`` runs the sweeper.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tracejury.core.otlp import TraceOrigin, map_trace
+from tracejury.core.otlp_genai import Unmappable
+from tracejury.core.otlp_spans import Event, LogRecord, Span, SpanReport
+
+__all__ = [
+    "ASSEMBLE",
+    "EXPIRE",
+    "LATE",
+    "Assembled",
+    "Fragment",
+    "LateSpans",
+    "StagedGroup",
+    "assemble",
+    "decide",
+    "expired",
+    "dump_fragment",
+    "late_spans",
+    "load_fragment",
+    "quarantine_raw",
+    "stage_groups",
+]
+
+ASSEMBLE, EXPIRE, LATE = "assemble", "expire", "late"
+"""What the sweeper does with a staged trace (``decide``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedGroup:
+    """What one request brought of one trace: the unit staged as one fragment."""
+
+    trace_id: str
+    spans: tuple[Span, ...]
+    logs: tuple[LogRecord, ...]
+
+    @property
+    def has_root(self) -> bool:
+        """True when the trace's root span (no parent) is among the spans."""
+        return any(s.parent_id is None for s in self.spans)
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A staged group read back: where and when it arrived."""
+
+    id: int
+    """The staging row's id: increases with arrival; quarantined lines carry it as their line number."""
+    source: str
+    """``otlp:<token id>`` of the request that brought it."""
+    spans: tuple[Span, ...]
+    logs: tuple[LogRecord, ...]
+
+
+def stage_groups(spans: Iterable[Span], logs: Iterable[LogRecord]) -> list[StagedGroup]:
+    """A request's spans and log records grouped by trace id, in order of first appearance."""
+    by_trace: dict[str, tuple[list[Span], list[LogRecord]]] = {}
+    for span in spans:
+        by_trace.setdefault(span.trace_id, ([], []))[0].append(span)
+    for record in logs:
+        by_trace.setdefault(record.trace_id, ([], []))[1].append(record)
+    return [StagedGroup(t, tuple(s), tuple(r)) for t, (s, r) in by_trace.items()]
+
+
+def decide(has_root: bool, first_seen: float, last_seen: float, now: float, idle_s: float,
+           max_wait_s: float) -> str | None:  # fmt: skip
+    """``ASSEMBLE`` once the root has arrived and nothing of the trace for ``idle_s``;
+    ``EXPIRE`` when the root has not arrived ``max_wait_s`` after the first span; else None
+    (wait). Times are seconds on one clock (the store's)."""
+    if has_root and now - last_seen >= idle_s:
+        return ASSEMBLE
+    if not has_root and now - first_seen >= max_wait_s:
+        return EXPIRE
+    return None
+
+
+# -- the staged form: JSON, the same whichever encoding or endpoint brought the span ----------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):  # a bytesValue read from protobuf: kept as OTLP/JSON writes it
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _event_doc(e: Event) -> list[Any]:
+    return [e.name, e.time_ns, e.attrs, e.body]
+
+
+def _event(doc: list[Any]) -> Event:
+    return Event(name=doc[0], time_ns=doc[1], attrs=doc[2], body=doc[3])
+
+
+def _span_doc(s: Span) -> list[Any]:
+    return [s.span_id, s.parent_id, s.name, s.start_ns, s.end_ns, s.attrs, s.resource, s.status_code,
+            s.status_message, list(s.exception_types), [_event_doc(e) for e in s.events]]  # fmt: skip
+
+
+def _span(trace_id: str, d: list[Any]) -> Span:
+    return Span(trace_id=trace_id, span_id=d[0], parent_id=d[1], name=d[2], start_ns=d[3], end_ns=d[4],
+                attrs=d[5], resource=d[6], status_code=d[7], status_message=d[8],
+                exception_types=tuple(d[9]), events=tuple(_event(e) for e in d[10]))  # fmt: skip
+
+
+def dump_fragment(group: StagedGroup) -> bytes:
+    """A staged group as compact JSON (ids and times as they were decoded)."""
+    doc = {"spans": [_span_doc(s) for s in group.spans],
+           "logs": [[r.span_id, _event_doc(r.event), r.resource] for r in group.logs]}  # fmt: skip
+    return orjson.dumps(doc, default=_jsonable)
+
+
+def load_fragment(fragment_id: int, source: str, trace_id: str, body: bytes) -> Fragment:
+    """A stored fragment back as spans and log records."""
+    doc = orjson.loads(body)
+    spans = tuple(_span(trace_id, d) for d in doc["spans"])
+    logs = tuple(LogRecord(trace_id, d[0], _event(d[1]), d[2]) for d in doc["logs"])
+    return Fragment(fragment_id, source, spans, logs)
+
+
+# -- assembling ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """One staged trace, assembled: its v1 trace (None when it could not be mapped) and what
+    the assembly has to say about it."""
+
+    trace_id: str
+    """The OTLP trace id."""
+    trace: dict[str, Any] | None
+    origin: TraceOrigin | None
+    """Set with ``trace``: the root span, to name the trace if ingest refuses it."""
+    reports: list[SpanReport]
+    """Ignored spans and unjoined log records (warnings), or the reason the trace is not mapped."""
+    span_ids: list[str]
+    """Every distinct span id assembled (to tell a re-sent span from a late one afterwards)."""
+    duplicates: int
+    """Spans received more than once (each counted once in the trace)."""
+    source: str
+    """The source of the fragment holding the root span (else the first fragment)."""
+    line_no: int
+    """That fragment's id."""
+
+
+def _distinct_spans(fragments: list[Fragment]) -> tuple[dict[str, Span], int]:
+    spans: dict[str, Span] = {}
+    duplicates = 0
+    for fragment in fragments:
+        for span in fragment.spans:
+            if span.span_id in spans:
+                duplicates += 1
+            else:
+                spans[span.span_id] = span
+    return spans, duplicates
+
+
+def _join_logs(spans: dict[str, Span], fragments: list[Fragment], trace_id: str) -> list[SpanReport]:
+    """Append each log record to its span's events (in time order, after the span's own);
+    a record whose span is not in the trace is reported."""
+    by_span: dict[str, list[Event]] = {}
+    seen: set[bytes] = set()
+    reports = []
+    for record in (r for f in fragments for r in f.logs):
+        key = orjson.dumps([record.span_id, _event_doc(record.event)], default=_jsonable)
+        if key in seen:  # the same record sent twice counts once
+            continue
+        seen.add(key)
+        if record.span_id not in spans:
+            reports.append(SpanReport(trace_id, record.span_id, record.event.name,
+                                      "log record for a span that is not in the trace; ignored", 0))  # fmt: skip
+            continue
+        by_span.setdefault(record.span_id, []).append(record.event)
+    for span_id, events in by_span.items():
+        span = spans[span_id]
+        events.sort(key=lambda e: e.time_ns)
+        spans[span_id] = dataclasses.replace(span, events=span.events + tuple(events))
+    return reports
+
+
+def _home(fragments: list[Fragment]) -> Fragment:
+    return next((f for f in fragments if any(s.parent_id is None for s in f.spans)), fragments[0])
+
+
+def assemble(trace_id: str, fragments: list[Fragment]) -> Assembled:
+    """One v1 trace from every fragment staged for ``trace_id`` (in arrival order): spans
+    de-duplicated by span id (the first copy kept), log records joined to their spans, then
+    ``map_trace``. A trace that cannot be mapped comes back with ``trace`` None and the
+    reason as its one rejecting report."""
+    spans, duplicates = _distinct_spans(fragments)
+    home = _home(fragments)
+    reports = _join_logs(spans, fragments, trace_id)
+    span_ids = list(spans)
+    if not spans:
+        reason = "only log records arrived; no span of this trace"
+        report = SpanReport(trace_id, None, "", reason, sum(len(f.logs) for f in fragments))
+        return Assembled(trace_id, None, None, [report], span_ids, duplicates, home.source, home.id)
+    try:
+        trace, ignored = map_trace(list(spans.values()))
+    except Unmappable as exc:
+        at = exc.span
+        report = SpanReport(trace_id, at.span_id if at else None, at.name if at else "",
+                            f"trace not mapped: {exc.reason}", rejected_spans=len(spans))  # fmt: skip
+        return Assembled(trace_id, None, None, [report], span_ids, duplicates, home.source, home.id)
+    root = next(s for s in spans.values() if s.parent_id is None)
+    origin = TraceOrigin(trace_id, root.span_id, root.name, len(spans))
+    return Assembled(trace_id, trace, origin, reports + ignored, span_ids, duplicates, home.source, home.id)
+
+
+def expired(trace_id: str, fragments: list[Fragment], max_wait_s: float) -> Assembled:
+    """A trace whose root span never arrived: every span it had, reported for quarantine."""
+    spans, duplicates = _distinct_spans(fragments)
+    reason = f"root span never arrived within {max_wait_s:g} s (TRACEJURY_OTLP_TRACE_MAX_WAIT_S) of the first span"
+    report = SpanReport(trace_id, None, "", reason, len(spans) + sum(len(f.logs) for f in fragments))
+    home = fragments[0]
+    return Assembled(trace_id, None, None, [report], list(spans), duplicates, home.source, home.id)
+
+
+@dataclass(frozen=True, slots=True)
+class LateSpans:
+    """Fragments of a trace that was already assembled (or expired)."""
+
+    late: list[Span]
+    """Spans not in the assembled trace: kept in quarantine as ``late span``."""
+    logs: list[LogRecord]
+    """Log records that arrived after their trace was assembled: quarantined with them."""
+    duplicates: int
+    """Spans the assembled trace already had (a re-sent export): counted, not kept twice."""
+
+
+def late_spans(fragments: list[Fragment], assembled: Mapping[str, None] | set[str]) -> LateSpans:
+    """Split late fragments into spans re-sent (their id is in ``assembled``) and spans new
+    to the trace."""
+    late: dict[str, Span] = {}
+    duplicates = 0
+    for span in (s for f in fragments for s in f.spans):
+        if span.span_id in assembled or span.span_id in late:
+            duplicates += 1
+        else:
+            late[span.span_id] = span
+    return LateSpans(list(late.values()), [r for f in fragments for r in f.logs], duplicates)
+
+
+def quarantine_raw(report: SpanReport, spans: Iterable[Span], logs: Iterable[LogRecord]) -> bytes:
+    """What quarantine keeps of spans that are in no stored trace: the reason and every span
+    and log record whole (ids, times, attributes, events), as JSON."""
+    return orjson.dumps({
+        "traceId": report.trace_id, "spanId": report.span_id, "name": report.name, "reason": report.reason,
+        "spans": [{"spanId": s.span_id, "parentSpanId": s.parent_id, "name": s.name, "startTimeUnixNano": s.start_ns,
+                   "endTimeUnixNano": s.end_ns, "attributes": s.attrs, "resource": s.resource,
+                   "status": {"code": s.status_code, "message": s.status_message},
+                   "events": [_event_doc(e) for e in s.events]} for s in spans],
+        "logs": [{"spanId": r.span_id, "event": _event_doc(r.event), "resource": r.resource} for r in logs],
+    }, default=_jsonable)  # fmt: skip

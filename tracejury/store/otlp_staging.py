@@ -1,0 +1,278 @@
+"""OTLP staging: spans wait in the store until their trace is whole, then one sweep assembles
+and ingests it (``tracejury.core.otlp_assembly`` holds the policy).
+
+Durable and shared: a fragment is committed before its request is answered, so an API
+restart loses nothing and every API process and worker sees the same staging. Once per trace,
+whatever the number of sweepers: a sweep takes a trace's fragments with ``DELETE … RETURNING``
+and stores the trace, its quarantine lines and its tombstone in the same transaction; a
+concurrent sweep's DELETE then finds nothing (PostgreSQL re-checks the rows after the first
+commits; SQLite has one writer). A crash mid-sweep rolls the fragments back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tracejury.core import otlp_assembly as asm
+from tracejury.core.ingest import IngestCounts, RejectedLine, escape_nul, prepare_chunk
+from tracejury.core.otlp_spans import LogRecord, Span, SpanReport
+from tracejury.core.segments import SegmentationConfig
+from tracejury.core.validation import TraceValidator
+from tracejury.store.engine import insert_ignoring_conflicts
+from tracejury.store.ingest import quarantine_rows, write_rows
+from tracejury.store.rows import build_rows
+from tracejury.store.tables import OtlpAssembled, OtlpCounter, OtlpFragment
+
+__all__ = ["StagingFull", "SweepCounts", "counters", "stage", "staged", "sweep"]
+
+log = logging.getLogger("tracejury.otlp")
+
+_FRAGMENT = OtlpFragment.__table__
+_ASSEMBLED = OtlpAssembled.__table__
+_COUNTER = OtlpCounter.__table__
+
+COUNTERS = ("assembled_traces", "unmapped_traces", "expired_traces", "late_spans", "duplicate_spans")
+"""Running totals kept in ``otlp_counter`` (``/metrics``: ``tracejury_otlp_<name>_total``)."""
+
+
+class StagingFull(Exception):
+    """The staging holds its limit of spans: the request is refused whole, to be retried."""
+
+
+@dataclass
+class Staged:
+    """What one request staged."""
+
+    traces: int = 0
+    items: int = 0
+
+
+def staged(conn: Connection) -> tuple[int, int]:
+    """(staged spans and log records, staged traces)."""
+    items, traces = conn.execute(
+        select(func.coalesce(func.sum(_FRAGMENT.c.item_count), 0), func.count(func.distinct(_FRAGMENT.c.trace_id)))
+    ).one()
+    return int(items), int(traces)
+
+
+def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[LogRecord], *,
+          max_items: int, now: float | None = None) -> Staged:  # fmt: skip
+    """Stage a request's spans and log records, one fragment per trace id, committed before
+    returning. Raises ``StagingFull`` (nothing staged) when they would take the staging past
+    ``max_items``."""
+    groups = asm.stage_groups(spans, logs)
+    if not groups:
+        return Staged()
+    now = time.time() if now is None else now
+    rows = [{"trace_id": g.trace_id, "source": source, "has_root": g.has_root, "item_count": len(g.spans) + len(g.logs),
+             "received_at": now, "body": asm.dump_fragment(g)} for g in groups]  # fmt: skip
+    incoming = sum(r["item_count"] for r in rows)
+    with engine.begin() as conn:
+        held = conn.execute(select(func.coalesce(func.sum(_FRAGMENT.c.item_count), 0))).scalar_one()
+        if held + incoming > max_items:
+            raise StagingFull(f"OTLP staging holds {held} span(s) and log record(s); {incoming} more would pass "
+                              f"its limit of {max_items} (TRACEJURY_OTLP_MAX_STAGED_SPANS): retry later")  # fmt: skip
+        conn.execute(insert(_FRAGMENT), rows)
+    return Staged(traces=len(rows), items=incoming)
+
+
+# -- the sweep -----------------------------------------------------------------------------
+
+
+@dataclass
+class SweepCounts:
+    """What one sweep did."""
+
+    assembled: int = 0
+    """Traces assembled and handed to ingest."""
+    ingest: IngestCounts = field(default_factory=IngestCounts)
+    unmapped: int = 0
+    expired: int = 0
+    late_spans: int = 0
+    duplicate_spans: int = 0
+
+    @property
+    def busy(self) -> bool:
+        """Anything done."""
+        return bool(self.assembled or self.unmapped or self.expired or self.late_spans or self.duplicate_spans)
+
+
+def _candidates(conn: Connection, now: float, idle_s: float, max_wait_s: float, limit: int) -> dict[str, str]:
+    """Staged trace ids the sweep acts on now, with the action (``otlp_assembly.decide``, or
+    ``LATE`` for a trace finished before)."""
+    f, a = _FRAGMENT, _ASSEMBLED
+    is_late = func.max(case((a.c.trace_id.is_not(None), 1), else_=0))
+    last, first = func.max(f.c.received_at), func.min(f.c.received_at)
+    rows = conn.execute(
+        select(f.c.trace_id, func.max(case((f.c.has_root, 1), else_=0)), first, last, is_late)
+        .select_from(f.outerjoin(a, a.c.trace_id == f.c.trace_id))
+        .group_by(f.c.trace_id)
+        .having((last <= now - idle_s) | (first <= now - max_wait_s) | (is_late == 1))
+        .order_by(func.min(f.c.id))
+        .limit(limit)
+    ).all()
+    out = {}
+    for trace_id, has_root, first_at, last_at, late in rows:
+        action = asm.LATE if late else asm.decide(bool(has_root), first_at, last_at, now, idle_s, max_wait_s)
+        if action:
+            out[trace_id] = action
+    return out
+
+
+def _take(conn: Connection, trace_ids: list[str]) -> dict[str, list[asm.Fragment]]:
+    """Delete and return the fragments of ``trace_ids`` (in arrival order): whoever deletes a
+    fragment owns it."""
+    f = _FRAGMENT
+    rows = conn.execute(
+        delete(f).where(f.c.trace_id.in_(trace_ids)).returning(f.c.id, f.c.source, f.c.trace_id, f.c.body)
+    ).all()
+    out: dict[str, list[asm.Fragment]] = defaultdict(list)
+    for fid, source, trace_id, body in sorted(rows):
+        out[trace_id].append(asm.load_fragment(fid, source, trace_id, body))
+    return out
+
+
+def _quarantine_line(
+    line_no: int, report: SpanReport, spans: Iterable[Span], logs: Iterable[LogRecord]
+) -> RejectedLine:
+    raw = asm.quarantine_raw(report, spans, logs)
+    path = f"span {report.span_id}" if report.span_id else "$"
+    message = escape_nul(f"OTLP: {report.reason}")
+    return RejectedLine(line_no=line_no, trace_id=report.trace_id, path=path, message=message, raw=raw,
+                        raw_hash=hashlib.sha256(raw).hexdigest())  # fmt: skip
+
+
+def _bump(conn: Connection, totals: dict[str, int]) -> None:
+    rows = [{"name": k, "value": v} for k, v in totals.items() if v]
+    if not rows:
+        return
+    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_COUNTER)
+    add = {"value": _COUNTER.c.value + ins.excluded.value}
+    conn.execute(ins.on_conflict_do_update(index_elements=["name"], set_=add), rows)
+
+
+def counters(conn: Connection) -> dict[str, int]:
+    """The sweeper's running totals, every name of ``COUNTERS`` present."""
+    got = dict(conn.execute(select(_COUNTER.c.name, _COUNTER.c.value)).all())
+    return {name: int(got.get(name, 0)) for name in COUNTERS}
+
+
+def _tombstones(conn: Connection, trace_ids: list[str]) -> dict[str, set[str]]:
+    rows = conn.execute(
+        select(_ASSEMBLED.c.trace_id, _ASSEMBLED.c.span_ids).where(_ASSEMBLED.c.trace_id.in_(trace_ids))
+    )
+    return {t: set(orjson.loads(ids)) for t, ids in rows}
+
+
+def sweep(engine: Engine, *, segmentation: SegmentationConfig, validator: TraceValidator, idle_s: float,
+          max_wait_s: float, keep_s: float, limit: int = 500, now: float | None = None) -> SweepCounts:  # fmt: skip
+    """One pass: assemble the traces that are ready, quarantine the ones whose root never came
+    and the spans that came too late, forget tombstones older than ``keep_s``. At most
+    ``limit`` traces per transaction; loops until nothing is ready."""
+    total = SweepCounts()
+    while True:
+        when = time.time() if now is None else now
+        with engine.begin() as conn:
+            actions = _candidates(conn, when, idle_s, max_wait_s, limit)
+            if actions:
+                counts = _sweep_traces(conn, actions, segmentation, validator, max_wait_s, when)
+                _merge(total, counts)
+            conn.execute(delete(_ASSEMBLED).where(_ASSEMBLED.c.at < when - keep_s))
+        if len(actions) < limit:
+            return total
+
+
+def _merge(total: SweepCounts, c: SweepCounts) -> None:
+    total.assembled += c.assembled
+    total.ingest.add(c.ingest)
+    total.unmapped += c.unmapped
+    total.expired += c.expired
+    total.late_spans += c.late_spans
+    total.duplicate_spans += c.duplicate_spans
+
+
+def _sweep_traces(conn: Connection, actions: dict[str, str], segmentation: SegmentationConfig,
+                  validator: TraceValidator, max_wait_s: float, now: float) -> SweepCounts:  # fmt: skip
+    taken = _take(conn, sorted(actions))
+    tombs = _tombstones(conn, list(taken))
+    out = SweepCounts()
+    finished: list[asm.Assembled] = []
+    outcomes: dict[str, str] = {}
+    quarantine: dict[str, list[RejectedLine]] = defaultdict(list)
+    grown: dict[str, set[str]] = {}
+    for trace_id, fragments in taken.items():
+        if trace_id in tombs:  # finished before (maybe by another sweeper since we looked)
+            late = asm.late_spans(fragments, tombs[trace_id])
+            out.duplicate_spans += late.duplicates
+            if late.late or late.logs:
+                out.late_spans += len(late.late)
+                first = late.late[0] if late.late else None
+                reason = f"late span: arrived after trace {trace_id} was assembled; kept here, not in the trace"
+                report = SpanReport(trace_id, first.span_id if first else None, first.name if first else "",
+                                    reason, len(late.late))  # fmt: skip
+                quarantine[fragments[0].source].append(_quarantine_line(fragments[0].id, report, late.late, late.logs))
+                grown[trace_id] = tombs[trace_id] | {s.span_id for s in late.late}
+            continue
+        rootless = not any(s.parent_id is None for f in fragments for s in f.spans)
+        if actions[trace_id] == asm.EXPIRE and rootless:
+            done, outcomes[trace_id] = asm.expired(trace_id, fragments, max_wait_s), "expired"
+            out.expired += 1
+        else:  # ready; or its root arrived since the candidates were read
+            done = asm.assemble(trace_id, fragments)
+        out.duplicate_spans += done.duplicates
+        finished.append(done)
+        if done.trace is None:
+            outcomes.setdefault(trace_id, "quarantined")
+            out.unmapped += outcomes[trace_id] == "quarantined"
+            spans = [s for f in fragments for s in f.spans]
+            logs = [r for f in fragments for r in f.logs]
+            quarantine[done.source].append(_quarantine_line(done.line_no, done.reports[0], spans, logs))
+        for report in done.reports:
+            log.warning("OTLP %s: %s", done.source, report)
+    outcomes.update(_ingest(conn, [d for d in finished if d.trace is not None], segmentation, validator, out))
+    for source, lines in quarantine.items():
+        quarantine_rows(conn, source, lines)
+    if finished:
+        tombstones = [{"trace_id": d.trace_id, "outcome": outcomes[d.trace_id], "span_ids": orjson.dumps(d.span_ids),
+                       "at": now} for d in finished]  # fmt: skip
+        conn.execute(insert_ignoring_conflicts(_ASSEMBLED, conn.dialect), tombstones)
+    for trace_id, ids in grown.items():
+        conn.execute(
+            update(_ASSEMBLED).where(_ASSEMBLED.c.trace_id == trace_id).values(span_ids=orjson.dumps(sorted(ids)))
+        )
+    _bump(conn, {"assembled_traces": out.assembled, "unmapped_traces": out.unmapped, "expired_traces": out.expired,
+                 "late_spans": out.late_spans, "duplicate_spans": out.duplicate_spans})  # fmt: skip
+    return out
+
+
+def _ingest(conn: Connection, done: list[asm.Assembled], segmentation: SegmentationConfig,
+            validator: TraceValidator, out: SweepCounts) -> dict[str, str]:  # fmt: skip
+    """Ingest the assembled traces (grouped by source, like ``tracejury ingest``); the outcome
+    of each by OTLP trace id."""
+    outcomes: dict[str, str] = {}
+    by_source: dict[str, list[asm.Assembled]] = defaultdict(list)
+    for d in done:
+        by_source[d.source].append(d)
+    for source, items in by_source.items():
+        lines = [(d.line_no, orjson.dumps(d.trace)) for d in items]
+        batch = build_rows(*prepare_chunk(lines, validator=validator, segmentation=segmentation))
+        counts = write_rows(conn, source, batch)
+        out.ingest.add(counts)
+        out.assembled += len(items)
+        refused = {r.line_no for r in batch.rejected}
+        for d in items:
+            outcomes[d.trace_id] = "quarantined" if d.line_no in refused else "stored"
+            if d.line_no in refused:
+                log.warning(
+                    "OTLP %s: trace %s refused by ingest (quarantined as line %d)", source, d.trace_id, d.line_no
+                )
+    return outcomes
