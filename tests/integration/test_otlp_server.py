@@ -1,11 +1,13 @@
 """OTLP ingest end to end: the official OpenTelemetry Python SDK and its OTLP/HTTP exporter send
-real GenAI spans to a running `tracejury serve`; the traces are read back over the API; an
-unmappable span is named in the response; OTLP/JSON bodies and bad bodies."""
+real GenAI spans to a running `tracejury serve`, which stages them and assembles each trace (its
+sweeper runs in the server); the traces are read back over the API; an unmappable trace is kept
+in quarantine; OTLP/JSON bodies and bad bodies."""
 
 from __future__ import annotations
 
 import gzip
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,14 @@ def _token(env: dict[str, str], role: str) -> str:
     return orjson.loads(out)["token"]
 
 
+OTLP_ENV = {"TRACEJURY_OTLP_TRACE_IDLE_S": "0.3", "TRACEJURY_OTLP_SWEEP_INTERVAL_S": "0.1"}
+"""Assemble traces 0.3 s after their last span (the default is 5 s)."""
+
+
 @pytest.fixture
 def server(base_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A running `tracejury serve` on a free loopback port, with a token per role."""
+    base_env = {**base_env, **OTLP_ENV}
     tokens = {role: _token(base_env, role) for role in ("ingest", "reviewer", "admin")}
     port = free_port()
     log = tmp_path / "serve.log"
@@ -54,10 +61,26 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _stored(url: str, token: str, trace_id: str) -> dict[str, Any]:
-    r = httpx.get(f"{url}/traces/{trace_id}", headers=_bearer(token), timeout=30)
+def _stored(url: str, token: str, trace_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The stored trace, once the server's sweeper has assembled it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = httpx.get(f"{url}/traces/{trace_id}", headers=_bearer(token), timeout=30)
+        if r.status_code != 404 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def _quarantine(url: str, token: str, n: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """The quarantine, once it holds ``n`` lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = httpx.get(f"{url}/quarantine", headers=_bearer(token), timeout=30).json()
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
 
 
 def _hex(span: Any) -> tuple[str, str]:
@@ -136,12 +159,7 @@ def test_sdk_exporter_to_running_server(server: dict[str, Any]) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "application/x-protobuf"
     answer = ExportTraceServiceResponse()
     answer.ParseFromString(response.content)
-    assert answer.partial_success.rejected_spans == 3  # the unmappable trace's spans; the ignored span is a warning
-    message = answer.partial_success.error_message
-    assert message.startswith("1 trace(s) stored, 0 duplicate(s), 0 conflict(s), 0 quarantined; 3 span(s) rejected")
-    assert (f"trace {bad_trace} span {nameless_id} 'execute_tool ?': trace not mapped: "
-            "tool span without gen_ai.tool.name or tool.name") in message  # fmt: skip
-    assert f"span {http_span_id} 'GET /inventory': not a GenAI span" in message
+    assert not answer.HasField("partial_success")  # every span was readable, and is staged
 
     stored = _stored(url, tokens["reviewer"], good_trace)
     trace = stored["trace"]
@@ -162,13 +180,15 @@ def test_sdk_exporter_to_running_server(server: dict[str, Any]) -> None:
         "model=acme-chat@acme-chat-2026-10-01|rag=on|tool=order_status@tool_v1|trunc=yes"
     )
 
+    # the unmappable trace is kept in quarantine with every span it had, and the server logs why
+    [kept] = _quarantine(url, tokens["admin"], 1)
+    assert (kept["traceId"], kept["path"]) == (bad_trace, f"span {nameless_id}")
+    assert kept["source"].startswith("otlp:") and kept["message"] == "OTLP: trace not mapped: tool span without gen_ai.tool.name or tool.name"
     missing = httpx.get(f"{url}/traces/{bad_trace}", headers=_bearer(tokens["reviewer"]), timeout=30)
     assert missing.status_code == 404
-    assert f"trace {bad_trace} span {nameless_id}" in server["log"].read_text()  # the server logs every report
-    # and the unmappable trace is kept in quarantine (after the mapped trace's line), not only reported
-    [kept] = httpx.get(f"{url}/quarantine", headers=_bearer(tokens["admin"]), timeout=30).json()
-    assert (kept["traceId"], kept["line"], kept["path"]) == (bad_trace, 2, f"span {nameless_id}")
-    assert kept["source"].startswith("otlp:") and kept["message"] == "OTLP: trace not mapped: tool span without gen_ai.tool.name or tool.name"
+    log = server["log"].read_text()
+    assert f"trace {bad_trace} span {nameless_id}" in log
+    assert f"span {http_span_id} 'GET /inventory': not a GenAI span" in log  # an ignored span is a warning
 
 
 def test_json_body_bad_bodies_and_quarantine(server: dict[str, Any]) -> None:
@@ -176,23 +196,24 @@ def test_json_body_bad_bodies_and_quarantine(server: dict[str, Any]) -> None:
     ingest = _bearer(tokens["ingest"])
     quarantined = genai_trace(TB)
     quarantined[4]["attributes"].append({"key": "gen_ai.request.top_p", "value": {"doubleValue": 1.5}})
-    body = orjson.dumps(request(genai_trace(TA) + quarantined, RESOURCE))
+    unreadable = genai_trace(TB)[1] | {"spanId": "xyz", "traceId": TB}
+    body = orjson.dumps(request(genai_trace(TA) + quarantined + [unreadable], RESOURCE))
     with httpx.Client(base_url=url, timeout=30) as http:
         json_headers = {**ingest, "content-type": "application/json"}
         r = http.post("/v1/traces", content=gzip.compress(body), headers={**json_headers, "content-encoding": "gzip"})
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-        partial = r.json()["partialSuccess"]
-        assert partial["rejectedSpans"] == "5"
-        assert partial["errorMessage"].startswith("1 trace(s) stored, 0 duplicate(s), 0 conflict(s), 1 quarantined")
-        assert f"trace {TB} span {TB[:12]}0001 'invoke_agent shop': quarantined as line 2" in partial["errorMessage"]
-        assert "$.config.topP" in partial["errorMessage"]
+        partial = r.json()["partialSuccess"]  # what could not be read is named at once
+        assert partial["rejectedSpans"] == "1"
+        assert partial["errorMessage"] == (f"10 span(s) staged for assembly; 1 rejected; trace {TB}: spanId 'xyz' "
+                                           "is not 8 non-zero bytes in hex or base64")  # fmt: skip
         trace = _stored(url, tokens["reviewer"], TA)["trace"]
         assert trace["runtime"]["inputTokenCount"] == 1834 and trace["evidence"]["tool"][0]["status"] == "success"
-        rows = http.get("/quarantine", headers=_bearer(tokens["admin"])).json()
-        assert [(q["traceId"], q["line"], q["path"]) for q in rows] == [(TB, 2, "$.config.topP")]
+        # a trace that ingest refuses is quarantined once assembled, as `tracejury ingest` would
+        [row] = _quarantine(url, tokens["admin"], 1)
+        assert (row["traceId"], row["path"]) == (TB, "$.config.topP")
 
         again = http.post("/v1/traces", content=orjson.dumps(request(genai_trace(TA), RESOURCE)), headers=json_headers)
-        assert again.status_code == 200 and again.json() == {}  # fully accepted (a duplicate: idempotent)
+        assert again.status_code == 200 and again.json() == {}  # accepted: re-sent spans count once, never twice
 
         def refused(content: bytes, **headers: str) -> httpx.Response:
             return http.post("/v1/traces", content=content, headers={**ingest, **headers})
@@ -210,19 +231,23 @@ def test_json_body_bad_bodies_and_quarantine(server: dict[str, Any]) -> None:
             (http.post("/v1/traces", content=body, headers={"content-type": "application/json"}), 401, "unauthorized"),
             (http.post("/v1/traces", content=body, headers={**_bearer(tokens["reviewer"]),
                                                              "content-type": "application/json"}), 403, "forbidden"),
+            (http.post("/v1/logs", content=b"{", headers=json_headers), 400, "invalid_otlp"),
         ]:  # fmt: skip
             assert response.status_code == status, response.text
             error = response.json()
             assert error["code"] == code and "\n" not in error["message"], error
         assert refused(b'{"resourceSpans": 3}', **{"content-type": "application/json"}).json()["message"] == (
             "$.resourceSpans: expected a list, got int")  # fmt: skip
-        # nothing of a refused body was stored
+        time.sleep(1)  # past the idle time: the re-sent trace was a duplicate, nothing else arrived
         assert len(http.get("/quarantine", headers=_bearer(tokens["admin"])).json()) == 1
+        metrics = http.get("/metrics", headers=_bearer(tokens["admin"])).text
+        assert "tracejury_otlp_duplicate_spans_total 5.0" in metrics
+        assert "tracejury_otlp_assembled_traces_total 2.0" in metrics
 
 
-def test_store_limits_are_named_in_the_response(server: dict[str, Any]) -> None:
+def test_store_limits_are_kept_in_quarantine(server: dict[str, Any]) -> None:
     """A trace that ingest quarantines past schema validation (a stage name longer than the store
-    keeps, a NUL in the release) is named in the response, never reported as accepted."""
+    keeps, a NUL in the release) is in the quarantine, never reported as stored."""
     url, tokens = server["url"], server["tokens"]
     long_stage, nul_release = genai_trace(TA), genai_trace(TB)
     long_stage[1]["attributes"].append({"key": "tracejury.stage", "value": {"stringValue": "s" * 5000}})
@@ -230,14 +255,8 @@ def test_store_limits_are_named_in_the_response(server: dict[str, Any]) -> None:
     body = orjson.dumps(request(long_stage + nul_release, RESOURCE))
     r = httpx.post(f"{url}/v1/traces", content=body, timeout=30,
                    headers={**_bearer(tokens["ingest"]), "content-type": "application/json"})  # fmt: skip
-    assert r.status_code == 200, r.text
-    partial = r.json()["partialSuccess"]
-    assert partial["rejectedSpans"] == "10"
-    message = partial["errorMessage"]
-    assert message.startswith("0 trace(s) stored, 0 duplicate(s), 0 conflict(s), 2 quarantined")
-    assert f"trace {TA} span {TA[:12]}0001 'invoke_agent shop': quarantined as line 1" in message
-    assert "$.runtime.stageLatencyMs: stage name 'ssss" in message
-    assert f"trace {TB} span {TB[:12]}0001 'invoke_agent shop': quarantined as line 2" in message
-    assert "$.releaseId: contains a NUL character" in message
-    rows = httpx.get(f"{url}/quarantine", headers=_bearer(tokens["admin"]), timeout=30).json()
+    assert r.status_code == 200 and r.json() == {}, r.text
+    rows = _quarantine(url, tokens["admin"], 2)
     assert sorted((q["traceId"], q["path"]) for q in rows) == [(TA, "$.runtime.stageLatencyMs"), (TB, "$.releaseId")]
+    for trace in (TA, TB):
+        assert httpx.get(f"{url}/traces/{trace}", headers=_bearer(tokens["reviewer"]), timeout=30).status_code == 404

@@ -3,6 +3,8 @@ size limit, and the routers of ``tracejury.api.routes``."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import cache
 from importlib.metadata import version
 from typing import Any
@@ -25,7 +27,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The API for ``settings`` (default: from the environment). The store is opened, and
     migrated if needed, on first use."""
     settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from workers.otlp import OtlpSweeper
+
+        sweeper = OtlpSweeper(app.state.engine, settings)  # assembles OTLP traces staged by any process
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="tracejury",
         version=version("tracejury"),
         description="Grade production LLM traces and turn the results into deploy gates.",

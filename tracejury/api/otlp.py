@@ -1,16 +1,17 @@
-"""OTLP/HTTP trace ingest: decode an ``ExportTraceServiceRequest`` body (protobuf or OTLP/JSON,
-optionally gzip/deflate), map it with the pure core (``tracejury.core.otlp``), ingest the
-traces through the same validation, quarantine and idempotency as ``tracejury ingest``, and
-answer with an ``ExportTraceServiceResponse`` in the request's encoding whose
-``partial_success`` names every span or trace that was not stored.
+"""OTLP receiver (HTTP here; gRPC in ``otlp_grpc`` calls the same ``accept_*``): decode an
+``ExportTraceServiceRequest`` or ``ExportLogsServiceRequest`` (protobuf read directly, or
+OTLP/JSON; optionally gzip/deflate), stage its spans and log records durably
+(``tracejury.store.otlp_staging``), and answer with the export response whose
+``partial_success`` names what could not be read. The sweeper assembles each trace once it is
+whole and ingests it through the same validation, quarantine and idempotency as
+``tracejury ingest``.
 
 A body that cannot be read at all is an ``ApiError`` (400, 413 or 415), never a partial
-success: nothing of it is stored.
+success: nothing of it is staged. A full staging is 503 with ``Retry-After`` (exporters retry).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import zlib
 from dataclasses import dataclass
@@ -18,7 +19,12 @@ from typing import Any
 
 import orjson
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -28,11 +34,18 @@ from sqlalchemy import Engine
 
 from tracejury.api.errors import ApiError
 from tracejury.core.errors import InputError
-from tracejury.core.ingest import IngestCounts, RejectedLine, escape_nul
-from tracejury.core.otlp import OtlpMapping, SpanReport, map_export_request
+from tracejury.core.otlp_spans import (
+    LogRecord,
+    Span,
+    SpanReport,
+    decode_logs,
+    decode_logs_pb,
+    decode_spans,
+    decode_spans_pb,
+)
 from tracejury.settings import Settings
 
-__all__ = ["JSON", "PROTOBUF", "OtlpResult", "decode_body", "export_traces", "ingest_request"]
+__all__ = ["JSON", "PROTOBUF", "Accepted", "accept_logs", "accept_spans", "export_logs", "export_traces"]
 
 log = logging.getLogger("tracejury.api.otlp")
 
@@ -66,114 +79,124 @@ def _decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     raise ApiError(400, "invalid_otlp", "deflate body cannot be decompressed")  # pragma: no cover
 
 
-def decode_body(body: bytes, content_type: str | None, content_encoding: str | None, max_bytes: int) -> dict[str, Any]:
-    """The request as an OTLP/JSON-shaped dict (protobuf goes through ``MessageToDict``:
-    base64 ids, int64 as strings, enum names — the core accepts both spellings)."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media not in (PROTOBUF, JSON):
-        raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type {media or '(none)'!r} is not {PROTOBUF} or {JSON}")  # fmt: skip
-    raw = _decompress(body, content_encoding, max_bytes)
+def _parse(raw: bytes, media: str, message: Message) -> Message | dict[str, Any]:
+    """The request: the protobuf ``message`` filled in, or the OTLP/JSON document."""
+    name = type(message).__name__
     if media == PROTOBUF:
-        message = ExportTraceServiceRequest()
         try:
             message.ParseFromString(raw)
         except (DecodeError, RuntimeError) as exc:  # RuntimeError: nesting past protobuf's recursion limit
-            raise ApiError(400, "invalid_otlp", f"body is not a protobuf ExportTraceServiceRequest: {exc}") from exc
-        return MessageToDict(message, preserving_proto_field_name=False)
+            raise ApiError(400, "invalid_otlp", f"body is not a protobuf {name}: {exc}") from exc
+        return message
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_otlp", f"body is not OTLP/JSON: {exc}") from exc
     if not isinstance(doc, dict):
-        raise ApiError(
-            400, "invalid_otlp", f"body must be a JSON object (ExportTraceServiceRequest), got {type(doc).__name__}"
-        )
+        raise ApiError(400, "invalid_otlp", f"body must be a JSON object ({name}), got {type(doc).__name__}")
     return doc
 
 
-@dataclass(frozen=True)
-class OtlpResult:
-    """What happened to one export request."""
+def _media(content_type: str | None) -> str:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in (PROTOBUF, JSON):
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type {media or '(none)'!r} is not {PROTOBUF} or {JSON}")  # fmt: skip
+    return media
 
-    mapping: OtlpMapping
-    counts: IngestCounts
-    """Ingest's counts for the mapped traces."""
+
+@dataclass(frozen=True)
+class Accepted:
+    """What happened to one export request: staged, or reported as unreadable."""
+
+    staged: int
+    """Spans (or log records) staged for assembly."""
     reports: list[SpanReport]
-    """The mapping's reports plus one per quarantined trace."""
+    """Spans or records that could not be read, and why."""
+    noun: str = "span"
 
     @property
-    def rejected_spans(self) -> int:
-        """Spans whose content is in no stored trace."""
+    def rejected(self) -> int:
+        """Spans or records not staged."""
         return sum(r.rejected_spans for r in self.reports)
 
     def message(self) -> str:
         """One line for ``partial_success.error_message``; empty when there is nothing to say."""
-        if not self.reports and not self.counts.quarantined and not self.counts.conflicts:
+        if not self.reports:
             return ""
-        c = self.counts
-        head = f"{c.ingested} trace(s) stored, {c.duplicates} duplicate(s), {c.conflicts} conflict(s), " \
-               f"{c.quarantined} quarantined; {self.rejected_spans} span(s) rejected"  # fmt: skip
+        head = f"{self.staged} {self.noun}(s) staged for assembly; {self.rejected} rejected"
         listed = "".join(f"; {r}" for r in self.reports[:MAX_LISTED])
         more = len(self.reports) - MAX_LISTED
         return head + listed + (f"; and {more} more" if more > 0 else "")
 
 
-def _unmapped_line(line_no: int, report: SpanReport) -> RejectedLine:
-    raw = orjson.dumps({"traceId": report.trace_id, "spanId": report.span_id, "name": report.name,
-                        "reason": report.reason, "rejectedSpans": report.rejected_spans})  # fmt: skip
-    path = f"span {report.span_id}" if report.span_id else "$"
-    return RejectedLine(line_no=line_no, trace_id=report.trace_id, path=path,
-                        message=escape_nul(f"OTLP: {report.reason}"), raw=raw,
-                        raw_hash=hashlib.sha256(raw).hexdigest())  # fmt: skip
-
-
-def ingest_request(engine: Engine, settings: Settings, source: str, doc: dict[str, Any]) -> OtlpResult:
-    """Map an export request and ingest its traces like ``tracejury ingest`` does; each trace is
-    one line (numbered from 1 in request order) of ``source``."""
-    from tracejury.store.ingest import ingest_lines, quarantine_lines
-    from workers.service import segmentation
+def _stage(engine: Engine, settings: Settings, source: str, spans: list[Span], logs: list[LogRecord]) -> None:
+    from tracejury.store.otlp_staging import StagingFull, stage
 
     try:
-        mapping = map_export_request(doc)
+        stage(engine, source, spans, logs, max_items=settings.otlp_max_staged_spans)
+    except StagingFull as exc:
+        raise ApiError(503, "staging_full", str(exc), {"Retry-After": "5"}) from exc
+
+
+def accept_spans(engine: Engine, settings: Settings, source: str, request: Message | dict[str, Any]) -> Accepted:
+    """Stage the spans of an ``ExportTraceServiceRequest`` (protobuf message or OTLP/JSON dict)."""
+    try:
+        spans, reports = decode_spans_pb(request) if isinstance(request, Message) else decode_spans(request)
     except InputError as exc:
         raise ApiError(400, "invalid_otlp", str(exc)) from exc
-    lines = [(n, orjson.dumps(trace)) for n, trace in enumerate(mapping.traces, 1)]
-    reports = list(mapping.reports)
-    rejected: list[RejectedLine] = []
-    counts = ingest_lines(engine, source, lines, segmentation=segmentation(settings),
-                          batch_size=settings.ingest_batch_size, rejected=rejected)  # fmt: skip
-    for line in rejected:  # ingest quarantined these: name them in the response too
-        origin = mapping.origins[line.line_no - 1]
-        reason = f"quarantined as line {line.line_no} of {source}: {line.path}: {line.message}"
-        reports.append(SpanReport(origin.trace_id, origin.root_span_id, origin.root_name, reason, origin.spans))
-    # traces that could not be mapped at all are quarantined too (after the mapped ones'
-    # line numbers), so they are in the store, not only in this response and the log
-    unmapped = [r for r in mapping.reports if r.rejected_spans]
-    quarantine_lines(engine, source, [_unmapped_line(len(lines) + i, r) for i, r in enumerate(unmapped, 1)])
+    _stage(engine, settings, source, spans, [])
     for report in reports:
         log.warning("OTLP %s: %s", source, report)
-    return OtlpResult(mapping=mapping, counts=counts, reports=reports)
+    return Accepted(len(spans), reports)
 
 
-def _response(result: OtlpResult) -> ExportTraceServiceResponse:
-    if not result.message():
+def accept_logs(engine: Engine, settings: Settings, source: str, request: Message | dict[str, Any]) -> Accepted:
+    """Stage the log records of an ``ExportLogsServiceRequest`` that name a span; GenAI content
+    events among them are joined to their spans when the trace is assembled."""
+    try:
+        records, reports = decode_logs_pb(request) if isinstance(request, Message) else decode_logs(request)
+    except InputError as exc:
+        raise ApiError(400, "invalid_otlp", str(exc)) from exc
+    _stage(engine, settings, source, [], records)
+    return Accepted(len(records), reports, noun="log record")
+
+
+def trace_response(accepted: Accepted) -> ExportTraceServiceResponse:
+    """The ``ExportTraceServiceResponse`` for ``accepted``."""
+    if not accepted.message():
         return ExportTraceServiceResponse()
-    partial = ExportTracePartialSuccess(rejected_spans=result.rejected_spans, error_message=result.message())
+    partial = ExportTracePartialSuccess(rejected_spans=accepted.rejected, error_message=accepted.message())
     return ExportTraceServiceResponse(partial_success=partial)
 
 
-def export_traces(
-    engine: Engine,
-    settings: Settings,
-    source: str,
-    body: bytes,
-    content_type: str | None,
-    content_encoding: str | None,
-) -> tuple[bytes, str]:
-    """Handle one ``POST /v1/traces``: the response body and its media type."""
-    doc = decode_body(body, content_type, content_encoding, settings.api_max_body_bytes)
-    response = _response(ingest_request(engine, settings, source, doc))
-    if (content_type or "").split(";")[0].strip().lower() == PROTOBUF:
+def logs_response(accepted: Accepted) -> ExportLogsServiceResponse:
+    """The ``ExportLogsServiceResponse`` for ``accepted``."""
+    if not accepted.message():
+        return ExportLogsServiceResponse()
+    partial = ExportLogsPartialSuccess(rejected_log_records=accepted.rejected, error_message=accepted.message())
+    return ExportLogsServiceResponse(partial_success=partial)
+
+
+def _encode(response: Message, media: str) -> tuple[bytes, str]:
+    if media == PROTOBUF:
         return response.SerializeToString(), PROTOBUF
     return orjson.dumps(MessageToDict(response, preserving_proto_field_name=False)), JSON
+
+
+def export_traces(engine: Engine, settings: Settings, source: str, body: bytes, content_type: str | None,
+                  content_encoding: str | None) -> tuple[bytes, str]:  # fmt: skip
+    """Handle one ``POST /v1/traces``: the response body and its media type."""
+    media = _media(content_type)
+    request = _parse(_decompress(body, content_encoding, settings.api_max_body_bytes), media,
+                     ExportTraceServiceRequest())  # fmt: skip
+    return _encode(trace_response(accept_spans(engine, settings, source, request)), media)
+
+
+def export_logs(engine: Engine, settings: Settings, source: str, body: bytes, content_type: str | None,
+                content_encoding: str | None) -> tuple[bytes, str]:  # fmt: skip
+    """Handle one ``POST /v1/logs``: the response body and its media type."""
+    media = _media(content_type)
+    request = _parse(_decompress(body, content_encoding, settings.api_max_body_bytes), media,
+                     ExportLogsServiceRequest())  # fmt: skip
+    return _encode(logs_response(accept_logs(engine, settings, source, request)), media)

@@ -19,14 +19,31 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    otlp_grpc_port: Annotated[int | None, typer.Option(
+        help="Also receive OTLP over gRPC on this port (4317 is OTLP's); off unless given.", min=1, max=65535)] = None,
+    otlp_grpc_host: Annotated[str | None, typer.Option(help="Address for OTLP/gRPC (default: --host).")] = None,
 ) -> None:
-    """Serve the HTTP API (and the review page) with uvicorn."""
+    """Serve the HTTP API (and the review page, and OTLP/HTTP) with uvicorn; with
+    --otlp-grpc-port, OTLP/gRPC too. Staged OTLP traces are assembled here and in workers."""
     import uvicorn
 
     settings = _settings()
-    _engine(settings)  # migrate once before the server processes start
-    uvicorn.run("tracejury.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False)  # fmt: skip
+    engine = _engine(settings)  # migrate once before the server processes start
+    grpc_server = None
+    if otlp_grpc_port is not None:
+        from tracejury.api.otlp_grpc import start_grpc_server
+
+        try:
+            grpc_server = start_grpc_server(lambda: engine, settings, otlp_grpc_host or host, otlp_grpc_port)
+        except OSError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--otlp-grpc-port") from exc
+        out.print(f"OTLP/gRPC on {otlp_grpc_host or host}:{otlp_grpc_port}")
+    try:
+        uvicorn.run("tracejury.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False)  # fmt: skip
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(5).wait()
 
 
 @token_app.command("create")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, and_, case, func, select
 
+from tracejury.store import otlp_staging
 from tracejury.store.tables import (
     BatchChunk,
     EvaluationRow,
@@ -43,6 +44,11 @@ class StoreMetrics:
     review: dict[str, int] = field(default_factory=dict)
     gate_outcomes: dict[str, int] = field(default_factory=dict)
     gate_runs: dict[str, int] = field(default_factory=dict)
+    otlp_staged_items: int = 0
+    """Spans and log records waiting in the OTLP staging."""
+    otlp_staged_traces: int = 0
+    otlp: dict[str, int] = field(default_factory=dict)
+    """The OTLP sweeper's running totals (``otlp_staging.COUNTERS``)."""
 
 
 def _grouped(conn, column, table) -> dict[str, int]:  # noqa: ANN001
@@ -83,4 +89,6 @@ def store_metrics(engine: Engine) -> StoreMetrics:
         m.review = _grouped(conn, state, r)
         m.gate_outcomes = _grouped(conn, GateOutcome.__table__.c.decision, GateOutcome.__table__)
         m.gate_runs = _grouped(conn, GateRun.__table__.c.decision, GateRun.__table__)
+        m.otlp_staged_items, m.otlp_staged_traces = otlp_staging.staged(conn)
+        m.otlp = otlp_staging.counters(conn)
     return m

@@ -20,6 +20,15 @@ router = APIRouter(tags=["meta"])
 __all__ = ["http_requests", "router"]
 
 
+_OTLP_COUNTERS = {
+    "assembled_traces": "OTLP traces assembled from staged spans and handed to ingest",
+    "unmapped_traces": "Assembled OTLP traces that could not be mapped (quarantined with their spans)",
+    "expired_traces": "Staged OTLP traces whose root span never arrived (quarantined with their spans)",
+    "late_spans": "OTLP spans that arrived after their trace was assembled (quarantined as late span)",
+    "duplicate_spans": "OTLP spans received again (counted once)",
+}
+
+
 def _families(m: StoreMetrics) -> Iterator[Metric]:
     yield CounterMetricFamily("tracejury_traces_ingested", "Traces stored", value=m.traces)
     yield CounterMetricFamily("tracejury_traces_quarantined", "Lines set aside by ingest", value=m.quarantined)
@@ -50,6 +59,12 @@ def _families(m: StoreMetrics) -> Iterator[Metric]:
         runs.add_metric([decision], m.gate_runs.get(decision, 0))
     yield outcomes
     yield runs
+    yield GaugeMetricFamily("tracejury_otlp_staged_spans", "OTLP spans and log records staged, waiting for their "
+                            "trace to be assembled (bounded by TRACEJURY_OTLP_MAX_STAGED_SPANS)",
+                            value=m.otlp_staged_items)  # fmt: skip
+    yield GaugeMetricFamily("tracejury_otlp_staged_traces", "OTLP traces staged", value=m.otlp_staged_traces)
+    for name, text in _OTLP_COUNTERS.items():
+        yield CounterMetricFamily(f"tracejury_otlp_{name}", text, value=m.otlp.get(name, 0))
 
 
 class _Snapshot:

@@ -1,4 +1,4 @@
-"""OTLP/HTTP trace receiver: ``POST /v1/traces`` (``docs/otlp.md``)."""
+"""OTLP/HTTP receiver: ``POST /v1/traces`` and ``POST /v1/logs`` (``docs/otlp.md``)."""
 
 from __future__ import annotations
 
@@ -8,52 +8,66 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from tracejury.api.deps import EngineDep, SettingsDep, require_role
-from tracejury.api.otlp import JSON, PROTOBUF, export_traces
+from tracejury.api.otlp import JSON, PROTOBUF, export_logs, export_traces
 from tracejury.store.tokens import Principal
 
 router = APIRouter(tags=["otlp"])
 
-_RESPONSE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "partialSuccess": {
-            "type": "object",
-            "properties": {"rejectedSpans": {"type": "string"}, "errorMessage": {"type": "string"}},
-        }
-    },
-}
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
-_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            JSON: {"schema": {"type": "object", "description": "ExportTraceServiceRequest, OTLP/JSON encoding"}},
-            PROTOBUF: _BINARY,
+
+
+def _openapi(what: str, rejected: str) -> dict[str, object]:
+    schema = {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {
+        rejected: {"type": "string"}, "errorMessage": {"type": "string"}}}}}  # fmt: skip
+    return {
+        "requestBody": {"required": True, "content": {
+            JSON: {"schema": {"type": "object", "description": f"{what}, OTLP/JSON encoding"}}, PROTOBUF: _BINARY}},
+        "responses": {
+            "200": {"description": "The export response in the request's encoding; partialSuccess names what "
+                    "could not be read", "content": {JSON: {"schema": schema}, PROTOBUF: _BINARY}},
+            "503": {"description": "The OTLP staging is full: retry after Retry-After seconds"},
         },
-    },
-    "responses": {
-        "200": {
-            "description": "ExportTraceServiceResponse in the request's encoding; partialSuccess names what "
-            "was not stored",
-            "content": {JSON: {"schema": _RESPONSE_SCHEMA}, PROTOBUF: _BINARY},
-        }
-    },
-}
+    }  # fmt: skip
 
 
 @router.post("/v1/traces", summary="Ingest OpenTelemetry traces (OTLP/HTTP, protobuf or JSON)",
-             openapi_extra=_OPENAPI, response_class=Response)  # fmt: skip
+             openapi_extra=_openapi("ExportTraceServiceRequest", "rejectedSpans"), response_class=Response)  # fmt: skip
 async def otlp_traces(
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
     principal: Annotated[Principal, Depends(require_role("ingest"))],
 ) -> Response:
-    """Map spans that follow the GenAI semantic conventions or OpenInference to traces (one per
-    OTLP trace id) and ingest them like ``POST /traces``; spans and traces that cannot be mapped
-    or are quarantined are counted and named in ``partialSuccess``."""
+    """Stage spans that follow the GenAI semantic conventions or OpenInference; each trace (one
+    per OTLP trace id, its spans in any number of requests) is assembled once its root span has
+    arrived and nothing more for ``TRACEJURY_OTLP_TRACE_IDLE_S``, and ingested like
+    ``POST /traces``. Unreadable spans are counted and named in ``partialSuccess``."""
     content, media = await run_in_threadpool(
         export_traces,
+        engine,
+        settings,
+        f"otlp:{principal.token_id}",
+        await request.body(),
+        request.headers.get("content-type"),
+        request.headers.get("content-encoding"),
+    )
+    return Response(content, media_type=media)
+
+
+@router.post("/v1/logs", summary="Ingest OpenTelemetry log records (OTLP/HTTP): GenAI content events",
+             openapi_extra=_openapi("ExportLogsServiceRequest", "rejectedLogRecords"),
+             response_class=Response)  # fmt: skip
+async def otlp_logs(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(require_role("ingest"))],
+) -> Response:
+    """Stage log records that name a span (trace and span id), such as the GenAI instrumentations'
+    message events; they are joined to their span when its trace is assembled. Records without a
+    span are counted and named in ``partialSuccess``."""
+    content, media = await run_in_threadpool(
+        export_logs,
         engine,
         settings,
         f"otlp:{principal.token_id}",
