@@ -45,7 +45,7 @@ from tracejury.core.otlp_spans import (
 )
 from tracejury.settings import Settings
 
-__all__ = ["JSON", "PROTOBUF", "Accepted", "accept_logs", "accept_spans", "export_logs", "export_traces"]
+__all__ = ["JSON", "PROTOBUF", "Accepted", "accept_logs", "accept_spans", "decode_body", "export_logs", "export_traces"]
 
 log = logging.getLogger("tracejury.api.otlp")
 
@@ -95,6 +95,13 @@ def _parse(raw: bytes, media: str, message: Message) -> Message | dict[str, Any]
     if not isinstance(doc, dict):
         raise ApiError(400, "invalid_otlp", f"body must be a JSON object ({name}), got {type(doc).__name__}")
     return doc
+
+
+def decode_body(body: bytes, content_type: str | None, content_encoding: str | None, max_bytes: int,
+                message: Message) -> Message | dict[str, Any]:  # fmt: skip
+    """The request in a body: ``message`` (e.g. an empty ``ExportTraceServiceRequest``) filled
+    from protobuf, or the OTLP/JSON document; ``ApiError`` 400/413/415 when it cannot be read."""
+    return _parse(_decompress(body, content_encoding, max_bytes), _media(content_type), message)
 
 
 def _media(content_type: str | None) -> str:
@@ -187,16 +194,14 @@ def _encode(response: Message, media: str) -> tuple[bytes, str]:
 def export_traces(engine: Engine, settings: Settings, source: str, body: bytes, content_type: str | None,
                   content_encoding: str | None) -> tuple[bytes, str]:  # fmt: skip
     """Handle one ``POST /v1/traces``: the response body and its media type."""
-    media = _media(content_type)
-    request = _parse(_decompress(body, content_encoding, settings.api_max_body_bytes), media,
-                     ExportTraceServiceRequest())  # fmt: skip
-    return _encode(trace_response(accept_spans(engine, settings, source, request)), media)
+    request = decode_body(body, content_type, content_encoding, settings.api_max_body_bytes,
+                          ExportTraceServiceRequest())  # fmt: skip
+    return _encode(trace_response(accept_spans(engine, settings, source, request)), _media(content_type))
 
 
 def export_logs(engine: Engine, settings: Settings, source: str, body: bytes, content_type: str | None,
                 content_encoding: str | None) -> tuple[bytes, str]:  # fmt: skip
     """Handle one ``POST /v1/logs``: the response body and its media type."""
-    media = _media(content_type)
-    request = _parse(_decompress(body, content_encoding, settings.api_max_body_bytes), media,
-                     ExportLogsServiceRequest())  # fmt: skip
-    return _encode(logs_response(accept_logs(engine, settings, source, request)), media)
+    request = decode_body(body, content_type, content_encoding, settings.api_max_body_bytes,
+                          ExportLogsServiceRequest())  # fmt: skip
+    return _encode(logs_response(accept_logs(engine, settings, source, request)), _media(content_type))
