@@ -17,7 +17,8 @@ from tests.otlp_builder import RESOURCE, genai_trace, request
 from tracejury.api.errors import ApiError
 from tracejury.api.otlp import JSON, PROTOBUF, decode_body
 from tracejury.core.otlp import map_export_request
-from tracejury.core.otlp_spans import decode_spans, decode_spans_pb
+from tracejury.core.otlp_pb import decode_spans_pb
+from tracejury.core.otlp_spans import decode_spans
 
 TA = "0af7651916cd43dd8448eb211c80319c"
 DOC = request(genai_trace(TA), RESOURCE)

@@ -31,7 +31,8 @@ from opentelemetry.trace import Status as SdkStatus
 from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 
 from tests.otlp_builder import MS, RESOURCE, T0, attributes, genai_trace, request
-from tracejury.core.otlp_spans import Event, Span, SpanReport, decode_spans, decode_spans_pb
+from tracejury.core.otlp_pb import decode_spans_pb
+from tracejury.core.otlp_spans import Event, Span, SpanReport, decode_spans
 
 TA = "0af7651916cd43dd8448eb211c80319c"
 TRACE, SPAN, PARENT = bytes.fromhex(TA), bytes.fromhex("b7ad6b7169203331"), bytes.fromhex("00f067aa0ba902b7")

@@ -27,7 +27,8 @@ from opentelemetry.trace import format_span_id, format_trace_id
 from tests.otlp_builder import T0, attributes
 from tests.unit.test_otlp_decode_pb import any_values, attribute_lists, ids, same, times
 from tracejury.core.errors import InputError
-from tracejury.core.otlp_spans import Event, LogRecord, SpanReport, decode_logs, decode_logs_pb
+from tracejury.core.otlp_pb import decode_logs_pb
+from tracejury.core.otlp_spans import Event, LogRecord, SpanReport, decode_logs
 
 TA, SA = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 UNJOINABLE = "log record has no traceId/spanId; it cannot be joined to a span"

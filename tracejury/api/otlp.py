@@ -34,15 +34,8 @@ from sqlalchemy import Engine
 
 from tracejury.api.errors import ApiError
 from tracejury.core.errors import InputError
-from tracejury.core.otlp_spans import (
-    LogRecord,
-    Span,
-    SpanReport,
-    decode_logs,
-    decode_logs_pb,
-    decode_spans,
-    decode_spans_pb,
-)
+from tracejury.core.otlp_pb import decode_logs_pb, decode_spans_pb
+from tracejury.core.otlp_spans import LogRecord, Span, SpanReport, decode_logs, decode_spans
 from tracejury.settings import Settings
 
 __all__ = ["JSON", "PROTOBUF", "Accepted", "accept_logs", "accept_spans", "decode_body", "export_logs", "export_traces"]
