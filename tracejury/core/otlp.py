@@ -187,10 +187,6 @@ def _hash(value: Any) -> str | None:
     return g.content_hash(value) if value is not None else None
 
 
-def _nonempty_text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _with_span(span: Span, read: Callable[[], Any]) -> Any:
     """``read()``, attributing an ``Unmappable`` without a span to ``span``."""
     try:
@@ -327,9 +323,17 @@ def _map(view: _View) -> tuple[dict[str, Any], list[SpanReport]]:
     guardrails = [_compact(_with_span(s, lambda s=s: g.guardrail(s))) for s in by_kind[g.GUARDRAIL]]
 
     raw_text = _with_span(final, lambda: g.output_text(final)) if final else None
-    root_output = _nonempty_text(root.attrs.get("output.value")) if root is not final else None
+    root_output = g.recorded(root.attrs.get("output.value")) if root is not final else None
     gen_inputs = (_with_span(s, lambda s=s: g.input_text(s)) for s in gens)
-    user_text = _coalesce(_nonempty_text(root.attrs.get("input.value")), next((t for t in gen_inputs if t), None))
+    # A generation root's JSON input.value is the request body (OpenInference), not the user's text.
+    root_is_request = root in gens and root.attrs.get("input.mime_type") == "application/json"
+    root_input = None if root_is_request else g.recorded(root.attrs.get("input.value"))
+    user_text = _coalesce(root_input, next((t for t in gen_inputs if t), None))
+    convo = g.conversation(gens)
+    for call in tools:  # a tool span without its result: the result fed back under its call id
+        result = convo.results.get(call.get("toolCallId"))
+        if "responseHash" not in call and result is not None:
+            call["responseHash"] = g.content_hash(result)
     raw_hash = _required(_coalesce(view.get("tracejury.raw_model_text_hash"), _hash(raw_text)),
                          "outputs.rawModelTextHash", "set tracejury.raw_model_text_hash or record "
                          "gen_ai.output.messages / output.value on the final generation span", final)  # fmt: skip
@@ -374,17 +378,18 @@ def _map(view: _View) -> tuple[dict[str, Any], list[SpanReport]]:
             "formatErrorCode": format_error,
         }),
     }  # fmt: skip
-    if view.get("tracejury.keep_sample", g.flag):
-        trace["sample"] = _sample(_coalesce(root_output, raw_text), user_text, docs, by_kind[g.TOOL], tools)
+    if _coalesce(view.get("tracejury.keep_sample", g.flag), convo.captured):
+        trace["sample"] = _sample(_coalesce(root_output, raw_text), user_text, docs, by_kind[g.TOOL], tools, convo)
     return trace, ignored
 
 
 def _sample(final_answer: str | None, user_text: str | None, docs: list[dict[str, Any]],
-            tool_spans: list[Span], tools: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-    """Raw text, kept only when the runtime asks for it with ``tracejury.keep_sample``."""
+            tool_spans: list[Span], tools: list[dict[str, Any]], convo: g.Conversation) -> dict[str, Any]:  # fmt: skip
+    """Raw text: kept when content capture was on (``convo.captured``) unless the trace says
+    ``tracejury.keep_sample=false``, and whenever it says ``true``."""
     snapshots = []
     for span, call in zip(tool_spans, tools, strict=True):
-        result = g.tool_result(span)
+        result = _coalesce(g.tool_result(span), convo.results.get(call.get("toolCallId")))
         if isinstance(result, str):
             try:
                 result = orjson.loads(result)
@@ -396,8 +401,10 @@ def _sample(final_answer: str | None, user_text: str | None, docs: list[dict[str
     return _compact({
         "inputText": user_text,
         "finalAnswer": final_answer,
+        "systemInstructions": convo.system,
         "retrievedChunks": [{"docId": d["id"], "text": d["content"]} for d in docs if d["content"]],
         "toolSnapshots": snapshots,
+        "modelToolCalls": convo.tool_calls or None,
     })  # fmt: skip
 
 

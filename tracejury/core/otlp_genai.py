@@ -13,6 +13,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from tracejury.core.otlp_spans import STATUS_ERROR, Span
 
 __all__ = [
     "DECISIONS",
+    "DETAILS_EVENT",
     "INT64_MAX",
     "INT64_MIN",
     "EMBEDDING",
@@ -32,8 +34,10 @@ __all__ = [
     "STAGE_OF_KIND",
     "STRUCTURE",
     "TOOL",
+    "Conversation",
     "Unmappable",
     "content_hash",
+    "conversation",
     "documents",
     "finish_reasons",
     "flag",
@@ -43,7 +47,9 @@ __all__ = [
     "invocation_parameters",
     "number",
     "OPENINFERENCE_KINDS",
+    "REDACTED",
     "output_text",
+    "recorded",
     "span_kind",
     "text",
     "tool_call",
@@ -216,21 +222,58 @@ def finish_reasons(span: Span) -> list[str]:
     return [str(r) for r in items if r is not None and str(r).strip()]
 
 
-def _message_text(message: Any) -> str | None:
-    """The text of one GenAI message (``parts`` of type text) or OpenInference-style message."""
+# -- message content: what the official instrumentations capture --------------------------------
+#
+# Every source is read into the GenAI conventions' message shape, ``{"role", "parts"}`` with
+# parts ``{"type": "text", "content"}``, ``{"type": "tool_call", "id", "name", "arguments"}``
+# and ``{"type": "tool_call_response", "id", "response"}``. Sources, in order:
+# ``gen_ai.{input,output}.messages`` (span attribute, JSON string or structured), the same
+# attributes on a ``gen_ai.client.inference.operation.details`` event (span event or joined
+# log record), the per-message events of older instrumentations (``gen_ai.{system,user,
+# assistant,tool}.message``, ``gen_ai.choice``; content in the body, else the attributes), and
+# OpenInference ``llm.{input,output}_messages.{i}.message.*``.
+
+DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+_MESSAGE_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}  # fmt: skip
+_SYSTEM_ROLES = ("system", "developer")
+REDACTED = "__REDACTED__"
+"""OpenInference's stand-in for content it was told to hide (``OPENINFERENCE_HIDE_*``): not content."""
+
+
+def recorded(value: Any) -> str | None:
+    """A recorded text: a non-empty string that is not OpenInference's redaction stand-in."""
+    return value if isinstance(value, str) and value and value != REDACTED else None
+
+
+def _parts(message: Any) -> list[Mapping[str, Any]]:
+    """A message's parts (a message with ``content`` and no ``parts`` is one text part)."""
     if not isinstance(message, Mapping):
-        return None
+        return []
     parts = message.get("parts")
     if isinstance(parts, list):
-        texts = [p.get("content") for p in parts if isinstance(p, Mapping) and p.get("type") == "text"]
-        joined = "".join(t for t in texts if isinstance(t, str))
-        return joined or None
+        return [p for p in parts if isinstance(p, Mapping)]
     content = message.get("content")
-    return content if isinstance(content, str) and content else None
+    return [{"type": "text", "content": content}] if isinstance(content, str) else []
+
+
+def _message_text(message: Any) -> str | None:
+    """The text of one message: its text parts, joined."""
+    texts = [recorded(p.get("content")) for p in _parts(message) if p.get("type") == "text"]
+    return "".join(t for t in texts if t) or None
+
+
+def _gen_ai_attr(span: Span, key: str) -> Any:
+    """A ``gen_ai.*`` content attribute of the span, else of its details event."""
+    if span.attrs.get(key) is not None:
+        return span.attrs[key]
+    return next((e.attrs[key] for e in span.events if e.name == DETAILS_EVENT and e.attrs.get(key) is not None),
+                None)  # fmt: skip
 
 
 def _gen_ai_messages(span: Span, key: str) -> list[Any]:
-    raw = span.attrs.get(key)
+    """A ``gen_ai.*`` list (messages, or parts), structured or as a JSON string."""
+    raw = _gen_ai_attr(span, key)
     if raw is None:
         return []
     doc = _json(raw, key, span)
@@ -239,12 +282,50 @@ def _gen_ai_messages(span: Span, key: str) -> list[Any]:
     return doc
 
 
-def _indexed(span: Span, prefix: str, kind: str, fields: str) -> list[dict[str, Any]]:
+def _openai_parts(role: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An OpenAI-style message (a legacy event's body, an OpenInference message) as parts."""
+    content = payload.get("content")
+    content = None if content == REDACTED else content
+    if role == "tool":
+        return [{"type": "tool_call_response", "id": payload.get("id", payload.get("tool_call_id")),
+                 "response": content}]  # fmt: skip
+    items = content if isinstance(content, list) else [content]
+    texts = [i if isinstance(i, str) else i.get("text", i.get("content")) for i in items
+             if isinstance(i, str) or (isinstance(i, Mapping) and i.get("type", "text") == "text")]  # fmt: skip
+    parts: list[dict[str, Any]] = [{"type": "text", "content": t} for t in texts if recorded(t)]
+    for call in payload.get("tool_calls") or []:
+        if isinstance(call, Mapping):
+            fn = call.get("function") if isinstance(call.get("function"), Mapping) else call
+            parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"),
+                          "arguments": fn.get("arguments")})  # fmt: skip
+    return parts
+
+
+def _event_messages(span: Span, which: str) -> list[dict[str, Any]]:
+    """Messages from per-message events: inputs from ``gen_ai.*.message``, outputs from
+    ``gen_ai.choice``."""
+    out = []
+    for event in span.events:
+        payload: Any = event.body if event.body is not None else event.attrs
+        payload = {"content": payload} if isinstance(payload, str) else payload
+        if not isinstance(payload, Mapping):
+            continue
+        if which == "input" and event.name in _MESSAGE_EVENTS:
+            role = text(payload.get("role"), "role") or _MESSAGE_EVENTS[event.name]
+            out.append({"role": role, "parts": _openai_parts(role, payload)})
+        elif which == "output" and event.name == "gen_ai.choice":
+            message = _json(payload.get("message"), "gen_ai.choice message", span)
+            message = message if isinstance(message, Mapping) else {"content": message}
+            out.append({"role": "assistant", "parts": _openai_parts("assistant", message)})
+    return out
+
+
+def _indexed(attrs: Mapping[str, Any], prefix: str, kind: str, fields: str) -> list[dict[str, Any]]:
     """OpenInference's flattened lists — ``{prefix}.{i}.{kind}.{field}`` attributes — as a list
     of ``{field: value}`` dicts in index order."""
     pattern = re.compile(re.escape(prefix) + rf"\.(\d+)\.{kind}\.({fields})$")
     found: dict[int, dict[str, Any]] = {}
-    for key, value in span.attrs.items():
+    for key, value in attrs.items():
         m = pattern.match(key)
         if m:
             found.setdefault(int(m.group(1)), {})[m.group(2)] = value
@@ -252,34 +333,137 @@ def _indexed(span: Span, prefix: str, kind: str, fields: str) -> list[dict[str, 
 
 
 def _openinference_messages(span: Span, prefix: str) -> list[dict[str, Any]]:
-    """``llm.input_messages.{i}.message.role|content`` as a list of ``{role, content}``."""
-    return _indexed(span, prefix, "message", "role|content")
+    """``llm.input_messages.{i}.message.*`` (role, content or contents, tool_calls,
+    tool_call_id) as messages."""
+    out = []
+    for fields in _indexed(span.attrs, prefix, "message", ".+"):
+        role = fields.get("role") if isinstance(fields.get("role"), str) else ""
+        contents = [c.get("text") for c in _indexed(fields, "contents", "message_content", "type|text")
+                    if c.get("type", "text") == "text"]  # fmt: skip
+        calls = [{"id": c.get("id"), "function": {"name": c.get("function.name"),
+                                                  "arguments": c.get("function.arguments")}}
+                 for c in _indexed(fields, "tool_calls", "tool_call", ".+")]  # fmt: skip
+        payload = {"content": fields.get("content", contents), "tool_calls": calls,
+                   "tool_call_id": fields.get("tool_call_id")}  # fmt: skip
+        out.append({"role": role, "parts": _openai_parts(role, payload)})
+    return out
+
+
+def _sources(span: Span, which: str) -> list[list[Any]]:
+    """The span's messages of one side (``input`` or ``output``), from each source in order."""
+    return [_gen_ai_messages(span, f"gen_ai.{which}.messages"), _event_messages(span, which),
+            _openinference_messages(span, f"llm.{which}_messages")]  # fmt: skip
+
+
+def _messages(span: Span, which: str) -> list[Any]:
+    """The messages of the first source that recorded any."""
+    return next((m for m in _sources(span, which) if m), [])
+
+
+def _value_text(span: Span, side: str) -> str | None:
+    """``input.value`` / ``output.value`` as text; None when its mime type is JSON (on a
+    generation span that is the request or response body, not the user's or model's text)."""
+    if span.attrs.get(f"{side}.mime_type") == "application/json":
+        return None
+    return recorded(span.attrs.get(f"{side}.value"))
 
 
 def output_text(span: Span) -> str | None:
-    """What a generation span answered: ``gen_ai.output.messages`` (first message's text
-    parts), else ``llm.output_messages.0.message.content``, else ``output.value``."""
-    for message in _gen_ai_messages(span, "gen_ai.output.messages"):
-        if (found := _message_text(message)) is not None:
-            return found
-    for message in _openinference_messages(span, "llm.output_messages"):
-        if (found := _message_text(message)) is not None:
-            return found
-    value = span.attrs.get("output.value")
-    return value if isinstance(value, str) and value else None
+    """What a generation span answered: the first output message with text (sources above),
+    else ``output.value`` unless it is JSON."""
+    for messages in _sources(span, "output"):
+        for message in messages:
+            if (found := _message_text(message)) is not None:
+                return found
+    return _value_text(span, "output")
 
 
 def input_text(span: Span) -> str | None:
-    """The user's input as a generation span saw it: the last user message of
-    ``gen_ai.input.messages`` or ``llm.input_messages``, else ``input.value``."""
-    for messages in (_gen_ai_messages(span, "gen_ai.input.messages"),
-                     _openinference_messages(span, "llm.input_messages")):  # fmt: skip
+    """The user's input as a generation span saw it: the last user message with text
+    (sources above), else ``input.value`` unless it is JSON."""
+    for messages in _sources(span, "input"):
         users = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "user"]
         for message in reversed(users):
             if (found := _message_text(message)) is not None:
                 return found
-    value = span.attrs.get("input.value")
-    return value if isinstance(value, str) and value else None
+    return _value_text(span, "input")
+
+
+def _json_value(value: Any) -> Any:
+    """A string holding a JSON object or array, parsed; anything else as it is."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """What a trace's generation spans recorded of the conversation's content."""
+
+    captured: bool
+    """A generation span recorded the text of its input messages (or a tool result): content
+    capture was on."""
+    system: str | None
+    """The first generation span's system instructions."""
+    tool_calls: list[dict[str, Any]]
+    """Tool calls the model asked for, each with the result the app sent back:
+    ``toolCallId``, ``toolName``, ``arguments``, ``result`` (JSON values when they hold JSON)."""
+    results: dict[str, Any]
+    """Tool call id → the result the app sent back, as recorded."""
+
+
+def _has_content(messages: list[Any]) -> bool:
+    """Some message text or tool result was recorded (tool call names and arguments are
+    recorded with capture off, or with OpenInference's text hidden)."""
+    return any(recorded(p.get("content")) or p.get("response") is not None for m in messages for p in _parts(m))
+
+
+def _system_text(span: Span, inputs: list[Any]) -> str | None:
+    """``gen_ai.system_instructions`` (parts), else the system messages' text, one per line."""
+    raw = _gen_ai_attr(span, "gen_ai.system_instructions")
+    if isinstance(raw, str) and raw.lstrip()[:1] != "[":  # plain text
+        return raw or None
+    if raw is not None:
+        return _message_text({"parts": _gen_ai_messages(span, "gen_ai.system_instructions")})
+    texts = [_message_text(m) for m in inputs if isinstance(m, Mapping) and m.get("role") in _SYSTEM_ROLES]
+    return "\n".join(t for t in texts if t) or None
+
+
+def conversation(spans: list[Span]) -> Conversation:
+    """The conversation content of a trace's generation spans (in start order): whether
+    content was captured, the system instructions, and the model's tool calls with the
+    results fed back in later requests (one entry per tool call id)."""
+    captured, system = False, None
+    calls: dict[Any, dict[str, Any]] = {}
+    results: dict[str, Any] = {}
+    for span in spans:
+        try:
+            inputs = _messages(span, "input")
+            captured = captured or _has_content(inputs)
+            system = system or _system_text(span, inputs)
+            for part in (p for m in [*inputs, *_messages(span, "output")] for p in _parts(m)):
+                call_id = part.get("id") if isinstance(part.get("id"), str) and part.get("id") else None
+                if part.get("type") == "tool_call":
+                    name = part.get("name") if isinstance(part.get("name"), str) and part.get("name") else None
+                    entry = calls.setdefault(call_id or (name, content_hash(part.get("arguments"))),
+                                             {"toolCallId": call_id})  # fmt: skip
+                    if entry.get("toolName") is None:
+                        entry["toolName"] = name
+                    if entry.get("arguments") is None:
+                        entry["arguments"] = _json_value(part.get("arguments"))
+                elif part.get("type") == "tool_call_response" and call_id and part.get("response") is not None:
+                    results.setdefault(call_id, part["response"])
+                    calls.setdefault(call_id, {"toolCallId": call_id})
+        except Unmappable as exc:
+            if exc.span is not None:
+                raise
+            raise Unmappable(exc.reason, span) from exc
+    tool_calls = [{k: v for k, v in {**c, "result": _json_value(results.get(c["toolCallId"]))}.items()
+                   if v is not None} for c in calls.values()]  # fmt: skip
+    return Conversation(captured, system, tool_calls, results)
 
 
 # -- tools --------------------------------------------------------------------------------------
@@ -305,7 +489,7 @@ def tool_call(span: Span, default_schema: str | None) -> dict[str, Any]:
                              "gen_ai.tool.call.arguments or input.value", span)  # fmt: skip
         args_hash = content_hash(args)
     response_hash = text(a.get("tracejury.tool.response_hash"), "tracejury.tool.response_hash")
-    result = a.get("gen_ai.tool.call.result", a.get("output.value"))
+    result = tool_result(span)
     if response_hash is None and result is not None:
         response_hash = content_hash(result)
     call: dict[str, Any] = {
@@ -337,15 +521,17 @@ def _tool_status(span: Span) -> str:
 
 
 def tool_result(span: Span) -> Any:
-    """A tool span's result as recorded (``gen_ai.tool.call.result`` or ``output.value``)."""
-    return span.attrs.get("gen_ai.tool.call.result", span.attrs.get("output.value"))
+    """A tool span's result as recorded (``gen_ai.tool.call.result`` or ``output.value``;
+    None when OpenInference redacted it)."""
+    result = span.attrs.get("gen_ai.tool.call.result", span.attrs.get("output.value"))
+    return None if result == REDACTED else result
 
 
 # -- retrieval ----------------------------------------------------------------------------------
 
 
 def _flattened_documents(span: Span, prefix: str) -> list[dict[str, Any]]:
-    return _indexed(span, prefix, "document", "id|score|content")
+    return _indexed(span.attrs, prefix, "document", "id|score|content")
 
 
 def documents(span: Span) -> list[dict[str, Any]]:
@@ -370,10 +556,10 @@ def documents(span: Span) -> list[dict[str, Any]]:
         raise Unmappable(f"tracejury.retrieval.score_bins must list one bin per document ({len(docs)})", span)
     out = []
     for i, doc in enumerate(docs):
-        content = doc.get("content")
+        content = recorded(doc.get("content"))
         doc_id = text(doc.get("id"), f"document {i} id")
         if doc_id is None:
-            if not isinstance(content, str) or not content:
+            if content is None:
                 raise Unmappable(f"retrieval document {i} has neither an id nor content", span)
             doc_id = content_hash(content)
         if bins is not None:
@@ -386,7 +572,7 @@ def documents(span: Span) -> list[dict[str, Any]]:
                 raise Unmappable(f"retrieval document {i} score {score!r} is not in [0, 1]; "
                                  "set tracejury.retrieval.score_bins", span)  # fmt: skip
             score_bin = min(9, int(score * 10))
-        out.append({"id": doc_id, "bin": score_bin, "content": content if isinstance(content, str) else None})
+        out.append({"id": doc_id, "bin": score_bin, "content": content})
     return out
 
 
