@@ -72,6 +72,9 @@ class Evidence:
     completion_tokens: int
     input_tokens: int
     intent: str | None = None
+    model_tool_calls: tuple[Mapping[str, Any], ...] = ()
+    """Tool calls the model asked for and the results the app fed back to it, from a traced
+    conversation without tool spans (``sample.modelToolCalls``, OTLP ingest)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def as_data(self) -> dict[str, Any]:
@@ -99,7 +102,7 @@ class Evidence:
             ],
             "truncated": self.truncated,
             "guardrails": [{"rule_id": r, "decision": d} for r, d in self.guardrail_decisions],
-        }
+        } | ({"model_tool_calls": [dict(c) for c in self.model_tool_calls]} if self.model_tool_calls else {})
 
     @cached_property
     def hash(self) -> str:
@@ -146,12 +149,18 @@ def evidence_from_trace(trace: Mapping[str, Any]) -> Evidence:
         completion_tokens=runtime["completionTokenCount"],
         input_tokens=runtime["inputTokenCount"],
         intent=(trace.get("req") or {}).get("intent"),
+        model_tool_calls=tuple(
+            {"tool_call_id": c.get("toolCallId"), "tool_name": c.get("toolName"),
+             "arguments": c.get("arguments"), "result": c.get("result")}
+            for c in sample.get("modelToolCalls") or []
+        ),  # fmt: skip
     )
 
 
 EVIDENCE_FIELDS = ("input_text", "final_answer", "retrieval", "tool_required", "tool_calls",
-                   "truncated", "guardrails")  # fmt: skip
-"""Top-level keys of the evidence data; the only names a rubric template may refer to."""
+                   "truncated", "guardrails", "model_tool_calls")  # fmt: skip
+"""Top-level keys of the evidence data; the only names a rubric template may refer to
+(``model_tool_calls`` only when the trace has them, so other traces' evidence hashes stay)."""
 
 
 def evidence_block(data: Mapping[str, Any]) -> str:

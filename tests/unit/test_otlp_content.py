@@ -81,10 +81,8 @@ def test_plain_chat(case: str) -> None:
     assert trace["req"] == {"inputTextHash": sha(app.CHAT_QUESTION), "sessionIdHash": "sha256:session"}
     assert trace["outputs"] == {"rawModelTextHash": sha(app.CHAT_ANSWER), "finalAnswerHash": sha(app.CHAT_ANSWER),
                                 "formatValid": True}  # fmt: skip
-    # OpenInference records only the answering model (llm.model_name); the request's is in its
-    # llm.invocation_parameters, which the mapping reads for parameters, not for the model.
-    name = app.RESPONSE_MODEL if case == "openinference" else app.MODEL
-    assert trace["config"]["model"] == {"name": name, "version": app.RESPONSE_MODEL}
+    # OpenInference records the requested model only in llm.invocation_parameters: read from there
+    assert trace["config"]["model"] == {"name": app.MODEL, "version": app.RESPONSE_MODEL}
     assert (trace["config"]["temperature"], trace["config"]["maxTokens"]) == (0.2, 800)
     runtime = trace["runtime"]
     assert (runtime["inputTokenCount"], runtime["completionTokenCount"]) == app.USAGE["chat"]
@@ -189,3 +187,23 @@ def test_text_openinference_hid_never_reaches_the_sample() -> None:
     assert sample["modelToolCalls"] == [{"toolCallId": app.TOOL_CALL_ID, "toolName": app.TOOL_NAME,
                                          "arguments": orjson.loads(app.TOOL_ARGS)}]  # fmt: skip
     assert all(t not in orjson.dumps(sample).decode() for t in (app.TOOL_QUESTION, app.TOOL_ANSWER, "out_for_delivery"))
+
+
+@pytest.mark.parametrize("case", CAPTURED)
+def test_release_alone_is_enough_when_content_was_captured(case: str) -> None:
+    """An app that sets only service.version: the trace is its own session, and the captured
+    system instructions name the prompt's version; the other content the same."""
+    trace = mapped(load(case, "chat", {"service.version": "r42"}))
+    assert trace["req"]["sessionIdHash"] == sha(f"otlp-trace:{trace['traceId']}")
+    assert trace["config"]["systemPromptVersion"] == sha(app.SYSTEM)
+    assert trace["sample"]["systemInstructions"] == app.SYSTEM
+    # what the app sets wins
+    trace = mapped(load(case, "chat", RESOURCE | SESSION))
+    assert (trace["req"]["sessionIdHash"], trace["config"]["systemPromptVersion"]) == ("sha256:session", "sp-12")
+
+
+@pytest.mark.parametrize("case", NOT_CAPTURED)
+def test_without_captured_instructions_the_prompt_version_is_required(case: str) -> None:
+    hashes = {"tracejury.input_text_hash": "sha256:in", "tracejury.raw_model_text_hash": "sha256:out"}
+    with pytest.raises(Unmappable, match="missing config.systemPromptVersion"):
+        map_trace(load(case, "chat", {"service.version": "r42"} | hashes))

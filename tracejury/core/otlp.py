@@ -54,6 +54,7 @@ TRACEJURY_ATTRIBUTES = (
 
 _MODEL_NAME = ("gen_ai.request.model", "llm.request.model_name", "llm.model_name",
                "gen_ai.response.model", "llm.response.model_name")  # fmt: skip
+_MODEL_REQUESTED = ("gen_ai.request.model", "llm.request.model_name")
 _MODEL_VERSION = ("gen_ai.response.model", "llm.response.model_name", "llm.model_name")
 _MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens"}
@@ -103,8 +104,7 @@ class _View:
         self.spans = sorted(spans, key=lambda s: (s.start_ns, s.end_ns))
         roots = [s for s in self.spans if s.parent_id is None]
         if not roots:
-            raise Unmappable("root span missing: every span has a parent that is not in this request "
-                             "(export a trace's spans together, root included)", self.spans[0])  # fmt: skip
+            raise Unmappable("root span missing: every span has a parent that is not in the trace", self.spans[0])
         if len(roots) > 1:
             raise Unmappable(f"{len(roots)} root spans in one trace", roots[1])
         self.root = roots[0]
@@ -215,17 +215,27 @@ def _classify(view: _View) -> tuple[dict[str, list[Span]], list[SpanReport], dic
     return by_kind, ignored, stages
 
 
-def _config(view: _View, gen: _Generation, embeddings: list[Span]) -> dict[str, Any]:
+def _prompt_version(gen: _Generation, system: str | None) -> str:
+    """``tracejury.system_prompt_version`` or OpenInference's template version; else, when the
+    system instructions were captured, their hash (the text names its own version)."""
+    version = gen.pick(g.text, "tracejury.system_prompt_version", ("llm.prompt_template.version",))
+    return _required(_coalesce(version, _hash(system)), "config.systemPromptVersion",
+                     "set tracejury.system_prompt_version or record llm.prompt_template.version on the final "
+                     "generation span, or capture the system instructions", gen.final)  # fmt: skip
+
+
+def _config(view: _View, gen: _Generation, embeddings: list[Span], system: str | None) -> dict[str, Any]:
     embedding_model = next(
         (m for s in embeddings for k in ("gen_ai.response.model", "gen_ai.request.model", "embedding.model_name")
          if (m := g.text(s.attrs.get(k), k)) is not None), None)  # fmt: skip
     return {
         "model": {
-            "name": gen.need("config.model.name", g.text, "tracejury.model.name", _MODEL_NAME),
+            # the requested model (OpenInference records it only in its invocation parameters), else the answering one
+            "name": gen.pick(g.text, "tracejury.model.name", _MODEL_REQUESTED, ("model",))
+            or gen.need("config.model.name", g.text, "tracejury.model.name", _MODEL_NAME),
             "version": gen.need("config.model.version", g.text, "tracejury.model.version", _MODEL_VERSION),
         },
-        "systemPromptVersion": gen.need("config.systemPromptVersion", g.text, "tracejury.system_prompt_version",
-                                        ("llm.prompt_template.version",)),
+        "systemPromptVersion": _prompt_version(gen, system),
         "temperature": gen.need("config.temperature", g.number, "tracejury.temperature",
                                 ("gen_ai.request.temperature",), ("temperature",)),
         "maxTokens": gen.need("config.maxTokens", g.integer, "tracejury.max_tokens",
@@ -315,7 +325,8 @@ def _map(view: _View) -> tuple[dict[str, Any], list[SpanReport]]:
     gens = by_kind[g.GENERATION]
     final = max(gens, key=lambda s: (s.end_ns, s.start_ns)) if gens else None
     gen = _with_span(final, lambda: _Generation(view, final)) if final else _Generation(view, None)
-    config = _config(view, gen, by_kind[g.EMBEDDING])
+    convo = g.conversation(gens)
+    config = _config(view, gen, by_kind[g.EMBEDDING], convo.system)
     tools = [_with_span(s, lambda s=s: g.tool_call(s, config["toolSchemaVersion"])) for s in by_kind[g.TOOL]]
     retrieval, docs = None, []
     if by_kind[g.RETRIEVAL] or by_kind[g.RERANK]:
@@ -329,7 +340,6 @@ def _map(view: _View) -> tuple[dict[str, Any], list[SpanReport]]:
     root_is_request = root in gens and root.attrs.get("input.mime_type") == "application/json"
     root_input = None if root_is_request else g.recorded(root.attrs.get("input.value"))
     user_text = _coalesce(root_input, next((t for t in gen_inputs if t), None))
-    convo = g.conversation(gens)
     for call in tools:  # a tool span without its result: the result fed back under its call id
         result = convo.results.get(call.get("toolCallId"))
         if "responseHash" not in call and result is not None:
@@ -337,8 +347,9 @@ def _map(view: _View) -> tuple[dict[str, Any], list[SpanReport]]:
     raw_hash = _required(_coalesce(view.get("tracejury.raw_model_text_hash"), _hash(raw_text)),
                          "outputs.rawModelTextHash", "set tracejury.raw_model_text_hash or record "
                          "gen_ai.output.messages / output.value on the final generation span", final)  # fmt: skip
+    # no session recorded: the trace is its own session (clustering by session is then a no-op)
     session = _coalesce(view.get("tracejury.session_id_hash"), _hash(view.get("session.id")),
-                        _hash(view.get("gen_ai.conversation.id")))  # fmt: skip
+                        _hash(view.get("gen_ai.conversation.id")), _hash(f"otlp-trace:{root.trace_id}"))  # fmt: skip
     release = _coalesce(view.get("tracejury.release_id"), view.get("service.version"))
     format_error = view.get("tracejury.format_error_code")
 
@@ -351,8 +362,7 @@ def _map(view: _View) -> tuple[dict[str, Any], list[SpanReport]]:
             "inputTextHash": _required(_coalesce(view.get("tracejury.input_text_hash"), _hash(user_text)),
                                        "req.inputTextHash", "set tracejury.input_text_hash or record input.value "
                                        "on the root span or gen_ai.input.messages"),
-            "sessionIdHash": _required(session, "req.sessionIdHash",
-                                       "set tracejury.session_id_hash, session.id or gen_ai.conversation.id"),
+            "sessionIdHash": session,
             "channel": view.get("tracejury.channel"),
             "locale": view.get("tracejury.locale"),
             "sessionTurn": view.get("tracejury.session_turn", g.integer),
