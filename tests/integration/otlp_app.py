@@ -3,7 +3,9 @@ library (``openai_v2`` = opentelemetry-instrumentation-openai-v2, ``openinferenc
 openinference-instrumentation-openai; its content mode from the environment), exporting spans
 and log records with the standard OTLP exporters to a running `tracejury serve`.
 
-    python tests/integration/otlp_app.py LIBRARY http|grpc ENDPOINT TOKEN RELEASE MODEL_BASE_URL N
+    OTEL_EXPORTER_OTLP_ENDPOINT=… OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20…" \
+    OTEL_RESOURCE_ATTRIBUTES=service.version=r42 \
+    python tests/integration/otlp_app.py LIBRARY http|grpc MODEL_BASE_URL N
 
 Each of the N turns is one chat request (the system prompt and a question; the scripted model
 server of ``tests/fixtures/otlp/capture.py`` answers); odd turns go through a tool call. Prints
@@ -21,33 +23,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.fixtures.otlp.capture import MODEL, SYSTEM, TOOL_RESULT, TOOLS  # noqa: E402
 
 
-def _exporters(transport: str, endpoint: str, token: str) -> tuple[Any, Any]:
+def _exporters(transport: str) -> tuple[Any, Any]:
+    """The standard OTLP exporters, configured by the environment alone (the README's setup:
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS; for gRPC also _INSECURE)."""
     if transport == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        headers = (("authorization", f"Bearer {token}"),)
-        return (OTLPSpanExporter(endpoint=endpoint, insecure=True, headers=headers),
-                OTLPLogExporter(endpoint=endpoint, insecure=True, headers=headers))  # fmt: skip
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    headers = {"Authorization": f"Bearer {token}"}
-    return (OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", headers=headers),
-            OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", headers=headers))  # fmt: skip
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter(), OTLPLogExporter()
 
 
-def main(library: str, transport: str, endpoint: str, token: str, release: str, model_url: str, n: int) -> None:
+def main(library: str, transport: str, model_url: str, n: int) -> None:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    # the two attributes tracejury needs that the conventions do not carry
-    resource = Resource.create({"service.name": "shop-assistant", "service.version": release,
-                                "tracejury.system_prompt_version": "sp-1"})  # fmt: skip
-    span_exporter, log_exporter = _exporters(transport, endpoint, token)
+    resource = Resource.create({"service.name": "shop-assistant"})  # + OTEL_RESOURCE_ATTRIBUTES (the release)
+    span_exporter, log_exporter = _exporters(transport)
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     logger_provider = LoggerProvider(resource=resource)
@@ -105,4 +101,4 @@ def _roots() -> Any:
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    main(a[0], a[1], a[2], a[3], a[4], a[5], int(a[6]))
+    main(a[0], a[1], a[2], int(a[3]))

@@ -72,10 +72,15 @@ def _evaluations(url: str, token: str, trace_id: str) -> dict[str, dict[str, Any
 def test_instrumented_app_is_traced_and_judged(stack: dict[str, Any], case: str) -> None:
     library, transport, content_env = CASES[case]
     release = f"r-{case}"
-    endpoint = stack["grpc"] if transport == "grpc" else stack["url"]
-    app_env = {k: v for k, v in stack["env"].items() if not k.startswith("TRACEJURY_")} | content_env
-    out = subprocess.run([sys.executable, str(APP), library, transport, endpoint, stack["tokens"]["ingest"], release,
-                          stack["model"], str(N)], env=app_env, capture_output=True, timeout=120)  # fmt: skip
+    # the README's setup: the standard exporters configured by the environment alone
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{stack['grpc']}" if transport == "grpc" else stack["url"],
+            "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{stack['tokens']['ingest']}",
+            "OTEL_RESOURCE_ATTRIBUTES": f"service.version={release}"}  # fmt: skip
+    if transport == "grpc":
+        otel["OTEL_EXPORTER_OTLP_INSECURE"] = "true"
+    app_env = {k: v for k, v in stack["env"].items() if not k.startswith("TRACEJURY_")} | content_env | otel
+    out = subprocess.run([sys.executable, str(APP), library, transport, stack["model"], str(N)], env=app_env,
+                         capture_output=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr.decode()
     trace_ids = out.stdout.decode().split()
     assert len(trace_ids) == N  # one trace per request
