@@ -109,17 +109,18 @@ class _View:
             raise Unmappable(f"{len(roots)} root spans in one trace", roots[1])
         self.root = roots[0]
         others = [s for s in self.spans if s is not self.root]
-        self._sources: list[Mapping[str, Any]] = [self.root.attrs, *(s.attrs for s in others), self.root.resource]
-        self._sources += [s.resource for s in others if s.resource is not self.root.resource]
+        sources: list[Mapping[str, Any]] = [self.root.attrs, *(s.attrs for s in others), self.root.resource]
+        sources += [s.resource for s in others if s.resource is not self.root.resource]
+        # each key's first recorded value, in that order: one dict lookup per field afterwards
+        self._first: dict[str, Any] = {}
+        for attrs in reversed(sources):
+            self._first.update((k, v) for k, v in attrs.items() if v is not None)
 
     def get(self, key: str, conv: Callable[[Any, str], Any] = g.text) -> Any:
         """The first value of ``key`` (root span, other spans, root resource, other resources),
         converted by ``conv`` (default: a string)."""
-        for attrs in self._sources:
-            value = attrs.get(key)
-            if value is not None:
-                return conv(value, key)
-        return None
+        value = self._first.get(key)
+        return None if value is None else conv(value, key)
 
 
 class _Generation:

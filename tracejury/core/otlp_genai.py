@@ -9,10 +9,11 @@ Every reader either returns a value, returns None for "not recorded", or raises
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,10 +321,18 @@ def _event_messages(span: Span, which: str) -> list[dict[str, Any]]:
     return out
 
 
+@functools.cache
+def _index_pattern(prefix: str, kind: str, fields: str) -> re.Pattern[str]:
+    return re.compile(re.escape(prefix) + rf"\.(\d+)\.{kind}\.({fields})$")
+
+
 def _indexed(attrs: Mapping[str, Any], prefix: str, kind: str, fields: str) -> list[dict[str, Any]]:
     """OpenInference's flattened lists — ``{prefix}.{i}.{kind}.{field}`` attributes — as a list
     of ``{field: value}`` dicts in index order."""
-    pattern = re.compile(re.escape(prefix) + rf"\.(\d+)\.{kind}\.({fields})$")
+    head = prefix + "."
+    if not any(key.startswith(head) for key in attrs):  # most spans: none (a cheap test first)
+        return []
+    pattern = _index_pattern(prefix, kind, fields)
     found: dict[int, dict[str, Any]] = {}
     for key, value in attrs.items():
         m = pattern.match(key)
@@ -349,10 +358,12 @@ def _openinference_messages(span: Span, prefix: str) -> list[dict[str, Any]]:
     return out
 
 
-def _sources(span: Span, which: str) -> list[list[Any]]:
-    """The span's messages of one side (``input`` or ``output``), from each source in order."""
-    return [_gen_ai_messages(span, f"gen_ai.{which}.messages"), _event_messages(span, which),
-            _openinference_messages(span, f"llm.{which}_messages")]  # fmt: skip
+def _sources(span: Span, which: str) -> Iterator[list[Any]]:
+    """The span's messages of one side (``input`` or ``output``), from each source in order
+    (each read only when the ones before it did not answer)."""
+    yield _gen_ai_messages(span, f"gen_ai.{which}.messages")
+    yield _event_messages(span, which)
+    yield _openinference_messages(span, f"llm.{which}_messages")
 
 
 def _messages(span: Span, which: str) -> list[Any]:
