@@ -1,10 +1,14 @@
-"""The OTLP sweeper: assembles staged OTLP traces (``tracejury.store.otlp_staging.sweep``) on a
-thread, in ``tracejury serve`` and in every worker — whichever runs; several at once are safe
-(each trace is taken by exactly one sweep)."""
+"""The OTLP sweeper: assembles staged OTLP traces (``tracejury.store.otlp_staging.sweep``) in
+``tracejury serve`` (its own process beside the server's, so assembly and request handling use
+two cores) and in every worker (a thread) — whichever runs; several at once are safe (each
+trace is taken by exactly one sweep)."""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
 import threading
 from collections.abc import Callable
 
@@ -15,7 +19,7 @@ from tracejury.settings import Settings
 from tracejury.store.otlp_staging import SweepCounts, sweep
 from workers.service import segmentation
 
-__all__ = ["OtlpSweeper", "sweep_once"]
+__all__ = ["OtlpSweeper", "start_sweeper_process", "sweep_once"]
 
 log = logging.getLogger("tracejury.otlp")
 
@@ -68,3 +72,32 @@ class OtlpSweeper:
                 log.info("OTLP sweep: %d trace(s) assembled, %d unmapped, %d expired, %d late span(s), "
                          "%d duplicate span(s)", counts.assembled, counts.unmapped, counts.expired,
                          counts.late_spans, counts.duplicate_spans)  # fmt: skip
+
+
+def _sweeper_main() -> None:
+    """A sweeper process: sweeps until SIGTERM or SIGINT (then finishes the sweep in progress),
+    or until its parent is gone."""
+    from tracejury.store.engine import make_engine
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    engine = make_engine(settings.database_url)  # the parent migrated the store
+    sweeper = OtlpSweeper(lambda: engine, settings)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    sweeper.start()
+    parent = os.getppid()
+    while not done.wait(1.0):
+        if os.getppid() != parent:  # the server was killed outright: do not sweep on as an orphan
+            break
+    sweeper.stop()
+
+
+def start_sweeper_process() -> multiprocessing.process.BaseProcess:
+    """Start the sweeper in its own process (spawned: it reads the same environment); a daemon,
+    so it never outlives its parent."""
+    process = multiprocessing.get_context("spawn").Process(target=_sweeper_main, name="tracejury-otlp-sweeper",
+                                                           daemon=True)  # fmt: skip
+    process.start()
+    return process

@@ -3,8 +3,6 @@ size limit, and the routers of ``tracejury.api.routes``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import cache
 from importlib.metadata import version
 from typing import Any
@@ -28,19 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     migrated if needed, on first use."""
     settings = settings or Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from workers.otlp import OtlpSweeper
-
-        sweeper = OtlpSweeper(app.state.engine, settings)  # assembles OTLP traces staged by any process
-        sweeper.start()
-        try:
-            yield
-        finally:
-            sweeper.stop()
-
     app = FastAPI(
-        lifespan=lifespan,
         title="tracejury",
         version=version("tracejury"),
         description="Grade production LLM traces and turn the results into deploy gates.",
