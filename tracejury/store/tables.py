@@ -377,7 +377,8 @@ class OtlpFragment(SQLModel, table=True):
     the sweeper assembles the trace (``tracejury.core.otlp_assembly``)."""
 
     __tablename__ = "otlp_fragment"
-    __table_args__ = (Index("ix_otlp_fragment_trace", "trace_id"),)
+    # covering: the sweeper's GROUP BY and the staging limit's SUM never read the bodies
+    __table_args__ = (Index("ix_otlp_fragment_trace", "trace_id", "received_at", "has_root", "item_count"),)
 
     id: int | None = Field(default=None, sa_column=Column(BIGINT_ID, primary_key=True))
     trace_id: str = Field(max_length=32)
