@@ -188,3 +188,43 @@ def test_tombstones_are_forgotten_after_keep(engine: Engine) -> None:
     assert _sweep(engine, now=T0 + KEEP + 21).late_spans == 0
     with engine.connect() as conn:
         assert st.staged(conn) == (1, 1)
+
+
+def _plans(engine: Engine, now: float) -> list[Any]:
+    """What a sweep reads and works out before its write transaction."""
+    with engine.connect() as conn:
+        actions = st._candidates(conn, now, IDLE, WAIT, 500)
+        fragments = st._read(conn, sorted(actions))
+    return [st._work_out(t, actions[t], fs, default_segmentation(), TraceValidator(), WAIT) for t, fs in fragments.items()]
+
+
+def _commit(engine: Engine, plans: list[Any], now: float) -> st.SweepCounts:
+    with engine.begin() as conn:
+        return st._commit(conn, plans, default_segmentation(), TraceValidator(), WAIT, now)
+
+
+def test_a_span_staged_between_read_and_commit_joins_its_trace(engine: Engine) -> None:
+    """The sweep maps outside its write transaction; a span that arrives meanwhile is taken with
+    the trace and the trace worked out again, not left behind as late."""
+    (t,) = _trace_ids(1)
+    spans = _spans(t)
+    first, tool = [*spans[:3], spans[4]], spans[3]
+    _stage(engine, first, now=T0)
+    plans = _plans(engine, now=T0 + 10)
+    _stage(engine, [tool], now=T0 + 10)
+    counts = _commit(engine, plans, now=T0 + 10)
+    assert (counts.assembled, counts.late_spans) == (1, 0)
+    assert _stored(engine) == {t: _expected(t)}
+    with engine.connect() as conn:
+        assert st.staged(conn) == (0, 0)
+
+
+def test_a_trace_two_sweeps_read_is_stored_by_the_first_to_commit(engine: Engine) -> None:
+    traces = _trace_ids(3)
+    for t in traces:
+        _stage(engine, _spans(t), now=T0)
+    first, second = _plans(engine, now=T0 + 10), _plans(engine, now=T0 + 10)
+    assert _commit(engine, first, now=T0 + 10).assembled == 3
+    late = _commit(engine, second, now=T0 + 10)
+    assert (late.assembled, late.late_spans, late.duplicate_spans) == (0, 0, 0)
+    assert len(_stored(engine)) == 3 and not _quarantined(engine)

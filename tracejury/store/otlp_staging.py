@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, case, delete, func, insert, select, u
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tracejury.core import otlp_assembly as asm
-from tracejury.core.ingest import IngestCounts, RejectedLine, escape_nul, prepare_chunk
+from tracejury.core.ingest import IngestCounts, PreparedTrace, RejectedLine, escape_nul, prepare_chunk
 from tracejury.core.otlp_spans import LogRecord, Span, SpanReport
 from tracejury.core.segments import SegmentationConfig
 from tracejury.core.validation import TraceValidator
@@ -128,9 +128,19 @@ def _candidates(conn: Connection, now: float, idle_s: float, max_wait_s: float, 
     return out
 
 
-def _take(conn: Connection, trace_ids: list[str]) -> dict[str, list[asm.Fragment]]:
-    """Delete and return the fragments of ``trace_ids`` (in arrival order): whoever deletes a
-    fragment owns it."""
+def _read(conn: Connection, trace_ids: list[str]) -> dict[str, list[asm.Fragment]]:
+    """The staged fragments of ``trace_ids``, in arrival order."""
+    f = _FRAGMENT
+    rows = conn.execute(select(f.c.id, f.c.source, f.c.trace_id, f.c.body).where(f.c.trace_id.in_(trace_ids))).all()
+    out: dict[str, list[asm.Fragment]] = defaultdict(list)
+    for fid, source, trace_id, body in sorted(rows):
+        out[trace_id].append(asm.load_fragment(fid, source, trace_id, body))
+    return out
+
+
+def _take_rest(conn: Connection, trace_ids: list[str]) -> dict[str, list[asm.Fragment]]:
+    """Delete and return the fragments of ``trace_ids`` still staged (they arrived after the
+    sweep read the trace)."""
     f = _FRAGMENT
     rows = conn.execute(
         delete(f).where(f.c.trace_id.in_(trace_ids)).returning(f.c.id, f.c.source, f.c.trace_id, f.c.body)
@@ -173,19 +183,56 @@ def _tombstones(conn: Connection, trace_ids: list[str]) -> dict[str, set[str]]:
     return {t: set(orjson.loads(ids)) for t, ids in rows}
 
 
+@dataclass
+class _Plan:
+    """A staged trace as the sweep read it, worked out before it takes the trace."""
+
+    trace_id: str
+    action: str
+    fragments: list[asm.Fragment]
+    done: asm.Assembled | None = None
+    """The assembled (or expired) trace; None for late fragments."""
+    prepared: tuple[list[PreparedTrace], list[RejectedLine]] = field(default_factory=lambda: ([], []))
+    """Ingest's preparation of ``done.trace`` (validated, segmented, hashed), or its refusal."""
+
+
+def _work_out(trace_id: str, action: str, fragments: list[asm.Fragment], segmentation: SegmentationConfig,
+              validator: TraceValidator, max_wait_s: float) -> _Plan:  # fmt: skip
+    """Assemble (or expire) a trace and prepare it for ingest: the CPU work, done before the
+    write transaction."""
+    if action == asm.LATE:
+        return _Plan(trace_id, action, fragments)
+    rootless = not any(s.parent_id is None for f in fragments for s in f.spans)
+    if action == asm.EXPIRE and rootless:
+        done = asm.expired(trace_id, fragments, max_wait_s)
+    else:  # ready; or its root arrived since the candidates were read
+        action, done = asm.ASSEMBLE, asm.assemble(trace_id, fragments)
+    plan = _Plan(trace_id, action, fragments, done)
+    if done.trace is not None:
+        plan.prepared = prepare_chunk([(done.line_no, orjson.dumps(done.trace))], validator=validator,
+                                      segmentation=segmentation)  # fmt: skip
+    return plan
+
+
 def sweep(engine: Engine, *, segmentation: SegmentationConfig, validator: TraceValidator, idle_s: float,
           max_wait_s: float, keep_s: float, limit: int = 500, now: float | None = None) -> SweepCounts:  # fmt: skip
     """One pass: assemble the traces that are ready, quarantine the ones whose root never came
     and the spans that came too late, forget tombstones older than ``keep_s``. At most
-    ``limit`` traces per transaction; loops until nothing is ready."""
+    ``limit`` traces per round; loops until nothing is ready.
+
+    Each round reads the ready traces and works them out (mapping, validation: the CPU work)
+    outside any write transaction, then takes and stores them in one short one — so API
+    processes staging spans, and other sweepers, are not held up by the mapping."""
     total = SweepCounts()
     while True:
         when = time.time() if now is None else now
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             actions = _candidates(conn, when, idle_s, max_wait_s, limit)
-            if actions:
-                counts = _sweep_traces(conn, actions, segmentation, validator, max_wait_s, when)
-                _merge(total, counts)
+            fragments = _read(conn, sorted(actions)) if actions else {}
+        plans = [_work_out(t, actions[t], fs, segmentation, validator, max_wait_s) for t, fs in fragments.items()]
+        with engine.begin() as conn:
+            if plans:
+                _merge(total, _commit(conn, plans, segmentation, validator, max_wait_s, when))
             conn.execute(delete(_ASSEMBLED).where(_ASSEMBLED.c.at < when - keep_s))
         if len(actions) < limit:
             return total
@@ -200,18 +247,30 @@ def _merge(total: SweepCounts, c: SweepCounts) -> None:
     total.duplicate_spans += c.duplicate_spans
 
 
-def _sweep_traces(conn: Connection, actions: dict[str, str], segmentation: SegmentationConfig,
-                  validator: TraceValidator, max_wait_s: float, now: float) -> SweepCounts:  # fmt: skip
-    taken = _take(conn, sorted(actions))
-    tombs = _tombstones(conn, list(taken))
+def _commit(conn: Connection, plans: list[_Plan], segmentation: SegmentationConfig, validator: TraceValidator,
+            max_wait_s: float, now: float) -> SweepCounts:  # fmt: skip
+    """Take the planned traces' fragments (``DELETE … RETURNING``: whoever deletes a fragment
+    owns it) and store what they became. A trace another sweeper took meanwhile is skipped; one
+    that gained fragments since it was read is worked out again, here."""
+    f = _FRAGMENT
+    read = {fr.id: p.trace_id for p in plans for fr in p.fragments}
+    taken: dict[str, set[int]] = defaultdict(set)
+    for fid in conn.execute(delete(f).where(f.c.id.in_(sorted(read))).returning(f.c.id)).scalars():
+        taken[read[fid]].add(fid)
+    mine = [p for p in plans if taken.get(p.trace_id)]
+    tombs = _tombstones(conn, [p.trace_id for p in mine])
+    rest = _take_rest(conn, [p.trace_id for p in mine if p.trace_id not in tombs])
     out = SweepCounts()
     finished: list[asm.Assembled] = []
     outcomes: dict[str, str] = {}
     quarantine: dict[str, list[RejectedLine]] = defaultdict(list)
     grown: dict[str, set[str]] = {}
-    for trace_id, fragments in taken.items():
-        if trace_id in tombs:  # finished before (maybe by another sweeper since we looked)
-            late = asm.late_spans(fragments, tombs[trace_id])
+    ingest: list[_Plan] = []
+    for plan in mine:
+        fragments = [fr for fr in plan.fragments if fr.id in taken[plan.trace_id]] + rest.get(plan.trace_id, [])
+        trace_id = plan.trace_id
+        if trace_id in tombs or plan.action == asm.LATE:  # finished before (maybe by another sweeper just now)
+            late = asm.late_spans(fragments, tombs.get(trace_id, set()))
             out.duplicate_spans += late.duplicates
             if late.late or late.logs:
                 out.late_spans += len(late.late)
@@ -220,25 +279,27 @@ def _sweep_traces(conn: Connection, actions: dict[str, str], segmentation: Segme
                 report = SpanReport(trace_id, first.span_id if first else None, first.name if first else "",
                                     reason, len(late.late))  # fmt: skip
                 quarantine[fragments[0].source].append(_quarantine_line(fragments[0].id, report, late.late, late.logs))
-                grown[trace_id] = tombs[trace_id] | {s.span_id for s in late.late}
+                if trace_id in tombs:
+                    grown[trace_id] = tombs[trace_id] | {s.span_id for s in late.late}
             continue
-        rootless = not any(s.parent_id is None for f in fragments for s in f.spans)
-        if actions[trace_id] == asm.EXPIRE and rootless:
-            done, outcomes[trace_id] = asm.expired(trace_id, fragments, max_wait_s), "expired"
-            out.expired += 1
-        else:  # ready; or its root arrived since the candidates were read
-            done = asm.assemble(trace_id, fragments)
+        if len(fragments) != len(plan.fragments):  # it changed since it was read
+            plan = _work_out(trace_id, plan.action, fragments, segmentation, validator, max_wait_s)
+        done = plan.done
+        assert done is not None
+        out.expired += plan.action == asm.EXPIRE
         out.duplicate_spans += done.duplicates
         finished.append(done)
         if done.trace is None:
-            outcomes.setdefault(trace_id, "quarantined")
-            out.unmapped += outcomes[trace_id] == "quarantined"
-            spans = [s for f in fragments for s in f.spans]
-            logs = [r for f in fragments for r in f.logs]
+            outcomes[trace_id] = "expired" if plan.action == asm.EXPIRE else "quarantined"
+            out.unmapped += plan.action != asm.EXPIRE
+            spans = [s for fr in fragments for s in fr.spans]
+            logs = [r for fr in fragments for r in fr.logs]
             quarantine[done.source].append(_quarantine_line(done.line_no, done.reports[0], spans, logs))
+        else:
+            ingest.append(plan)
         for report in done.reports:
             log.warning("OTLP %s: %s", done.source, report)
-    outcomes.update(_ingest(conn, [d for d in finished if d.trace is not None], segmentation, validator, out))
+    outcomes.update(_ingest(conn, ingest, out))
     for source, lines in quarantine.items():
         quarantine_rows(conn, source, lines)
     if finished:
@@ -246,33 +307,30 @@ def _sweep_traces(conn: Connection, actions: dict[str, str], segmentation: Segme
                        "at": now} for d in finished]  # fmt: skip
         conn.execute(insert_ignoring_conflicts(_ASSEMBLED, conn.dialect), tombstones)
     for trace_id, ids in grown.items():
-        conn.execute(
-            update(_ASSEMBLED).where(_ASSEMBLED.c.trace_id == trace_id).values(span_ids=orjson.dumps(sorted(ids)))
-        )
+        span_ids = orjson.dumps(sorted(ids))
+        conn.execute(update(_ASSEMBLED).where(_ASSEMBLED.c.trace_id == trace_id).values(span_ids=span_ids))
     _bump(conn, {"assembled_traces": out.assembled, "unmapped_traces": out.unmapped, "expired_traces": out.expired,
                  "late_spans": out.late_spans, "duplicate_spans": out.duplicate_spans})  # fmt: skip
     return out
 
 
-def _ingest(conn: Connection, done: list[asm.Assembled], segmentation: SegmentationConfig,
-            validator: TraceValidator, out: SweepCounts) -> dict[str, str]:  # fmt: skip
-    """Ingest the assembled traces (grouped by source, like ``tracejury ingest``); the outcome
-    of each by OTLP trace id."""
+def _ingest(conn: Connection, plans: list[_Plan], out: SweepCounts) -> dict[str, str]:
+    """Store the prepared traces (grouped by source, like ``tracejury ingest``); the outcome of
+    each by OTLP trace id."""
     outcomes: dict[str, str] = {}
-    by_source: dict[str, list[asm.Assembled]] = defaultdict(list)
-    for d in done:
-        by_source[d.source].append(d)
+    by_source: dict[str, list[_Plan]] = defaultdict(list)
+    for plan in plans:
+        assert plan.done is not None
+        by_source[plan.done.source].append(plan)
     for source, items in by_source.items():
-        lines = [(d.line_no, orjson.dumps(d.trace)) for d in items]
-        batch = build_rows(*prepare_chunk(lines, validator=validator, segmentation=segmentation))
-        counts = write_rows(conn, source, batch)
-        out.ingest.add(counts)
+        good = [t for p in items for t in p.prepared[0]]
+        refused = [r for p in items for r in p.prepared[1]]
+        out.ingest.add(write_rows(conn, source, build_rows(good, refused)))
         out.assembled += len(items)
-        refused = {r.line_no for r in batch.rejected}
-        for d in items:
-            outcomes[d.trace_id] = "quarantined" if d.line_no in refused else "stored"
-            if d.line_no in refused:
-                log.warning(
-                    "OTLP %s: trace %s refused by ingest (quarantined as line %d)", source, d.trace_id, d.line_no
-                )
+        for p in items:
+            assert p.done is not None
+            outcomes[p.trace_id] = "quarantined" if p.prepared[1] else "stored"
+            if p.prepared[1]:
+                log.warning("OTLP %s: trace %s refused by ingest (quarantined as line %d)", source, p.trace_id,
+                            p.done.line_no)  # fmt: skip
     return outcomes
