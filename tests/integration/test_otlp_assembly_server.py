@@ -2,7 +2,8 @@
 exporters: the SimpleSpanProcessor (a request per span), a BatchSpanProcessor with a tiny batch
 size, and spans shuffled over many requests all give the same stored traces as one whole export;
 an API restart mid-trace loses nothing; two server processes (two sweepers) store each trace
-once; a full staging answers 503; and OTLP/gRPC takes the same tokens and path."""
+once (two `serve` on one store, each with its sweeper, the spans of a trace reaching both); a
+full staging answers 503; and OTLP/gRPC takes the same tokens and path."""
 
 from __future__ import annotations
 
@@ -123,13 +124,17 @@ def _metric(server: Serve, tokens: dict[str, str], name: str) -> float:
 
 
 def test_span_processors_and_shuffled_requests_give_the_traces_of_one_export(serve) -> None:  # noqa: ANN001
-    # two server processes: two sweepers race for every trace
+    # two `tracejury serve` on one store, as behind a load balancer: each has its sweeper, and the
+    # spans of a trace reach both
     server, tokens = serve("--workers", "2", TRACEJURY_METRICS_CACHE_S="0")
+    other = Serve(server.env, server.log.with_name("serve-other.log"))
+    other.start()
     expected: dict[str, dict[str, Any]] = {}
 
     # 1. SimpleSpanProcessor: every span is its own request, the root last
     memory = InMemorySpanExporter()  # what was sent, to map as one whole export (a shut down one records nothing)
-    provider = _provider(SimpleSpanProcessor(_exporter(server, tokens)), SimpleSpanProcessor(memory))
+    provider = _provider(SimpleSpanProcessor(_exporter(server, tokens)), SimpleSpanProcessor(_exporter(other, tokens)),
+                         SimpleSpanProcessor(memory))  # every span sent to both servers: once counts  # fmt: skip
     simple = _app(provider, 4, "simple")
     expected |= _expected(memory.get_finished_spans())
     provider.shutdown()
@@ -149,7 +154,8 @@ def test_span_processors_and_shuffled_requests_give_the_traces_of_one_export(ser
     random.Random(11).shuffle(spans)
     for i in range(7):
         body = encode_spans(spans[i::7]).SerializeToString()
-        r = httpx.post(f"{server.url}/v1/traces", content=body, headers={**_bearer(tokens["ingest"]), **PROTOBUF})
+        url = (server, other)[i % 2].url
+        r = httpx.post(f"{url}/v1/traces", content=body, headers={**_bearer(tokens["ingest"]), **PROTOBUF})
         assert r.status_code == 200 and r.content == b"", r.text
 
     for trace_id in simple + batched + shuffled:
@@ -157,6 +163,9 @@ def test_span_processors_and_shuffled_requests_give_the_traces_of_one_export(ser
     assert _metric(server, tokens, "tracejury_otlp_assembled_traces_total") == 14
     assert _metric(server, tokens, "tracejury_otlp_staged_spans") == 0
     assert _metric(server, tokens, "tracejury_traces_ingested_total") == 14
+    assert _metric(other, tokens, "tracejury_otlp_duplicate_spans_total") == 4 * 5  # the simple case's second copies
+    other.stop()
+    assert "Traceback" not in other.log.read_text()
 
 
 def test_api_restart_mid_trace_loses_nothing(serve) -> None:  # noqa: ANN001
