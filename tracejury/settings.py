@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     otlp_assembled_keep_s: float = 3600.0
     """How long a finished OTLP trace is remembered, so a span of it that arrives later is
     counted as late (or as a re-sent duplicate) rather than staged as a new trace."""
+    otlp_sweepers: int = 2
+    """Sweeper processes ``tracejury serve`` runs beside its server (they share the staged traces
+    by claiming them): assembly is most of OTLP ingest's CPU, ~0.26 ms a trace against the
+    server's ~0.12 (bench/otlp_ingest.py), so two keep up with one server process on 2 cores."""
     otlp_sweep_interval_s: float = 0.5
     """How often the OTLP sweeper (in ``serve`` and in every worker) looks for whole traces."""
     metrics_cache_s: float = 10.0

@@ -190,17 +190,19 @@ def test_tombstones_are_forgotten_after_keep(engine: Engine) -> None:
         assert st.staged(conn) == (1, 1)
 
 
-def _plans(engine: Engine, now: float) -> list[Any]:
-    """What a sweep reads and works out before its write transaction."""
+def _plans(engine: Engine, now: float) -> tuple[list[Any], list[str]]:
+    """What a sweep claims, reads and works out before its write transaction."""
+    actions = st._claim(engine, now, IDLE, WAIT, 500)
     with engine.connect() as conn:
-        actions = st._candidates(conn, now, IDLE, WAIT, 500)
         fragments = st._read(conn, sorted(actions))
-    return [st._work_out(t, actions[t], fs, default_segmentation(), TraceValidator(), WAIT) for t, fs in fragments.items()]
+    plans = [st._work_out(t, actions[t], fs, default_segmentation(), TraceValidator(), WAIT)
+             for t, fs in fragments.items()]  # fmt: skip
+    return plans, list(actions)
 
 
-def _commit(engine: Engine, plans: list[Any], now: float) -> st.SweepCounts:
+def _commit(engine: Engine, planned: tuple[list[Any], list[str]], now: float) -> st.SweepCounts:
     with engine.begin() as conn:
-        return st._commit(conn, plans, default_segmentation(), TraceValidator(), WAIT, now)
+        return st._commit(conn, *planned, default_segmentation(), TraceValidator(), WAIT, now)
 
 
 def test_a_span_staged_between_read_and_commit_joins_its_trace(engine: Engine) -> None:
@@ -219,12 +221,19 @@ def test_a_span_staged_between_read_and_commit_joins_its_trace(engine: Engine) -
         assert st.staged(conn) == (0, 0)
 
 
-def test_a_trace_two_sweeps_read_is_stored_by_the_first_to_commit(engine: Engine) -> None:
+def test_sweepers_share_the_work_and_a_trace_is_stored_once(engine: Engine) -> None:
     traces = _trace_ids(3)
     for t in traces:
         _stage(engine, _spans(t), now=T0)
-    first, second = _plans(engine, now=T0 + 10), _plans(engine, now=T0 + 10)
-    assert _commit(engine, first, now=T0 + 10).assembled == 3
-    late = _commit(engine, second, now=T0 + 10)
-    assert (late.assembled, late.late_spans, late.duplicate_spans) == (0, 0, 0)
+    first = _plans(engine, now=T0 + 10)
+    assert len(first[0]) == 3
+    assert _plans(engine, now=T0 + 10) == ([], [])  # claimed: another sweeper leaves them alone
+    # the first sweeper stalls past its claim; a second one takes the traces over
+    second = _plans(engine, now=T0 + 10 + st.CLAIM_S + 1)
+    assert len(second[0]) == 3
+    assert _commit(engine, second, now=T0 + 80).assembled == 3
+    stale = _commit(engine, first, now=T0 + 81)  # its DELETE finds nothing left: it stores nothing
+    assert (stale.assembled, stale.late_spans, stale.duplicate_spans) == (0, 0, 0)
     assert len(_stored(engine)) == 3 and not _quarantined(engine)
+    with engine.connect() as conn:
+        assert st.staged(conn) == (0, 0)

@@ -24,8 +24,8 @@ def serve(
     otlp_grpc_host: Annotated[str | None, typer.Option(help="Address for OTLP/gRPC (default: --host).")] = None,
 ) -> None:
     """Serve the HTTP API (and the review page, and OTLP/HTTP) with uvicorn; with
-    --otlp-grpc-port, OTLP/gRPC too. A sweeper process beside the server assembles staged OTLP
-    traces (workers run one too)."""
+    --otlp-grpc-port, OTLP/gRPC too. Sweeper processes beside the server
+    (TRACEJURY_OTLP_SWEEPERS) assemble staged OTLP traces (workers run one too)."""
     import uvicorn
 
     settings = _settings()
@@ -39,17 +39,19 @@ def serve(
         except OSError as exc:
             raise typer.BadParameter(str(exc), param_hint="--otlp-grpc-port") from exc
         out.print(f"OTLP/gRPC on {otlp_grpc_host or host}:{otlp_grpc_port}")
-    from workers.otlp import start_sweeper_process
+    from workers.otlp import start_sweeper_processes
 
-    sweeper = start_sweeper_process()  # assembles the OTLP traces staged by any process
+    sweepers = start_sweeper_processes(settings.otlp_sweepers)  # assemble the OTLP traces staged by any process
     try:
         uvicorn.run("tracejury.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level, access_log=False)  # fmt: skip
     finally:
         if grpc_server is not None:
             grpc_server.stop(5).wait()
-        sweeper.terminate()
-        sweeper.join(15)
+        for sweeper in sweepers:
+            sweeper.terminate()
+        for sweeper in sweepers:
+            sweeper.join(15)
 
 
 @token_app.command("create")

@@ -118,29 +118,40 @@ def _event(doc: list[Any]) -> Event:
     return Event(name=doc[0], time_ns=doc[1], attrs=doc[2], body=doc[3])
 
 
-def _span_doc(s: Span) -> list[Any]:
-    return [s.span_id, s.parent_id, s.name, s.start_ns, s.end_ns, s.attrs, s.resource, s.status_code,
+def _span_doc(s: Span, resource: int) -> list[Any]:
+    return [s.span_id, s.parent_id, s.name, s.start_ns, s.end_ns, s.attrs, resource, s.status_code,
             s.status_message, list(s.exception_types), [_event_doc(e) for e in s.events]]  # fmt: skip
 
 
-def _span(trace_id: str, d: list[Any]) -> Span:
+def _span(trace_id: str, d: list[Any], resources: list[dict[str, Any]]) -> Span:
     return Span(trace_id=trace_id, span_id=d[0], parent_id=d[1], name=d[2], start_ns=d[3], end_ns=d[4],
-                attrs=d[5], resource=d[6], status_code=d[7], status_message=d[8],
+                attrs=d[5], resource=resources[d[6]], status_code=d[7], status_message=d[8],
                 exception_types=tuple(d[9]), events=tuple(_event(e) for e in d[10]))  # fmt: skip
 
 
 def dump_fragment(group: StagedGroup) -> bytes:
-    """A staged group as compact JSON (ids and times as they were decoded)."""
-    doc = {"spans": [_span_doc(s) for s in group.spans],
-           "logs": [[r.span_id, _event_doc(r.event), r.resource] for r in group.logs]}  # fmt: skip
+    """A staged group as compact JSON (ids and times as they were decoded; each resource once)."""
+    resources: list[Mapping[str, Any]] = []
+    index: dict[int, int] = {}  # id of a resource mapping -> its place (spans of one request share them)
+
+    def place(resource: Mapping[str, Any]) -> int:
+        if id(resource) not in index:
+            index[id(resource)] = len(resources)
+            resources.append(resource)
+        return index[id(resource)]
+
+    doc = {"spans": [_span_doc(s, place(s.resource)) for s in group.spans],
+           "logs": [[r.span_id, _event_doc(r.event), place(r.resource)] for r in group.logs],
+           "resources": resources}  # fmt: skip
     return orjson.dumps(doc, default=_jsonable)
 
 
 def load_fragment(fragment_id: int, source: str, trace_id: str, body: bytes) -> Fragment:
     """A stored fragment back as spans and log records."""
     doc = orjson.loads(body)
-    spans = tuple(_span(trace_id, d) for d in doc["spans"])
-    logs = tuple(LogRecord(trace_id, d[0], _event(d[1]), d[2]) for d in doc["logs"])
+    resources = doc["resources"]
+    spans = tuple(_span(trace_id, d, resources) for d in doc["spans"])
+    logs = tuple(LogRecord(trace_id, d[0], _event(d[1]), resources[d[2]]) for d in doc["logs"])
     return Fragment(fragment_id, source, spans, logs)
 
 

@@ -17,9 +17,10 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tracejury.core import otlp_assembly as asm
@@ -30,13 +31,14 @@ from tracejury.core.validation import TraceValidator
 from tracejury.store.engine import insert_ignoring_conflicts
 from tracejury.store.ingest import quarantine_rows, write_rows
 from tracejury.store.rows import build_rows
-from tracejury.store.tables import OtlpAssembled, OtlpCounter, OtlpFragment
+from tracejury.store.tables import OtlpAssembled, OtlpCounter, OtlpFragment, OtlpStagedTrace
 
 __all__ = ["StagingFull", "SweepCounts", "counters", "stage", "staged", "sweep"]
 
 log = logging.getLogger("tracejury.otlp")
 
 _FRAGMENT = OtlpFragment.__table__
+_STAGED = OtlpStagedTrace.__table__
 _ASSEMBLED = OtlpAssembled.__table__
 _COUNTER = OtlpCounter.__table__
 
@@ -58,17 +60,41 @@ class Staged:
 
 def staged(conn: Connection) -> tuple[int, int]:
     """(staged spans and log records, staged traces)."""
-    items, traces = conn.execute(
-        select(func.coalesce(func.sum(_FRAGMENT.c.item_count), 0), func.count(func.distinct(_FRAGMENT.c.trace_id)))
-    ).one()
+    items, traces = conn.execute(select(func.coalesce(func.sum(_STAGED.c.item_count), 0), func.count())).one()
     return int(items), int(traces)
+
+
+_held: dict[str, tuple[float, int]] = {}
+"""Per store, this process's last reading of the staged total: (monotonic time, items)."""
+HELD_TTL_S = 1.0
+
+
+def _check_room(conn: Connection, incoming: int, max_items: int) -> None:
+    """Raise ``StagingFull`` when ``incoming`` more would pass ``max_items``. The total is read
+    at most once a second per process (the limit bounds the staging; it need not be exact to the
+    span), and always when the last reading was within 10% of the limit."""
+    key = conn.engine.url.render_as_string()
+    at, held = _held.get(key, (-HELD_TTL_S, 0))
+    if time.monotonic() - at >= HELD_TTL_S or held + incoming > 0.9 * max_items:
+        held = int(conn.execute(select(func.coalesce(func.sum(_STAGED.c.item_count), 0))).scalar_one())
+        at = time.monotonic()
+    if held + incoming > max_items:
+        _held[key] = (at, held)
+        raise StagingFull(f"OTLP staging holds {held} span(s) and log record(s); {incoming} more would pass "
+                          f"its limit of {max_items} (TRACEJURY_OTLP_MAX_STAGED_SPANS): retry later")  # fmt: skip
+    _held[key] = (at, held + incoming)
+
+
+def _upsert(conn: Connection):  # noqa: ANN202 - the dialect's INSERT
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_STAGED)
 
 
 def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[LogRecord], *,
           max_items: int, now: float | None = None) -> Staged:  # fmt: skip
     """Stage a request's spans and log records, one fragment per trace id, committed before
-    returning. Raises ``StagingFull`` (nothing staged) when they would take the staging past
-    ``max_items``."""
+    returning; each trace's summary row follows (root seen, arrival times, size, late when the
+    trace was finished before). Raises ``StagingFull`` (nothing staged) when they would take the
+    staging past ``max_items``."""
     groups = asm.stage_groups(spans, logs)
     if not groups:
         return Staged()
@@ -77,11 +103,22 @@ def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[Log
              "received_at": now, "body": asm.dump_fragment(g)} for g in groups]  # fmt: skip
     incoming = sum(r["item_count"] for r in rows)
     with engine.begin() as conn:
-        held = conn.execute(select(func.coalesce(func.sum(_FRAGMENT.c.item_count), 0))).scalar_one()
-        if held + incoming > max_items:
-            raise StagingFull(f"OTLP staging holds {held} span(s) and log record(s); {incoming} more would pass "
-                              f"its limit of {max_items} (TRACEJURY_OTLP_MAX_STAGED_SPANS): retry later")  # fmt: skip
+        _check_room(conn, incoming, max_items)
         conn.execute(insert(_FRAGMENT), rows)
+        ids = sorted({r["trace_id"] for r in rows})  # in id order: two writers never wait on each other in a cycle
+        finished = set(conn.execute(select(_ASSEMBLED.c.trace_id).where(_ASSEMBLED.c.trace_id.in_(ids))).scalars())
+        summary: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            got = summary.setdefault(r["trace_id"], {
+                "trace_id": r["trace_id"], "has_root": False, "first_at": now, "last_at": now, "item_count": 0,
+                "late": r["trace_id"] in finished})  # fmt: skip
+            got["has_root"] = got["has_root"] or r["has_root"]
+            got["item_count"] += r["item_count"]
+        ins = _upsert(conn)
+        merge = {"has_root": _STAGED.c.has_root | ins.excluded.has_root, "last_at": ins.excluded.last_at,
+                 "item_count": _STAGED.c.item_count + ins.excluded.item_count,
+                 "late": _STAGED.c.late | ins.excluded.late}  # fmt: skip
+        conn.execute(ins.on_conflict_do_update(index_elements=["trace_id"], set_=merge), [summary[t] for t in ids])
     return Staged(traces=len(rows), items=incoming)
 
 
@@ -106,34 +143,40 @@ class SweepCounts:
         return bool(self.assembled or self.unmapped or self.expired or self.late_spans or self.duplicate_spans)
 
 
-def _candidates(conn: Connection, now: float, idle_s: float, max_wait_s: float, limit: int) -> dict[str, str]:
-    """Staged trace ids the sweep acts on now, with the action (``otlp_assembly.decide``, or
-    ``LATE`` for a trace finished before)."""
-    f, a = _FRAGMENT, _ASSEMBLED
-    is_late = func.max(case((a.c.trace_id.is_not(None), 1), else_=0))
-    last, first = func.max(f.c.received_at), func.min(f.c.received_at)
-    rows = conn.execute(
-        select(f.c.trace_id, func.max(case((f.c.has_root, 1), else_=0)), first, last, is_late)
-        .select_from(f.outerjoin(a, a.c.trace_id == f.c.trace_id))
-        .group_by(f.c.trace_id)
-        .having((last <= now - idle_s) | (first <= now - max_wait_s) | (is_late == 1))
-        .order_by(func.min(f.c.id))
-        .limit(limit)
-    ).all()
-    out = {}
-    for trace_id, has_root, first_at, last_at, late in rows:
-        action = asm.LATE if late else asm.decide(bool(has_root), first_at, last_at, now, idle_s, max_wait_s)
-        if action:
-            out[trace_id] = action
-    return out
+CLAIM_S = 60.0
+"""How long a sweeper's claim on the traces it works out lasts (a sweeper that dies mid-round
+leaves them to the others after this)."""
+
+
+def _claim(engine: Engine, now: float, idle_s: float, max_wait_s: float, limit: int) -> dict[str, str]:
+    """Claim up to ``limit`` staged traces the sweep acts on now, with the action
+    (``otlp_assembly.decide``, or ``LATE``): traces another sweeper holds are skipped, so
+    several sweepers share the work instead of repeating it."""
+    t = _STAGED
+    free = t.c.claimed_until.is_(None) | (t.c.claimed_until < now)
+    ready = (t.c.has_root & (t.c.last_at <= now - idle_s)) | (t.c.first_at <= now - max_wait_s) | t.c.late
+    with engine.begin() as conn:
+        rows = conn.execute(select(t.c.trace_id, t.c.has_root, t.c.first_at, t.c.last_at, t.c.late)
+                            .where(free & ready).order_by(t.c.first_at).limit(limit)).all()  # fmt: skip
+        actions = {}
+        for trace_id, has_root, first_at, last_at, late in rows:
+            action = asm.LATE if late else asm.decide(has_root, first_at, last_at, now, idle_s, max_wait_s)
+            if action:
+                actions[trace_id] = action
+        if not actions:
+            return {}
+        claimed = conn.execute(update(t).where(t.c.trace_id.in_(sorted(actions)) & free)
+                               .values(claimed_until=now + CLAIM_S).returning(t.c.trace_id)).scalars()  # fmt: skip
+        return {trace_id: actions[trace_id] for trace_id in claimed}
 
 
 def _read(conn: Connection, trace_ids: list[str]) -> dict[str, list[asm.Fragment]]:
     """The staged fragments of ``trace_ids``, in arrival order."""
     f = _FRAGMENT
-    rows = conn.execute(select(f.c.id, f.c.source, f.c.trace_id, f.c.body).where(f.c.trace_id.in_(trace_ids))).all()
+    rows = conn.execute(select(f.c.id, f.c.source, f.c.trace_id, f.c.body).where(f.c.trace_id.in_(trace_ids))
+                        .order_by(f.c.id))  # fmt: skip
     out: dict[str, list[asm.Fragment]] = defaultdict(list)
-    for fid, source, trace_id, body in sorted(rows):
+    for fid, source, trace_id, body in rows:
         out[trace_id].append(asm.load_fragment(fid, source, trace_id, body))
     return out
 
@@ -146,7 +189,7 @@ def _take_rest(conn: Connection, trace_ids: list[str]) -> dict[str, list[asm.Fra
         delete(f).where(f.c.trace_id.in_(trace_ids)).returning(f.c.id, f.c.source, f.c.trace_id, f.c.body)
     ).all()
     out: dict[str, list[asm.Fragment]] = defaultdict(list)
-    for fid, source, trace_id, body in sorted(rows):
+    for fid, source, trace_id, body in sorted(rows, key=lambda r: r[0]):
         out[trace_id].append(asm.load_fragment(fid, source, trace_id, body))
     return out
 
@@ -226,13 +269,13 @@ def sweep(engine: Engine, *, segmentation: SegmentationConfig, validator: TraceV
     total = SweepCounts()
     while True:
         when = time.time() if now is None else now
+        actions = _claim(engine, when, idle_s, max_wait_s, limit)
         with engine.connect() as conn:
-            actions = _candidates(conn, when, idle_s, max_wait_s, limit)
             fragments = _read(conn, sorted(actions)) if actions else {}
         plans = [_work_out(t, actions[t], fs, segmentation, validator, max_wait_s) for t, fs in fragments.items()]
         with engine.begin() as conn:
-            if plans:
-                _merge(total, _commit(conn, plans, segmentation, validator, max_wait_s, when))
+            if actions:
+                _merge(total, _commit(conn, plans, list(actions), segmentation, validator, max_wait_s, when))
             conn.execute(delete(_ASSEMBLED).where(_ASSEMBLED.c.at < when - keep_s))
         if len(actions) < limit:
             return total
@@ -247,11 +290,12 @@ def _merge(total: SweepCounts, c: SweepCounts) -> None:
     total.duplicate_spans += c.duplicate_spans
 
 
-def _commit(conn: Connection, plans: list[_Plan], segmentation: SegmentationConfig, validator: TraceValidator,
-            max_wait_s: float, now: float) -> SweepCounts:  # fmt: skip
+def _commit(conn: Connection, plans: list[_Plan], claimed: list[str], segmentation: SegmentationConfig,
+            validator: TraceValidator, max_wait_s: float, now: float) -> SweepCounts:  # fmt: skip
     """Take the planned traces' fragments (``DELETE … RETURNING``: whoever deletes a fragment
-    owns it) and store what they became. A trace another sweeper took meanwhile is skipped; one
-    that gained fragments since it was read is worked out again, here."""
+    owns it, the claim notwithstanding) and store what they became; their summary rows go. A
+    trace another sweeper took meanwhile is skipped; one that gained fragments since it was read
+    is worked out again, here."""
     f = _FRAGMENT
     read = {fr.id: p.trace_id for p in plans for fr in p.fragments}
     taken: dict[str, set[int]] = defaultdict(set)
@@ -259,7 +303,8 @@ def _commit(conn: Connection, plans: list[_Plan], segmentation: SegmentationConf
         taken[read[fid]].add(fid)
     mine = [p for p in plans if taken.get(p.trace_id)]
     tombs = _tombstones(conn, [p.trace_id for p in mine])
-    rest = _take_rest(conn, [p.trace_id for p in mine if p.trace_id not in tombs])
+    rest = _take_rest(conn, [p.trace_id for p in mine])
+    _settle(conn, claimed, [p.trace_id for p in mine])
     out = SweepCounts()
     finished: list[asm.Assembled] = []
     outcomes: dict[str, str] = {}
@@ -312,6 +357,18 @@ def _commit(conn: Connection, plans: list[_Plan], segmentation: SegmentationConf
     _bump(conn, {"assembled_traces": out.assembled, "unmapped_traces": out.unmapped, "expired_traces": out.expired,
                  "late_spans": out.late_spans, "duplicate_spans": out.duplicate_spans})  # fmt: skip
     return out
+
+
+def _settle(conn: Connection, claimed: list[str], taken: list[str]) -> None:
+    """The summary rows of claimed traces after a round: gone when no fragment of the trace is
+    staged any more; else (a fragment staged in a race with this round) unclaimed, and late when
+    this round finished the trace."""
+    t, f = _STAGED, _FRAGMENT
+    ids = sorted(claimed)
+    conn.execute(delete(t).where(t.c.trace_id.in_(ids) & ~exists().where(f.c.trace_id == t.c.trace_id)))
+    conn.execute(update(t).where(t.c.trace_id.in_(ids)).values(claimed_until=None))
+    if taken:
+        conn.execute(update(t).where(t.c.trace_id.in_(sorted(taken))).values(late=True))
 
 
 def _ingest(conn: Connection, plans: list[_Plan], out: SweepCounts) -> dict[str, str]:

@@ -21,6 +21,7 @@ __all__ = [
     "OtlpAssembled",
     "OtlpCounter",
     "OtlpFragment",
+    "OtlpStagedTrace",
     "QuarantinedLine",
     "ReviewItem",
     "ReviewLabel",
@@ -377,8 +378,7 @@ class OtlpFragment(SQLModel, table=True):
     the sweeper assembles the trace (``tracejury.core.otlp_assembly``)."""
 
     __tablename__ = "otlp_fragment"
-    # covering: the sweeper's GROUP BY and the staging limit's SUM never read the bodies
-    __table_args__ = (Index("ix_otlp_fragment_trace", "trace_id", "received_at", "has_root", "item_count"),)
+    __table_args__ = (Index("ix_otlp_fragment_trace", "trace_id"),)
 
     id: int | None = Field(default=None, sa_column=Column(BIGINT_ID, primary_key=True))
     trace_id: str = Field(max_length=32)
@@ -393,6 +393,27 @@ class OtlpFragment(SQLModel, table=True):
     """Unix seconds, the receiving process's clock."""
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     """The spans and log records as JSON (``otlp_assembly.dump_fragment``)."""
+
+
+class OtlpStagedTrace(SQLModel, table=True):
+    """One staged OTLP trace, summed over its fragments: what the sweeper scans to find the
+    ready ones, and what the staging limit counts."""
+
+    __tablename__ = "otlp_staged_trace"
+
+    trace_id: str = Field(primary_key=True, max_length=32)
+    has_root: bool
+    """Its root span has arrived."""
+    first_at: float
+    """Unix seconds of its first fragment."""
+    last_at: float
+    """Unix seconds of its newest fragment."""
+    item_count: int
+    """Spans plus log records staged."""
+    late: bool
+    """A fragment arrived after the trace was finished (its tombstone existed)."""
+    claimed_until: float | None = None
+    """A sweeper is working it out until then (unix seconds); others leave it alone."""
 
 
 class OtlpAssembled(SQLModel, table=True):

@@ -1,12 +1,14 @@
-"""otlp_fragment, otlp_assembled, otlp_counter: OTLP traces assembled across requests
+"""otlp_fragment, otlp_staged_trace, otlp_assembled, otlp_counter: OTLP traces assembled across requests
 
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-06 20:00:00
 
 Spans of one trace arrive over many OTLP requests; each request's share of a trace is staged
-as a fragment until the sweeper assembles the trace. Finished traces leave a tombstone so a
-span arriving afterwards is counted as late (or as a re-sent duplicate), not a second trace.
+as a fragment until the sweeper assembles the trace; one summary row per staged trace (root
+seen, first and last arrival, size, late, a sweeper's claim) is what the sweeper scans.
+Finished traces leave a tombstone so a span arriving afterwards is counted as late (or as a
+re-sent duplicate), not a second trace.
 """
 
 import sqlalchemy as sa
@@ -32,8 +34,17 @@ def upgrade() -> None:
         sa.Column("received_at", sa.Float(), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
     )
-    # covering: the sweeper's GROUP BY and the staging limit's SUM never read the bodies
-    op.create_index("ix_otlp_fragment_trace", "otlp_fragment", ["trace_id", "received_at", "has_root", "item_count"])
+    op.create_index("ix_otlp_fragment_trace", "otlp_fragment", ["trace_id"])
+    op.create_table(
+        "otlp_staged_trace",
+        sa.Column("trace_id", sqlmodel.sql.sqltypes.AutoString(length=32), primary_key=True),
+        sa.Column("has_root", sa.Boolean(), nullable=False),
+        sa.Column("first_at", sa.Float(), nullable=False),
+        sa.Column("last_at", sa.Float(), nullable=False),
+        sa.Column("item_count", sa.Integer(), nullable=False),
+        sa.Column("late", sa.Boolean(), nullable=False),
+        sa.Column("claimed_until", sa.Float(), nullable=True),
+    )
     op.create_table(
         "otlp_assembled",
         sa.Column("trace_id", sqlmodel.sql.sqltypes.AutoString(length=32), primary_key=True),
@@ -51,6 +62,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("otlp_counter")
+    op.drop_table("otlp_staged_trace")
     op.drop_index("ix_otlp_assembled_at", table_name="otlp_assembled")
     op.drop_table("otlp_assembled")
     op.drop_index("ix_otlp_fragment_trace", table_name="otlp_fragment")
