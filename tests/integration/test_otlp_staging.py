@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -235,5 +236,67 @@ def test_sweepers_share_the_work_and_a_trace_is_stored_once(engine: Engine) -> N
     stale = _commit(engine, first, now=T0 + 81)  # its DELETE finds nothing left: it stores nothing
     assert (stale.assembled, stale.late_spans, stale.duplicate_spans) == (0, 0, 0)
     assert len(_stored(engine)) == 3 and not _quarantined(engine)
+    with engine.connect() as conn:
+        assert st.staged(conn) == (0, 0)
+
+
+def test_a_span_staged_while_its_trace_is_stored_is_never_orphaned(engine: Engine, db_url: str) -> None:
+    """A request stages a span of a trace in the very moment a sweep stores that trace (its
+    commit held until the sweep waits on it): the span ends in the trace, or late, never left
+    staged with no summary row for any sweep to find."""
+    from sqlalchemy import event
+
+    from tracejury.store.engine import make_engine
+    from tracejury.store.tables import OtlpStagedTrace
+
+    (t,) = _trace_ids(1)
+    spans = _spans(t)
+    first, tool = [*spans[:3], spans[4]], spans[3]
+    _stage(engine, first, now=T0)
+    planned = _plans(engine, now=T0 + 10)
+    other = make_engine(db_url)
+    go, at_commit = threading.Event(), threading.Event()
+
+    @event.listens_for(other, "commit")
+    def _hold(_conn: Any) -> None:
+        at_commit.set()
+        go.wait(30)
+
+    staging = threading.Thread(target=lambda: _stage(other, [tool], now=T0 + 10))
+    staging.start()
+    assert at_commit.wait(30)
+    result: list[st.SweepCounts] = []
+    sweeping = threading.Thread(target=lambda: result.append(_commit(engine, planned, now=T0 + 10)))
+    sweeping.start()
+    time.sleep(1.0)  # the sweep now waits on the staging request
+    go.set()
+    staging.join(60)
+    sweeping.join(60)
+    other.dispose()
+    assert result and result[0].assembled == 1
+    for at in (T0 + 11, T0 + 1000):
+        _sweep(engine, now=at)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(OtlpFragment)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(OtlpStagedTrace)).scalar_one() == 0
+    stored = _stored(engine)
+    late = [m for m, _ in _quarantined(engine) if m.startswith("OTLP: late span")]
+    assert stored[t] == _expected(t) or (len(stored) == 1 and len(late) == 1)
+
+
+def test_a_trace_no_reader_foresaw_is_quarantined_and_holds_no_one_up(engine: Engine) -> None:
+    from tracejury.core.otlp_spans import Event, LogRecord
+
+    bad, good = _trace_ids(2)
+    spans = _spans(bad)
+    chat = next(s for s in spans if s.attrs.get("gen_ai.operation.name") == "chat")
+    poison = LogRecord(bad, chat.span_id, Event("gen_ai.assistant.message", 1, {}, {"tool_calls": 5}), {})
+    st.stage(engine, "otlp:tok", spans, [poison], max_items=100_000, now=T0)  # the older: claimed first
+    _stage(engine, _spans(good), now=T0 + 1)
+    counts = _sweep(engine, now=T0 + 10)
+    assert (counts.assembled, counts.unmapped) == (1, 1)
+    assert set(_stored(engine)) == {good}
+    (message, raw), = _quarantined(engine)
+    assert message.startswith("OTLP: trace not mapped: ") and len(raw["spans"]) == 5 and len(raw["logs"]) == 1
     with engine.connect() as conn:
         assert st.staged(conn) == (0, 0)

@@ -14,7 +14,7 @@ sweeper decides when a trace is whole:
                   a fragment of a trace already assembled ──late──► duplicates | late spans
 
 This module holds the policy and the data shapes; ``tracejury.store.otlp_staging`` stores the
-fragments and ``tracejury.api.otlp_staging`` runs the sweeper.
+fragments and sweeps, ``workers.otlp`` runs the sweepers.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ __all__ = [
     "assemble",
     "decide",
     "expired",
+    "failed",
     "dump_fragment",
     "late_spans",
     "load_fragment",
@@ -93,7 +94,7 @@ def decide(has_root: bool, first_seen: float, last_seen: float, now: float, idle
            max_wait_s: float) -> str | None:  # fmt: skip
     """``ASSEMBLE`` once the root has arrived and nothing of the trace for ``idle_s``;
     ``EXPIRE`` when the root has not arrived ``max_wait_s`` after the first span; else None
-    (wait). Times are seconds on one clock (the store's)."""
+    (wait). Times are unix seconds of the receiving and sweeping processes' clocks."""
     if has_root and now - last_seen >= idle_s:
         return ASSEMBLE
     if not has_root and now - first_seen >= max_wait_s:
@@ -242,6 +243,16 @@ def assemble(trace_id: str, fragments: list[Fragment]) -> Assembled:
     root = next(s for s in spans.values() if s.parent_id is None)
     origin = TraceOrigin(trace_id, root.span_id, root.name, len(spans))
     return Assembled(trace_id, trace, origin, reports + ignored, span_ids, duplicates, home.source, home.id)
+
+
+def failed(trace_id: str, fragments: list[Fragment], exc: Exception) -> Assembled:
+    """A trace whose assembly raised something no reader foresaw: unmapped, with the error as
+    its one-line reason (every span kept)."""
+    spans, duplicates = _distinct_spans(fragments)
+    reason = f"trace not mapped: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    report = SpanReport(trace_id, None, "", reason, len(spans) + sum(len(f.logs) for f in fragments))
+    home = _home(fragments)
+    return Assembled(trace_id, None, None, [report], list(spans), duplicates, home.source, home.id)
 
 
 def expired(trace_id: str, fragments: list[Fragment], max_wait_s: float) -> Assembled:

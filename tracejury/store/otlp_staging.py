@@ -106,19 +106,22 @@ def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[Log
         _check_room(conn, incoming, max_items)
         conn.execute(insert(_FRAGMENT), rows)
         ids = sorted({r["trace_id"] for r in rows})  # in id order: two writers never wait on each other in a cycle
-        finished = set(conn.execute(select(_ASSEMBLED.c.trace_id).where(_ASSEMBLED.c.trace_id.in_(ids))).scalars())
         summary: dict[str, dict[str, Any]] = {}
         for r in rows:
             got = summary.setdefault(r["trace_id"], {
                 "trace_id": r["trace_id"], "has_root": False, "first_at": now, "last_at": now, "item_count": 0,
-                "late": r["trace_id"] in finished})  # fmt: skip
+                "late": False})  # fmt: skip
             got["has_root"] = got["has_root"] or r["has_root"]
             got["item_count"] += r["item_count"]
         ins = _upsert(conn)
         merge = {"has_root": _STAGED.c.has_root | ins.excluded.has_root, "last_at": ins.excluded.last_at,
-                 "item_count": _STAGED.c.item_count + ins.excluded.item_count,
-                 "late": _STAGED.c.late | ins.excluded.late}  # fmt: skip
+                 "item_count": _STAGED.c.item_count + ins.excluded.item_count}  # fmt: skip
         conn.execute(ins.on_conflict_do_update(index_elements=["trace_id"], set_=merge), [summary[t] for t in ids])
+        # after the upsert, which waits for a sweep holding these rows: a trace that sweep just
+        # finished has its tombstone by now, and these fragments are late
+        finished = sorted(conn.execute(select(_ASSEMBLED.c.trace_id).where(_ASSEMBLED.c.trace_id.in_(ids))).scalars())
+        if finished:
+            conn.execute(update(_STAGED).where(_STAGED.c.trace_id.in_(finished)).values(late=True))
     return Staged(traces=len(rows), items=incoming)
 
 
@@ -143,6 +146,8 @@ class SweepCounts:
         return bool(self.assembled or self.unmapped or self.expired or self.late_spans or self.duplicate_spans)
 
 
+_IDS_PER_STATEMENT = 10_000
+"""Bound parameters per ``IN (…)``: PostgreSQL takes at most 65,535 in one statement."""
 CLAIM_S = 60.0
 """How long a sweeper's claim on the traces it works out lasts (a sweeper that dies mid-round
 leaves them to the others after this)."""
@@ -154,10 +159,14 @@ def _claim(engine: Engine, now: float, idle_s: float, max_wait_s: float, limit: 
     several sweepers share the work instead of repeating it."""
     t = _STAGED
     free = t.c.claimed_until.is_(None) | (t.c.claimed_until < now)
-    ready = (t.c.has_root & (t.c.last_at <= now - idle_s)) | (t.c.first_at <= now - max_wait_s) | t.c.late
+    # exactly otlp_assembly.decide's conditions (a wider filter would let busy traces fill the limit)
+    ready = ((t.c.has_root & (t.c.last_at <= now - idle_s)) | (~t.c.has_root & (t.c.first_at <= now - max_wait_s))
+             | t.c.late)  # fmt: skip
     with engine.begin() as conn:
+        # PostgreSQL: rows another transaction holds (a sweep, a request staging) are skipped, never waited for
         rows = conn.execute(select(t.c.trace_id, t.c.has_root, t.c.first_at, t.c.last_at, t.c.late)
-                            .where(free & ready).order_by(t.c.first_at).limit(limit)).all()  # fmt: skip
+                            .where(free & ready).order_by(t.c.first_at).limit(limit)
+                            .with_for_update(skip_locked=True)).all()  # fmt: skip
         actions = {}
         for trace_id, has_root, first_at, last_at, late in rows:
             action = asm.LATE if late else asm.decide(has_root, first_at, last_at, now, idle_s, max_wait_s)
@@ -247,14 +256,17 @@ def _work_out(trace_id: str, action: str, fragments: list[asm.Fragment], segment
         return _Plan(trace_id, action, fragments)
     rootless = not any(s.parent_id is None for f in fragments for s in f.spans)
     if action == asm.EXPIRE and rootless:
-        done = asm.expired(trace_id, fragments, max_wait_s)
-    else:  # ready; or its root arrived since the candidates were read
-        action, done = asm.ASSEMBLE, asm.assemble(trace_id, fragments)
-    plan = _Plan(trace_id, action, fragments, done)
-    if done.trace is not None:
-        plan.prepared = prepare_chunk([(done.line_no, orjson.dumps(done.trace))], validator=validator,
-                                      segmentation=segmentation)  # fmt: skip
-    return plan
+        return _Plan(trace_id, action, fragments, asm.expired(trace_id, fragments, max_wait_s))
+    try:  # ready; or its root arrived since the candidates were read
+        done = asm.assemble(trace_id, fragments)
+        plan = _Plan(trace_id, asm.ASSEMBLE, fragments, done)
+        if done.trace is not None:
+            plan.prepared = prepare_chunk([(done.line_no, orjson.dumps(done.trace))], validator=validator,
+                                          segmentation=segmentation)  # fmt: skip
+        return plan
+    except Exception as exc:  # a defect or input no reader foresaw: this trace is unmapped, never the round
+        log.exception("OTLP trace %s could not be worked out", trace_id)
+        return _Plan(trace_id, asm.ASSEMBLE, fragments, asm.failed(trace_id, fragments, exc))
 
 
 def sweep(engine: Engine, *, segmentation: SegmentationConfig, validator: TraceValidator, idle_s: float,
@@ -297,10 +309,17 @@ def _commit(conn: Connection, plans: list[_Plan], claimed: list[str], segmentati
     trace another sweeper took meanwhile is skipped; one that gained fragments since it was read
     is worked out again, here."""
     f = _FRAGMENT
+    # lock the claimed traces' summary rows first (PostgreSQL; SQLite has one writer): a request
+    # staging a span of one of them waits until this commits, then sees the tombstone
+    conn.execute(select(_STAGED.c.trace_id).where(_STAGED.c.trace_id.in_(sorted(claimed)))
+                 .order_by(_STAGED.c.trace_id).with_for_update())  # fmt: skip
     read = {fr.id: p.trace_id for p in plans for fr in p.fragments}
     taken: dict[str, set[int]] = defaultdict(set)
-    for fid in conn.execute(delete(f).where(f.c.id.in_(sorted(read))).returning(f.c.id)).scalars():
-        taken[read[fid]].add(fid)
+    ids = sorted(read)
+    for i in range(0, len(ids), _IDS_PER_STATEMENT):
+        chunk = ids[i : i + _IDS_PER_STATEMENT]
+        for fid in conn.execute(delete(f).where(f.c.id.in_(chunk)).returning(f.c.id)).scalars():
+            taken[read[fid]].add(fid)
     mine = [p for p in plans if taken.get(p.trace_id)]
     tombs = _tombstones(conn, [p.trace_id for p in mine])
     rest = _take_rest(conn, [p.trace_id for p in mine])

@@ -378,7 +378,8 @@ class OtlpFragment(SQLModel, table=True):
     the sweeper assembles the trace (``tracejury.core.otlp_assembly``)."""
 
     __tablename__ = "otlp_fragment"
-    __table_args__ = (Index("ix_otlp_fragment_trace", "trace_id"),)
+    # ids never reused on SQLite either: quarantined lines name the fragment by its id
+    __table_args__ = (Index("ix_otlp_fragment_trace", "trace_id"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, sa_column=Column(BIGINT_ID, primary_key=True))
     trace_id: str = Field(max_length=32)

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("item_count", sa.Integer(), nullable=False),
         sa.Column("received_at", sa.Float(), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
+        sqlite_autoincrement=True,  # ids never reused: quarantined lines name the fragment by id
     )
     op.create_index("ix_otlp_fragment_trace", "otlp_fragment", ["trace_id"])
     op.create_table(
