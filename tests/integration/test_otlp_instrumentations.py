@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,7 @@ def test_instrumented_app_is_traced_and_judged(stack: dict[str, Any], case: str)
         sample = trace["sample"]
         assert sample["inputText"] == f"Where is order {48000 + i}?"
         assert sample["finalAnswer"] == (capture.CHAT_ANSWER if i % 2 == 0 else capture.TOOL_ANSWER)
-        assert trace["config"]["model"]["name"] == capture.MODEL
+        assert trace["config"]["model"]["version"] == capture.RESPONSE_MODEL
     signals = httpx.get(f"{url}/signals", params={"release": release}, headers=_bearer(stack["tokens"]["admin"]),
                         timeout=30)  # fmt: skip
     assert signals.status_code == 200 and orjson.loads(signals.content)
@@ -104,4 +103,3 @@ def test_instrumented_app_is_traced_and_judged(stack: dict[str, Any], case: str)
         evals = _evaluations(url, reviewer, trace_id)
         for rubric in ("answer_correctness", "helpfulness", "refusal_appropriateness"):
             assert evals[rubric]["status"] == "scored", (rubric, evals[rubric])
-    time.sleep(0)

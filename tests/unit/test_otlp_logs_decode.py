@@ -82,7 +82,7 @@ def test_protobuf_reader_equals_dict_reader(message: ExportLogsServiceRequest) -
     assert len(decoded) + len(reports) == sum(
         len(sl.log_records) for rl in message.resource_logs for sl in rl.scope_logs
     )
-    assert all(r.rejected_spans == 0 and r.reason == UNJOINABLE for r in reports)
+    assert all(r.rejected_spans == 1 and r.reason == UNJOINABLE for r in reports)
     orjson.dumps([[r.event.attrs, r.event.body, r.resource] for r in decoded])
 
 
@@ -162,7 +162,7 @@ def test_body_as_a_python_value(body: AnyValue | None, value: Any) -> None:
 )
 def test_a_record_that_names_no_span_is_reported_not_lost(fields: dict[str, Any], trace_id: str | None) -> None:
     message = one(event_name="gen_ai.choice", **fields)
-    assert both(message) == ([], [SpanReport(trace_id, None, "gen_ai.choice", UNJOINABLE, rejected_spans=0)])
+    assert both(message) == ([], [SpanReport(trace_id, None, "gen_ai.choice", UNJOINABLE, rejected_spans=1)])
     assert str(both(message)[1][0]).endswith(UNJOINABLE)
 
 
@@ -176,7 +176,7 @@ def test_otlp_json_with_hex_ids() -> None:
     resource = {"service.name": "shop"}
     assert decode_logs(doc) == (
         [LogRecord(TA, SA, Event("a", T0, {}, "x"), resource), LogRecord(TA, SA, Event("b", T0, {"event.name": "b"}), resource)],
-        [SpanReport(TA, None, "c", UNJOINABLE, rejected_spans=0)],
+        [SpanReport(TA, None, "c", UNJOINABLE, rejected_spans=1)],
     )  # fmt: skip
 
 
@@ -230,4 +230,4 @@ def test_what_the_sdk_encoder_sends() -> None:
                                  {"index": 0, "message": {"role": "assistant", "content": "It ships today."},
                                   "raw": "AA==", "ids": [1, 2]})  # fmt: skip
     assert (legacy.event.name, legacy.event.time_ns, legacy.event.body) == ("gen_ai.user.message", T0 + 1, "legacy")
-    assert reports == [SpanReport(None, None, "outside", UNJOINABLE, rejected_spans=0)]
+    assert reports == [SpanReport(None, None, "outside", UNJOINABLE, rejected_spans=1)]

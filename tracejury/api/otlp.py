@@ -159,6 +159,9 @@ def accept_logs(engine: Engine, settings: Settings, source: str, request: Messag
     except InputError as exc:
         raise ApiError(400, "invalid_otlp", str(exc)) from exc
     _stage(engine, settings, source, [], records)
+    if reports:  # one line, not one per record: apps also send logs that belong to no span
+        log.warning("OTLP %s: %d log record(s) name no span and were not staged; first: %s", source, len(reports),
+                    reports[0])  # fmt: skip
     return Accepted(len(records), reports, noun="log record")
 
 

@@ -2,9 +2,9 @@
 ``TraceService`` and ``LogsService`` on grpcio, with the same tokens (the ``authorization``
 metadata, ``Bearer <token>``), staging and assembly as OTLP/HTTP (``tracejury.api.otlp``).
 
-HTTP statuses map to the gRPC codes the OTLP exporters understand: 503 (staging full) →
-``UNAVAILABLE``, which they retry; 401 → ``UNAUTHENTICATED``; 403 → ``PERMISSION_DENIED``;
-400 → ``INVALID_ARGUMENT``.
+HTTP statuses map to the gRPC codes the OTLP exporters understand: 503 (staging full) and a
+store that is down or busy → ``UNAVAILABLE``, which they retry; 401 → ``UNAUTHENTICATED``;
+403 → ``PERMISSION_DENIED``; 400 → ``INVALID_ARGUMENT``; anything else ``INTERNAL``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tracejury.api.errors import ApiError
 from tracejury.api.otlp import Accepted, accept_logs, accept_spans, logs_response, trace_response
@@ -55,7 +56,13 @@ class _Receiver:
             return accept(self.engine(), self.settings, f"otlp:{principal.token_id}", request)
         except ApiError as exc:
             context.abort(_CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message)
-            raise  # abort raises; this keeps type checkers honest
+        except (OperationalError, InterfaceError) as exc:  # the store is down or busy: exporters retry UNAVAILABLE
+            log.warning("OTLP/gRPC: store unavailable: %s", " ".join(str(exc).split())[:300])
+            context.abort(grpc.StatusCode.UNAVAILABLE, "store unavailable; retry later")
+        except Exception:  # a defect: said once in the log, one line to the client
+            log.exception("OTLP/gRPC export failed")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+        raise AssertionError("context.abort raises")  # pragma: no cover
 
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):

@@ -54,7 +54,6 @@ TRACEJURY_ATTRIBUTES = (
 
 _MODEL_NAME = ("gen_ai.request.model", "llm.request.model_name", "llm.model_name",
                "gen_ai.response.model", "llm.response.model_name")  # fmt: skip
-_MODEL_REQUESTED = ("gen_ai.request.model", "llm.request.model_name")
 _MODEL_VERSION = ("gen_ai.response.model", "llm.response.model_name", "llm.model_name")
 _MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens"}
@@ -231,9 +230,7 @@ def _config(view: _View, gen: _Generation, embeddings: list[Span], system: str |
          if (m := g.text(s.attrs.get(k), k)) is not None), None)  # fmt: skip
     return {
         "model": {
-            # the requested model (OpenInference records it only in its invocation parameters), else the answering one
-            "name": gen.pick(g.text, "tracejury.model.name", _MODEL_REQUESTED, ("model",))
-            or gen.need("config.model.name", g.text, "tracejury.model.name", _MODEL_NAME),
+            "name": gen.need("config.model.name", g.text, "tracejury.model.name", _MODEL_NAME),
             "version": gen.need("config.model.version", g.text, "tracejury.model.version", _MODEL_VERSION),
         },
         "systemPromptVersion": _prompt_version(gen, system),

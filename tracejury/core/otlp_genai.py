@@ -294,7 +294,8 @@ def _openai_parts(role: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]
     texts = [i if isinstance(i, str) else i.get("text", i.get("content")) for i in items
              if isinstance(i, str) or (isinstance(i, Mapping) and i.get("type", "text") == "text")]  # fmt: skip
     parts: list[dict[str, Any]] = [{"type": "text", "content": t} for t in texts if recorded(t)]
-    for call in payload.get("tool_calls") or []:
+    calls = payload.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
         if isinstance(call, Mapping):
             fn = call.get("function") if isinstance(call.get("function"), Mapping) else call
             parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"),
@@ -435,7 +436,12 @@ def _has_content(messages: list[Any]) -> bool:
 def _system_text(span: Span, inputs: list[Any]) -> str | None:
     """``gen_ai.system_instructions`` (parts), else the system messages' text, one per line."""
     raw = _gen_ai_attr(span, "gen_ai.system_instructions")
-    if isinstance(raw, str) and raw.lstrip()[:1] != "[":  # plain text
+    if isinstance(raw, str) and raw.lstrip()[:1] == "[":  # parts as JSON, or plain text that opens with "["
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw
+    if isinstance(raw, str):  # plain text
         return raw or None
     if raw is not None:
         return _message_text({"parts": _gen_ai_messages(span, "gen_ai.system_instructions")})

@@ -161,8 +161,9 @@ def decode_any_value(value: Any, where: str = "value") -> Any:
         return value["stringValue"] if isinstance(value["stringValue"], str) else str(value["stringValue"])
     if "boolValue" in value:
         return bool(value["boolValue"])
-    if "intValue" in value:
-        return _int(value["intValue"])
+    if "intValue" in value:  # an int64 in OTLP: a wider one stays its digits (readers report it; JSON keeps it)
+        number = _int(value["intValue"])
+        return number if number is None or -(2**63) <= number < 2**63 else str(number)
     if "doubleValue" in value:
         try:
             return float(value["doubleValue"])
@@ -348,13 +349,13 @@ def _log_record(
 ) -> LogRecord | SpanReport:  # fmt: skip
     name = event_name or _str(attrs.get("event.name"))
     if trace_id is None or span_id is None:
-        return SpanReport(trace_id, None, name, _UNJOINABLE, rejected_spans=0)
+        return SpanReport(trace_id, None, name, _UNJOINABLE, rejected_spans=1)
     return LogRecord(trace_id, span_id, Event(name, time_ns, attrs, body), resource)
 
 
 def decode_logs(request: Any) -> tuple[list[LogRecord], list[SpanReport]]:
     """Every log record of an ``ExportLogsServiceRequest`` (OTLP/JSON mapping, or
-    ``MessageToDict`` of the message), in request order, and a report (``rejected_spans=0``)
+    ``MessageToDict`` of the message), in request order, and a report (``rejected_spans=1``: not staged)
     for each record that names no valid trace and span, so cannot be joined to a span.
 
     Raises ``InputError`` naming the JSON path when the request's structure is not OTLP's.
