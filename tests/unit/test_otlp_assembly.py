@@ -91,6 +91,10 @@ def test_log_records_join_their_span_as_events_in_time_order() -> None:
     unjoined = [r for r in done.reports if "not in the trace" in r.reason]
     assert [r.span_id for r in unjoined] == ["00000000000000ff"]
     assert unjoined[0].rejected_spans == 0
+    # the chat span's events: the two records, once each (one was sent twice), in time order
+    spans_by_id = {s.span_id: s for s in spans}
+    assert [r.span_id for r in asm._join_logs(spans_by_id, fragments, T)] == ["00000000000000ff"]
+    assert [e.name for e in spans_by_id[chat.span_id].events] == ["gen_ai.user.message", "gen_ai.choice"]
 
 
 def test_unmappable_trace_is_reported_with_all_its_spans() -> None:

@@ -1,12 +1,12 @@
 """OTLP traces → tracejury v1 traces: pure, one v1 trace per OTLP trace id.
 
-    ExportTraceServiceRequest (JSON mapping, as a dict)
-        │ otlp_spans.decode_spans        ids, times, attributes; unreadable spans reported
-        ▼
-    spans grouped by trace id (across resourceSpans)
+    the spans of one trace (assembled by otlp_assembly from any number of requests)
         │ map_trace                      GenAI semconv / OpenInference → v1 (otlp_genai)
         ▼
-    OtlpMapping(traces, reports)         traces then take ingest's validation + quarantine
+    a v1 trace (or Unmappable)           then ingest's validation + quarantine
+
+``map_export_request`` maps one whole ``ExportTraceServiceRequest`` at once (the reference the
+tests and benchmarks compare assembled traces with; the receiver stages and assembles instead).
 
 The mapping never invents what v1 requires: a trace that lacks a required field (release,
 input and session hashes, model version, prompt version, temperature, max tokens, token

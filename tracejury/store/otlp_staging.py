@@ -339,10 +339,12 @@ def _commit(conn: Connection, plans: list[_Plan], claimed: list[str], segmentati
             if late.late or late.logs:
                 out.late_spans += len(late.late)
                 first = late.late[0] if late.late else None
-                reason = f"late span: arrived after trace {trace_id} was assembled; kept here, not in the trace"
+                reason = f"late span: arrived after trace {trace_id} was finished (stored, quarantined or expired); " \
+                         "kept here, not in any trace"  # fmt: skip
                 report = SpanReport(trace_id, first.span_id if first else None, first.name if first else "",
                                     reason, len(late.late))  # fmt: skip
                 quarantine[fragments[0].source].append(_quarantine_line(fragments[0].id, report, late.late, late.logs))
+                log.warning("OTLP %s: %s", fragments[0].source, report)
                 if trace_id in tombs:
                     grown[trace_id] = tombs[trace_id] | {s.span_id for s in late.late}
             continue

@@ -427,7 +427,8 @@ class OtlpAssembled(SQLModel, table=True):
 
     trace_id: str = Field(primary_key=True, max_length=32)
     outcome: str = Field(max_length=16)
-    """stored, duplicate, conflict, quarantined or expired."""
+    """stored (handed to ingest: stored, or a duplicate or conflict of a stored trace), quarantined
+    (unmapped, or refused by ingest) or expired (its root never came)."""
     span_ids: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     """JSON list of the span ids it had (and late ones since)."""
     at: float
