@@ -29,7 +29,7 @@ Per cell:
               THROUGHPUT, the figure to hold against a traces/s target;
   latency     last response → all stored (idle wait plus whatever backlog the sweeper has);
   CPU         utime + stime per trace, first request → all stored, of every process of the
-              server (`serve` and, since 8e0e5cb, the sweeper process it starts), and of the
+              server (`serve` and the sweeper processes it starts), and of the
               uvicorn process alone.
 After each cell every trace must be stored, none quarantined or in conflict, the staging
 empty; 503 (staging full) answers are retried after Retry-After and counted.
@@ -199,7 +199,7 @@ class Cell:
     """Seconds from the last response to all stored."""
     cpu_ms: float
     """CPU (user + system) of the server's processes per trace, first request → all stored:
-    `serve` itself and the OTLP sweeper process it starts (since 8e0e5cb)."""
+    `serve` itself and the OTLP sweeper processes it starts."""
     api_cpu_ms: float
     """Of ``cpu_ms``, the `serve` (uvicorn) process's own."""
     retries: int = 0
@@ -209,7 +209,7 @@ class Cell:
 
 def _group_cpu(pgid: int) -> dict[int, float]:
     """utime + stime, seconds, of every process in group ``pgid`` (the server and the sweeper
-    process it starts) by pid, from /proc/<pid>/stat."""
+    processes it starts) by pid, from /proc/<pid>/stat."""
     out = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():

@@ -284,19 +284,50 @@ def test_a_span_staged_while_its_trace_is_stored_is_never_orphaned(engine: Engin
     assert stored[t] == _expected(t) or (len(stored) == 1 and len(late) == 1)
 
 
-def test_a_trace_no_reader_foresaw_is_quarantined_and_holds_no_one_up(engine: Engine) -> None:
+def test_a_trace_no_reader_foresaw_is_quarantined_and_holds_no_one_up(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect in a reader (here: map_trace raising on one trace) makes that trace unmapped,
+    kept whole in quarantine; the rest of the round is stored."""
+    from tracejury.core import otlp_assembly
     from tracejury.core.otlp_spans import Event, LogRecord
 
     bad, good = _trace_ids(2)
+    real = otlp_assembly.map_trace
+
+    def map_trace(spans: list[Span]) -> Any:
+        if spans[0].trace_id == bad:
+            raise TypeError("'int' object is not iterable")
+        return real(spans)
+
+    monkeypatch.setattr(otlp_assembly, "map_trace", map_trace)
     spans = _spans(bad)
     chat = next(s for s in spans if s.attrs.get("gen_ai.operation.name") == "chat")
-    poison = LogRecord(bad, chat.span_id, Event("gen_ai.assistant.message", 1, {}, {"tool_calls": 5}), {})
-    st.stage(engine, "otlp:tok", spans, [poison], max_items=100_000, now=T0)  # the older: claimed first
+    record = LogRecord(bad, chat.span_id, Event("gen_ai.assistant.message", 1, {}, {"content": "hi"}), {})
+    st.stage(engine, "otlp:tok", spans, [record], max_items=100_000, now=T0)  # the older: claimed first
     _stage(engine, _spans(good), now=T0 + 1)
     counts = _sweep(engine, now=T0 + 10)
     assert (counts.assembled, counts.unmapped) == (1, 1)
     assert set(_stored(engine)) == {good}
     (message, raw), = _quarantined(engine)
-    assert message.startswith("OTLP: trace not mapped: ") and len(raw["spans"]) == 5 and len(raw["logs"]) == 1
+    assert message == "OTLP: trace not mapped: TypeError: 'int' object is not iterable"
+    assert len(raw["spans"]) == 5 and len(raw["logs"]) == 1
     with engine.connect() as conn:
         assert st.staged(conn) == (0, 0)
+
+
+def test_values_json_cannot_hold_are_reported_not_staged(engine: Engine) -> None:
+    from tracejury.core.otlp_spans import Event, LogRecord
+
+    deep: Any = "x"
+    for _ in range(300):
+        deep = {"a": deep}
+    a, b = _trace_ids(2)
+    spans = _spans(a)
+    record = LogRecord(a, spans[-1].span_id, Event("gen_ai.choice", 1, {}, deep), {})
+    staged = st.stage(engine, "otlp:tok", spans + _spans(b), [record], max_items=100_000, now=T0)
+    assert (staged.traces, staged.items) == (1, 5)
+    (report,) = staged.reports
+    assert (report.trace_id, report.rejected_spans) == (a, 6) and report.reason.startswith("cannot be staged: ")
+    with engine.connect() as conn:
+        assert st.staged(conn) == (5, 1)

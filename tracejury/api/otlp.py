@@ -130,11 +130,13 @@ class Accepted:
         return head + listed + (f"; and {more} more" if more > 0 else "")
 
 
-def _stage(engine: Engine, settings: Settings, source: str, spans: list[Span], logs: list[LogRecord]) -> None:
+def _stage(engine: Engine, settings: Settings, source: str, spans: list[Span],
+           logs: list[LogRecord]) -> list[SpanReport]:  # fmt: skip
+    """Stage; the traces that could not be staged, as reports."""
     from tracejury.store.otlp_staging import StagingFull, stage
 
     try:
-        stage(engine, source, spans, logs, max_items=settings.otlp_max_staged_spans)
+        return stage(engine, source, spans, logs, max_items=settings.otlp_max_staged_spans).reports
     except StagingFull as exc:
         raise ApiError(503, "staging_full", str(exc), {"Retry-After": "5"}) from exc
 
@@ -145,10 +147,11 @@ def accept_spans(engine: Engine, settings: Settings, source: str, request: Messa
         spans, reports = decode_spans_pb(request) if isinstance(request, Message) else decode_spans(request)
     except InputError as exc:
         raise ApiError(400, "invalid_otlp", str(exc)) from exc
-    _stage(engine, settings, source, spans, [])
+    unstaged = _stage(engine, settings, source, spans, [])
+    reports = [*reports, *unstaged]
     for report in reports:
         log.warning("OTLP %s: %s", source, report)
-    return Accepted(len(spans), reports)
+    return Accepted(len(spans) - sum(r.rejected_spans for r in unstaged), reports)
 
 
 def accept_logs(engine: Engine, settings: Settings, source: str, request: Message | dict[str, Any]) -> Accepted:
@@ -158,11 +161,12 @@ def accept_logs(engine: Engine, settings: Settings, source: str, request: Messag
         records, reports = decode_logs_pb(request) if isinstance(request, Message) else decode_logs(request)
     except InputError as exc:
         raise ApiError(400, "invalid_otlp", str(exc)) from exc
-    _stage(engine, settings, source, [], records)
+    unstaged = _stage(engine, settings, source, [], records)
+    reports = [*reports, *unstaged]
     if reports:  # one line, not one per record: apps also send logs that belong to no span
         log.warning("OTLP %s: %d log record(s) name no span and were not staged; first: %s", source, len(reports),
                     reports[0])  # fmt: skip
-    return Accepted(len(records), reports, noun="log record")
+    return Accepted(len(records) - sum(r.rejected_spans for r in unstaged), reports, noun="log record")
 
 
 def trace_response(accepted: Accepted) -> ExportTraceServiceResponse:

@@ -56,6 +56,8 @@ class Staged:
 
     traces: int = 0
     items: int = 0
+    reports: list[SpanReport] = field(default_factory=list)
+    """Traces of the request that could not be staged (values JSON cannot hold), and why."""
 
 
 def staged(conn: Connection) -> tuple[int, int]:
@@ -99,8 +101,17 @@ def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[Log
     if not groups:
         return Staged()
     now = time.time() if now is None else now
-    rows = [{"trace_id": g.trace_id, "source": source, "has_root": g.has_root, "item_count": len(g.spans) + len(g.logs),
-             "received_at": now, "body": asm.dump_fragment(g)} for g in groups]  # fmt: skip
+    rows, reports = [], []
+    for g in groups:
+        try:
+            body = asm.dump_fragment(g)
+        except orjson.JSONEncodeError as exc:  # e.g. values nested past JSON's 255 levels
+            reports.append(SpanReport(g.trace_id, None, "", f"cannot be staged: {exc}", len(g.spans) + len(g.logs)))
+            continue
+        rows.append({"trace_id": g.trace_id, "source": source, "has_root": g.has_root,
+                     "item_count": len(g.spans) + len(g.logs), "received_at": now, "body": body})  # fmt: skip
+    if not rows:
+        return Staged(reports=reports)
     incoming = sum(r["item_count"] for r in rows)
     with engine.begin() as conn:
         _check_room(conn, incoming, max_items)
@@ -122,7 +133,7 @@ def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[Log
         finished = sorted(conn.execute(select(_ASSEMBLED.c.trace_id).where(_ASSEMBLED.c.trace_id.in_(ids))).scalars())
         if finished:
             conn.execute(update(_STAGED).where(_STAGED.c.trace_id.in_(finished)).values(late=True))
-    return Staged(traces=len(rows), items=incoming)
+    return Staged(traces=len(rows), items=incoming, reports=reports)
 
 
 # -- the sweep -----------------------------------------------------------------------------
@@ -285,12 +296,23 @@ def sweep(engine: Engine, *, segmentation: SegmentationConfig, validator: TraceV
         with engine.connect() as conn:
             fragments = _read(conn, sorted(actions)) if actions else {}
         plans = [_work_out(t, actions[t], fs, segmentation, validator, max_wait_s) for t, fs in fragments.items()]
-        with engine.begin() as conn:
-            if actions:
+        if actions:
+            with engine.begin() as conn:
                 _merge(total, _commit(conn, plans, list(actions), segmentation, validator, max_wait_s, when))
-            conn.execute(delete(_ASSEMBLED).where(_ASSEMBLED.c.at < when - keep_s))
         if len(actions) < limit:
+            _forget(engine, when - keep_s)
             return total
+
+
+def _forget(engine: Engine, before: float) -> None:
+    """Delete tombstones older than ``before``, writing only when there are some (an idle
+    sweeper must not take SQLite's write lock every half second)."""
+    a = _ASSEMBLED
+    with engine.connect() as conn:
+        old = conn.execute(select(a.c.trace_id).where(a.c.at < before).limit(1)).first()
+    if old is not None:
+        with engine.begin() as conn:
+            conn.execute(delete(a).where(a.c.at < before))
 
 
 def _merge(total: SweepCounts, c: SweepCounts) -> None:
