@@ -1,6 +1,6 @@
 """The OTLP sweeper: assembles staged OTLP traces (``tracejury.store.otlp_staging.sweep``) in
-``tracejury serve`` (its own process beside the server's, so assembly and request handling use
-two cores) and in every worker (a thread) — whichever runs; several at once are safe (each
+``tracejury serve`` (``TRACEJURY_OTLP_SWEEPERS`` processes beside the server's, so assembly and
+request handling use every core) and in every worker (a thread) — whichever runs; several at once are safe (each
 trace is taken by exactly one sweep)."""
 
 from __future__ import annotations
@@ -63,12 +63,17 @@ class OtlpSweeper:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self._settings.otlp_sweep_interval_s):
             try:
                 counts = sweep_once(self._engine(), self._settings)
-            except Exception:  # the store is down or busy: the fragments wait for the next sweep
-                log.warning("OTLP sweep failed; staged spans are kept for the next one", exc_info=True)
+            except Exception as exc:  # the store is down or busy: the fragments wait for the next sweep
+                # the first failure with its traceback, then one line a sweep until it recovers
+                log.warning("OTLP sweep failed; staged spans are kept for the next one: %s",
+                            " ".join(str(exc).split())[:300], exc_info=not failing)  # fmt: skip
+                failing = True
                 continue
+            failing = False
             if counts.busy:
                 log.info("OTLP sweep: %d trace(s) assembled, %d unmapped, %d expired, %d late span(s), "
                          "%d duplicate span(s)", counts.assembled, counts.unmapped, counts.expired,
