@@ -23,9 +23,10 @@ def serve(
         help="Also receive OTLP over gRPC on this port (4317 is OTLP's); off unless given.", min=1, max=65535)] = None,
     otlp_grpc_host: Annotated[str | None, typer.Option(help="Address for OTLP/gRPC (default: --host).")] = None,
 ) -> None:
-    """Serve the HTTP API (and the review page, and OTLP/HTTP) with uvicorn; with
-    --otlp-grpc-port, OTLP/gRPC too. Sweeper processes beside the server
-    (TRACEJURY_OTLP_SWEEPERS) assemble staged OTLP traces (workers run one too)."""
+    """Serve the HTTP API, the review page and OTLP (HTTP; gRPC with --otlp-grpc-port).
+
+    Sweeper processes beside the server (TRACEJURY_OTLP_SWEEPERS) assemble the staged OTLP
+    traces; every worker runs one too."""
     import uvicorn
 
     settings = _settings()

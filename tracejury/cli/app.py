@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+import click
 import orjson
 import typer
+import typer.core
 from rich.console import Console
 
 from tracejury.core.errors import TracejuryError
@@ -14,8 +16,20 @@ from tracejury.settings import Settings
 
 __all__ = ["app", "err", "main", "out"]
 
+ORDER = ("simulate", "ingest", "quarantine", "signals", "rubrics", "score", "batch", "worker", "gate", "report",
+         "diff", "review", "serve", "token", "db", "init", "mock-judge")
+"""Commands in the order of the work, as ``tracejury --help`` lists them (others after, by name)."""
+
+
+class _InOrderOfWork(typer.core.TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: (rank.get(name, len(ORDER)), name))
+
+
 app = typer.Typer(
     name="tracejury",
+    cls=_InOrderOfWork,
     help="Grade production LLM traces and turn the results into deploy gates.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
