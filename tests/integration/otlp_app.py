@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fixtures.otlp.capture import MODEL, SYSTEM, TOOL_RESULT, TOOLS  # noqa: E402
+from tests.fixtures.otlp.capture import MODEL, SYSTEM, TOOL_RESULT, TOOLS, instrument  # noqa: E402
 
 
 def _exporters(transport: str) -> tuple[Any, Any]:
@@ -48,14 +48,7 @@ def main(library: str, transport: str, model_url: str, n: int) -> None:
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
-    if library == "openai_v2":
-        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-
-        OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
-    else:
-        from openinference.instrumentation.openai import OpenAIInstrumentor
-
-        OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
+    instrument(library, tracer_provider, logger_provider)
 
     import openai
 

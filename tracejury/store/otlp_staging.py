@@ -17,7 +17,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, update
@@ -101,33 +100,29 @@ def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[Log
     if not groups:
         return Staged()
     now = time.time() if now is None else now
-    rows, reports = [], []
-    for g in groups:
+    rows, summary, reports = [], [], []
+    for g in groups:  # one group per trace id
+        size = len(g.spans) + len(g.logs)
         try:
             body = asm.dump_fragment(g)
         except orjson.JSONEncodeError as exc:  # e.g. values nested past JSON's 255 levels
-            reports.append(SpanReport(g.trace_id, None, "", f"cannot be staged: {exc}", len(g.spans) + len(g.logs)))
+            reports.append(SpanReport(g.trace_id, None, "", f"cannot be staged: {exc}", size))
             continue
-        rows.append({"trace_id": g.trace_id, "source": source, "has_root": g.has_root,
-                     "item_count": len(g.spans) + len(g.logs), "received_at": now, "body": body})  # fmt: skip
+        rows.append({"trace_id": g.trace_id, "source": source, "received_at": now, "body": body})
+        summary.append({"trace_id": g.trace_id, "has_root": g.has_root, "first_at": now, "last_at": now,
+                        "item_count": size, "late": False})  # fmt: skip
     if not rows:
         return Staged(reports=reports)
-    incoming = sum(r["item_count"] for r in rows)
+    incoming = sum(r["item_count"] for r in summary)
+    summary.sort(key=lambda r: r["trace_id"])  # in id order: two writers never wait on each other in a cycle
+    ids = [r["trace_id"] for r in summary]
     with engine.begin() as conn:
         _check_room(conn, incoming, max_items)
         conn.execute(insert(_FRAGMENT), rows)
-        ids = sorted({r["trace_id"] for r in rows})  # in id order: two writers never wait on each other in a cycle
-        summary: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            got = summary.setdefault(r["trace_id"], {
-                "trace_id": r["trace_id"], "has_root": False, "first_at": now, "last_at": now, "item_count": 0,
-                "late": False})  # fmt: skip
-            got["has_root"] = got["has_root"] or r["has_root"]
-            got["item_count"] += r["item_count"]
         ins = _upsert(conn)
         merge = {"has_root": _STAGED.c.has_root | ins.excluded.has_root, "last_at": ins.excluded.last_at,
                  "item_count": _STAGED.c.item_count + ins.excluded.item_count}  # fmt: skip
-        conn.execute(ins.on_conflict_do_update(index_elements=["trace_id"], set_=merge), [summary[t] for t in ids])
+        conn.execute(ins.on_conflict_do_update(index_elements=["trace_id"], set_=merge), summary)
         # after the upsert, which waits for a sweep holding these rows: a trace that sweep just
         # finished has its tombstone by now, and these fragments are late
         finished = sorted(conn.execute(select(_ASSEMBLED.c.trace_id).where(_ASSEMBLED.c.trace_id.in_(ids))).scalars())

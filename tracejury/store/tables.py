@@ -386,10 +386,6 @@ class OtlpFragment(SQLModel, table=True):
     """OTLP trace id, 32 hex digits."""
     source: str = Field(max_length=128)
     """``otlp:<token id>``."""
-    has_root: bool
-    """The root span (no parent) is in this fragment."""
-    item_count: int
-    """Spans plus log records: what the staging limit counts."""
     received_at: float
     """Unix seconds, the receiving process's clock."""
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from tracejury.api.deps import EngineDep, SettingsDep, require_role
 from tracejury.api.otlp import JSON, PROTOBUF, export_logs, export_traces
+from tracejury.settings import Settings
 from tracejury.store.tokens import Principal
 
 router = APIRouter(tags=["otlp"])
@@ -30,6 +33,15 @@ def _openapi(what: str, rejected: str) -> dict[str, object]:
     }  # fmt: skip
 
 
+async def _export(handle: Callable[..., tuple[bytes, str]], request: Request, engine: Engine, settings: Settings,
+                  principal: Principal) -> Response:  # fmt: skip
+    """One export request through ``handle`` (``export_traces`` or ``export_logs``) off the event loop."""
+    body, headers = await request.body(), request.headers
+    content, media = await run_in_threadpool(handle, engine, settings, f"otlp:{principal.token_id}", body,
+                                             headers.get("content-type"), headers.get("content-encoding"))  # fmt: skip
+    return Response(content, media_type=media)
+
+
 @router.post("/v1/traces", summary="Ingest OpenTelemetry traces (OTLP/HTTP, protobuf or JSON)",
              openapi_extra=_openapi("ExportTraceServiceRequest", "rejectedSpans"), response_class=Response)  # fmt: skip
 async def otlp_traces(
@@ -42,16 +54,7 @@ async def otlp_traces(
     per OTLP trace id, its spans in any number of requests) is assembled once its root span has
     arrived and nothing more for ``TRACEJURY_OTLP_TRACE_IDLE_S``, and ingested like
     ``POST /traces``. Unreadable spans are counted and named in ``partialSuccess``."""
-    content, media = await run_in_threadpool(
-        export_traces,
-        engine,
-        settings,
-        f"otlp:{principal.token_id}",
-        await request.body(),
-        request.headers.get("content-type"),
-        request.headers.get("content-encoding"),
-    )
-    return Response(content, media_type=media)
+    return await _export(export_traces, request, engine, settings, principal)
 
 
 @router.post("/v1/logs", summary="Ingest OpenTelemetry log records (OTLP/HTTP): GenAI content events",
@@ -66,13 +69,4 @@ async def otlp_logs(
     """Stage log records that name a span (trace and span id), such as the GenAI instrumentations'
     message events; they are joined to their span when its trace is assembled. Records without a
     span are counted and named in ``partialSuccess``."""
-    content, media = await run_in_threadpool(
-        export_logs,
-        engine,
-        settings,
-        f"otlp:{principal.token_id}",
-        await request.body(),
-        request.headers.get("content-type"),
-        request.headers.get("content-encoding"),
-    )
-    return Response(content, media_type=media)
+    return await _export(export_logs, request, engine, settings, principal)

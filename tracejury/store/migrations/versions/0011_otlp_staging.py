@@ -29,8 +29,6 @@ def upgrade() -> None:
         sa.Column("id", BIGINT_ID, primary_key=True, autoincrement=True),
         sa.Column("trace_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("has_root", sa.Boolean(), nullable=False),
-        sa.Column("item_count", sa.Integer(), nullable=False),
         sa.Column("received_at", sa.Float(), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sqlite_autoincrement=True,  # ids never reused: quarantined lines name the fragment by id
