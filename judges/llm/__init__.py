@@ -12,6 +12,7 @@ from judges.llm.profiles import (
     DEFAULT_JUDGE_BASE_URL,
     DEFAULT_PROFILE_NAME,
     JudgeProfile,
+    StructuredOutput,
     default_profile,
 )
 from judges.llm.retry import (
@@ -48,6 +49,7 @@ __all__ = [
     "RateLimiter",
     "ReplyProblem",
     "RetryDecision",
+    "StructuredOutput",
     "TokenBucket",
     "TransportName",
     "decision_for_status",

@@ -110,7 +110,7 @@ class JudgeClient:
         problem = self._config_problem(request)
         if problem is not None:
             return JudgeFailure("config_error", problem, None, 0, self._elapsed_ms(start))
-        body = request.body(self.profile.model, json_schema=self.profile.supports_json_schema)
+        body = request.body(self.profile.model, json_schema=self.profile.structured_output in ("json_schema", "auto"))
         attempt, attempts = await self._run(orjson.dumps(body), request, estimate_tokens(request))
         latency_ms = self._elapsed_ms(start)
         if attempt.reply is not None:

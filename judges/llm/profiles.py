@@ -8,9 +8,25 @@ layer resolves the base URL and the key and passes them to the client.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-__all__ = ["DEFAULT_JUDGE_BASE_URL", "DEFAULT_PROFILE_NAME", "JudgeProfile", "default_profile"]
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tracejury.core.cost import Price
+
+__all__ = [
+    "DEFAULT_JUDGE_BASE_URL",
+    "DEFAULT_PROFILE_NAME",
+    "JudgeProfile",
+    "StructuredOutput",
+    "default_profile",
+]
+
+StructuredOutput = Literal["json_schema", "json_object", "none", "auto"]
+"""How a profile asks for a JSON reply: ``response_format`` with the rubric's JSON Schema,
+``json_object`` (JSON mode, the schema in the prompt and, where the server takes it, in the
+request), ``none`` (the prompt alone), or ``auto`` (json_schema, falling back once per endpoint
+on the endpoint's refusal, remembered for the process)."""
 
 DEFAULT_JUDGE_BASE_URL = "http://127.0.0.1:8100/v1"
 """Where ``tracejury mock-judge`` listens by default; the ``default`` profile's fallback."""
@@ -41,12 +57,34 @@ class JudgeProfile(BaseModel):
     """Request budget per minute of this process; None = unlimited."""
     tokens_per_minute: int | None = Field(default=None, ge=1)
     """Token budget (estimated prompt + completion) per minute of this process; None = no cap."""
-    supports_json_schema: bool = True
-    """Whether the endpoint honours ``response_format`` with a JSON Schema."""
+    structured_output: StructuredOutput = "auto"
+    """How replies are asked to be JSON (see :data:`StructuredOutput`); every mode validates
+    the reply against the rubric's schema."""
+    api_version: str | None = None
+    """Azure OpenAI: the ``api-version`` query parameter; set, the key goes in an ``api-key``
+    header instead of ``Authorization: Bearer``."""
+    reasoning: bool = False
+    """A reasoning model: no ``temperature`` is sent, and the reply cap goes in
+    ``max_completion_tokens`` instead of ``max_tokens``."""
+    max_output_tokens: int = Field(default=1024, ge=1)
+    """The reply cap sent with every call (``max_tokens``, or ``max_completion_tokens`` for
+    reasoning models, whose reasoning counts against it); a cost cap's worst case uses it."""
+    price: Price | None = None
+    """USD per million tokens; None = spend is counted in tokens only (cost unknown)."""
+    max_cost_per_day: float | None = Field(default=None, gt=0)
+    """USD this profile may spend per UTC day across every worker; None = no daily cap.
+    Needs ``price``."""
     backoff_initial_s: float = Field(default=0.5, ge=0)
     """Cap of the first retry's wait; doubles with every attempt (full jitter below it)."""
     backoff_max_s: float = Field(default=20.0, ge=0)
     """Longest wait between attempts, ``Retry-After`` included."""
+
+
+    @model_validator(mode="after")
+    def _cap_needs_price(self) -> JudgeProfile:
+        if self.max_cost_per_day is not None and self.price is None:
+            raise ValueError("max_cost_per_day needs a price (price: {input_per_million, output_per_million})")
+        return self
 
 
 def default_profile(base_url: str | None = None) -> JudgeProfile:

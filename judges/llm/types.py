@@ -106,6 +106,11 @@ class JudgeFailure:
     """HTTP attempts made (0 when the call was never sent)."""
     latency_ms: int
     """Wall time of the call, all attempts and waits included."""
+    prompt_tokens: int | None = None
+    """Prompt tokens the endpoint reported for a reply it billed but that held no verdict
+    (an invalid or off-rubric reply): spent money too."""
+    completion_tokens: int | None = None
+    """Completion tokens reported with such a reply."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", one_line(self.message))

@@ -117,7 +117,7 @@ def test_a_contradicting_answer_fails(example_trace: dict[str, Any]) -> None:
 
 
 def test_an_ordinal_scale_without_json_schema(example_trace: dict[str, Any]) -> None:
-    profile = PROFILE.model_copy(update={"supports_json_schema": False})
+    profile = PROFILE.model_copy(update={"structured_output": "none"})
     outcome = judge_once(judge_request(example_trace, ("1", "2", "3", "4", "5")), profile=profile)
     assert isinstance(outcome, JudgeVerdict) and outcome.label == "5"
 

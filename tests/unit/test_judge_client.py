@@ -142,7 +142,7 @@ def test_the_request_body() -> None:
 
 
 def test_without_json_schema_support_there_is_no_response_format() -> None:
-    profile = PROFILE.model_copy(update={"supports_json_schema": False})
+    profile = PROFILE.model_copy(update={"structured_output": "none"})
     seeded = JudgeRequest(REQUEST.messages, SCHEMA, REQUEST.labels, "s", temperature=0.7, seed=3)
     outcome, server, _ = run(["```json\n" + orjson.dumps(VERDICT).decode() + "\n```"],
                              profile=profile, request=seeded)  # fmt: skip
