@@ -6,8 +6,19 @@ Everything a caller needs is re-exported here; the submodules hold one concept e
 from __future__ import annotations
 
 from judges.llm.client import JudgeClient
+from judges.llm.dialect import (
+    FORMATS,
+    LADDERS,
+    FormatMemory,
+    FormatRefusal,
+    WireFormat,
+    chat_body,
+    is_format_refusal,
+    json_instruction,
+    with_json_instruction,
+)
 from judges.llm.limiter import BURST_S, Limiter, RateLimiter, TokenBucket, estimate_tokens
-from judges.llm.parse import ParsedReply, ReplyProblem, parse_completion, reply_validator
+from judges.llm.parse import ParsedReply, ReplyProblem, billed_tokens, parse_completion, reply_validator
 from judges.llm.profiles import (
     DEFAULT_JUDGE_BASE_URL,
     DEFAULT_PROFILE_NAME,
@@ -35,7 +46,11 @@ __all__ = [
     "BURST_S",
     "DEFAULT_JUDGE_BASE_URL",
     "DEFAULT_PROFILE_NAME",
+    "FORMATS",
+    "LADDERS",
     "TRANSPORTS",
+    "FormatMemory",
+    "FormatRefusal",
     "JudgeClient",
     "JudgeFailure",
     "JudgeHTTPClient",
@@ -52,14 +67,20 @@ __all__ = [
     "StructuredOutput",
     "TokenBucket",
     "TransportName",
+    "WireFormat",
+    "billed_tokens",
+    "chat_body",
     "decision_for_status",
     "default_profile",
     "estimate_tokens",
+    "is_format_refusal",
     "is_retryable_status",
+    "json_instruction",
     "make_http_client",
     "next_wait",
     "one_line",
     "parse_completion",
     "parse_retry_after",
     "reply_validator",
+    "with_json_instruction",
 ]

@@ -6,6 +6,8 @@
     attempt ──► 2xx ──► parse_completion ──► verdict
        │                      └──► invalid_output / refused / rubric_mismatch (no retry)
        ├──► 429 ──────────────► retry (Retry-After, else backoff) … budget → rate_limited
+       ├──► response_format refused (400/422/500 naming it) ──► next wire format, once
+       │        (structured_output auto / json_object; remembered per endpoint; no retry)
        ├──► 408/409/425/5xx ───► retry (backoff) ………………………… budget → http_error
        ├──► timeout ──────────► retry (backoff) ………………………… budget → timeout
        ├──► connection error ─► retry (backoff) ………………………… budget → http_error
@@ -16,6 +18,13 @@ nothing is unwrapped from a ``RetryError``; what to retry and how long to wait a
 decisions of ``retry.py``. Calls in flight are bounded by ``profile.max_concurrency`` (an
 ``asyncio.Semaphore``) and budgeted by a :class:`~judges.llm.limiter.Limiter` (in-process by
 default; a cross-process limiter can be passed in).
+
+How a call asks for JSON (``response_format`` or not, the reply cap, reasoning-model
+parameters) is ``dialect.py``'s: the client sends the wire format the endpoint's
+:class:`~judges.llm.dialect.FormatMemory` names and, on a refusal of it, moves down the
+profile's ladder and sends the call again — a new request, not a retry of a failed one.
+While an endpoint has not yet answered in its format, one call at a time per client probes
+it, so a fleet of first calls does not hit the same refusal at once.
 """
 
 from __future__ import annotations
@@ -27,13 +36,15 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import httpx
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
+from judges.llm.dialect import FORMATS, LADDERS, FormatMemory, WireFormat, is_format_refusal
 from judges.llm.limiter import Limiter, RateLimiter, estimate_tokens
-from judges.llm.parse import ParsedReply, parse_completion, reply_validator
+from judges.llm.parse import ParsedReply, billed_tokens, parse_completion, reply_validator
 from judges.llm.profiles import JudgeProfile
 from judges.llm.retry import RetryDecision, decision_for_status, next_wait, parse_retry_after
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
@@ -52,6 +63,10 @@ class _Attempt:
     kind: FailureKind | None = None
     message: str = ""
     http_status: int | None = None
+    answered: bool = False  # a 2xx: the endpoint took the wire format
+    refused_format: bool = False  # the endpoint refused the wire format's response_format
+    prompt_tokens: int | None = None  # billed with a 2xx reply that held no verdict
+    completion_tokens: int | None = None
 
 
 class JudgeClient:
@@ -61,7 +76,11 @@ class JudgeClient:
     ``api_key`` is the value of the profile's ``api_key_env`` (the caller reads it). ``sleep``,
     ``jitter`` and ``clock`` are injectable for tests; ``limiter`` replaces the in-process
     requests/tokens-per-minute limiter and ``slot`` the in-process concurrency semaphore
-    (the seams for cross-process ones: ``workers.limits.RedisLimiter``).
+    (the seams for cross-process ones: ``workers.limits.RedisLimiter``); ``formats`` replaces
+    the process-wide memory of what each endpoint's ``response_format`` accepts.
+
+    With the profile's ``api_version`` set (Azure OpenAI) the URL carries ``?api-version=``
+    and the key goes in an ``api-key`` header instead of ``Authorization: Bearer``.
     """
 
     def __init__(
@@ -76,11 +95,14 @@ class JudgeClient:
         clock: Callable[[], float] = time.monotonic,
         limiter: Limiter | None = None,
         slot: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+        formats: FormatMemory | None = None,
     ) -> None:
         self.profile = profile
         """The profile this client calls."""
         self.url = (profile.base_url or base_url).rstrip("/") + "/chat/completions"
-        """The ``/chat/completions`` URL every call posts to."""
+        """The ``/chat/completions`` URL every call posts to (with Azure's ``api-version``)."""
+        if profile.api_version:
+            self.url += "?" + urlencode({"api-version": profile.api_version})
         self._url: httpx.URL | None = None  # parsed once: httpx parses a str on every request
         self._url_problem: str | None = None
         try:
@@ -101,8 +123,21 @@ class JudgeClient:
         semaphore = asyncio.Semaphore(profile.max_concurrency)
         self._slot = slot or (lambda: semaphore)
         self._headers = {"content-type": "application/json", "accept": "application/json"}
-        if api_key:
+        if api_key and profile.api_version:
+            self._headers["api-key"] = api_key
+        elif api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
+        self._formats = formats or FORMATS
+        self._ladder = LADDERS[profile.structured_output]
+        self.endpoint = (self.url, profile.model, profile.structured_output)
+        """What the format memory knows this client's endpoint by: (URL, model, mode)."""
+        self._probe = asyncio.Lock()
+        self._probed = len(self._ladder) == 1  # one format: nothing to find out
+
+    @property
+    def wire_format(self) -> WireFormat:
+        """The wire format the next call sends (see :mod:`judges.llm.dialect`)."""
+        return self._formats.current(self.endpoint, self._ladder)
 
     async def judge(self, request: JudgeRequest) -> JudgeOutcome:
         """Ask the judge for a verdict on ``request``; a failure is returned, not raised."""
@@ -110,8 +145,30 @@ class JudgeClient:
         problem = self._config_problem(request)
         if problem is not None:
             return JudgeFailure("config_error", problem, None, 0, self._elapsed_ms(start))
-        body = request.body(self.profile.model, json_schema=self.profile.structured_output in ("json_schema", "auto"))
-        attempt, attempts = await self._run(orjson.dumps(body), request, estimate_tokens(request))
+        if not (self._probed or self._formats.answered(self.endpoint)):
+            async with self._probe:  # the first call probes; the others wait for it, then go
+                if not self._probed:
+                    try:
+                        return await self._judge(request, start)
+                    finally:
+                        self._probed = True
+        return await self._judge(request, start)
+
+    async def _judge(self, request: JudgeRequest, start: float) -> JudgeOutcome:
+        tokens, attempts = estimate_tokens(request), 0
+        for _ in self._ladder:  # each pass sends a lower rung, or ends
+            wire = self.wire_format
+            body = request.body(self.profile.model, wire=wire, max_tokens=self.profile.max_output_tokens,
+                                reasoning=self.profile.reasoning)  # fmt: skip
+            attempt, count = await self._run(orjson.dumps(body), request, tokens, wire)
+            attempts += count
+            if not attempt.refused_format:
+                break
+            assert attempt.http_status is not None
+            if self._formats.refused(self.endpoint, self._ladder, wire, attempt.http_status, attempt.message) is None:
+                break
+        if attempt.answered:
+            self._formats.mark_answered(self.endpoint)
         latency_ms = self._elapsed_ms(start)
         if attempt.reply is not None:
             label, rationale, confidence, prompt_tokens, completion_tokens = attempt.reply
@@ -126,9 +183,14 @@ class JudgeClient:
                 model=attempt.model or self.profile.model,
             )
         assert attempt.kind is not None
+        message = attempt.message
+        if attempt.refused_format:
+            message = (f"the endpoint refuses response format {wire} (structured_output"
+                       f" {self.profile.structured_output} has no other to try): {message}")  # fmt: skip
         return JudgeFailure(
-            attempt.kind, attempt.message, attempt.http_status, attempts, latency_ms
-        )
+            attempt.kind, message, attempt.http_status, attempts, latency_ms,
+            prompt_tokens=attempt.prompt_tokens, completion_tokens=attempt.completion_tokens,
+        )  # fmt: skip
 
     def _config_problem(self, request: JudgeRequest) -> str | None:
         if self.profile.api_key_env and not self._api_key:
@@ -153,7 +215,7 @@ class JudgeClient:
         return next_wait(decision, state.attempt_number, self.profile, self._jitter())
 
     async def _run(
-        self, payload: bytes, request: JudgeRequest, tokens: int
+        self, payload: bytes, request: JudgeRequest, tokens: int, wire: WireFormat
     ) -> tuple[_Attempt, int]:
         """The one retry loop: attempts until a result that needs no retry, or the budget."""
         count = 0
@@ -163,7 +225,7 @@ class JudgeClient:
             count += 1
             await self._limiter.acquire(tokens)
             async with self._slot():
-                return await self._attempt(payload, request)
+                return await self._attempt(payload, request, wire)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.profile.max_attempts),
@@ -176,7 +238,7 @@ class JudgeClient:
         last = await retrying(attempt)
         return last, count
 
-    async def _attempt(self, payload: bytes, request: JudgeRequest) -> _Attempt:
+    async def _attempt(self, payload: bytes, request: JudgeRequest, wire: WireFormat) -> _Attempt:
         """One POST; every outcome becomes an :class:`_Attempt` (bugs still raise)."""
         try:
             async with asyncio.timeout(self.profile.timeout_s):
@@ -197,6 +259,14 @@ class JudgeClient:
                 message=f"{type(exc).__name__} calling {self.url}: {exc}",
             )
         status = response.status_code
+        if status >= 300 and wire != "none" and is_format_refusal(status, response.text):
+            return _Attempt(
+                RetryDecision.no(),
+                kind="http_error",
+                message=f"HTTP {status} from {self.url}: {one_line(response.text, 160)}",
+                http_status=status,
+                refused_format=True,
+            )
         if status >= 300:
             retry_after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
             return _Attempt(
@@ -213,13 +283,17 @@ class JudgeClient:
                 kind="invalid_output",
                 message=f"HTTP {status} reply is not JSON: {response.text[:80]!r}",
                 http_status=status,
+                answered=True,
             )
-        parsed = parse_completion(body, request)
+        parsed = parse_completion(body, request, embedded=wire == "none")
         if isinstance(parsed, ParsedReply):
             model = body.get("model")
             return _Attempt(
-                RetryDecision.no(), reply=parsed, model=model if isinstance(model, str) else None
-            )
+                RetryDecision.no(), reply=parsed, model=model if isinstance(model, str) else None,
+                answered=True,
+            )  # fmt: skip
+        prompt_tokens, completion_tokens = billed_tokens(body)
         return _Attempt(
-            RetryDecision.no(), kind=parsed.kind, message=parsed.message, http_status=status
-        )
+            RetryDecision.no(), kind=parsed.kind, message=parsed.message, http_status=status,
+            answered=True, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        )  # fmt: skip

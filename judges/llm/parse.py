@@ -3,7 +3,11 @@
 The reply content must be one JSON object that validates against the request's output schema
 (JSON Schema, checked with ``jsonschema_rs``; validators are compiled once per schema). The
 only wrapping accepted is a single fenced block opening with three backticks and ``json``,
-as models without a JSON mode often write it. Everything else is classified:
+as models without a JSON mode often write it — except for replies to requests that sent no
+``response_format`` (``embedded=True``, the ``none`` wire format): a model free to write prose
+often wraps the object in a sentence, so there the one JSON object found in the text is taken,
+and text holding two or more objects is ``invalid_output`` (which one is the verdict is a
+guess). Either way the object must validate against the schema. Everything else is classified:
 
     not a chat completion, no choices, no content  → invalid_output
     content not JSON, not an object, breaks schema  → invalid_output
@@ -13,6 +17,7 @@ as models without a JSON mode often write it. Everything else is classified:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -25,9 +30,10 @@ import orjson
 from judges.llm.types import JudgeRequest, one_line
 from tracejury.core.evaluation import FailureKind
 
-__all__ = ["ParsedReply", "ReplyProblem", "parse_completion", "reply_validator"]
+__all__ = ["ParsedReply", "ReplyProblem", "billed_tokens", "parse_completion", "reply_validator"]
 
 _FENCE = re.compile(r"\A```json[ \t]*\r?\n(.*?)\r?\n?```\Z", re.S)
+_DECODER = json.JSONDecoder()
 
 
 class ParsedReply(NamedTuple):
@@ -71,6 +77,30 @@ def _usage(body: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def billed_tokens(body: Any) -> tuple[int | None, int | None]:
+    """(``usage.prompt_tokens``, ``usage.completion_tokens``) of a decoded reply, each None
+    when not reported: what a reply cost, verdict or not."""
+    if not isinstance(body, dict):
+        return None, None
+    return _usage(body, "prompt_tokens"), _usage(body, "completion_tokens")
+
+
+def _embedded_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects standing in ``text`` (outermost ones, left to right)."""
+    found: list[dict[str, Any]] = []
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        start = text.find("{", end)
+    return found
+
+
 def _invalid(message: str) -> ReplyProblem:
     return ReplyProblem("invalid_output", one_line(message))
 
@@ -81,8 +111,13 @@ def _unwrap(content: str) -> str:
     return fenced.group(1) if fenced else text
 
 
-def parse_completion(body: Any, request: JudgeRequest) -> ParsedReply | ReplyProblem:
-    """Classify a decoded ``/chat/completions`` response body against ``request``."""
+def parse_completion(
+    body: Any, request: JudgeRequest, *, embedded: bool = False
+) -> ParsedReply | ReplyProblem:
+    """Classify a decoded ``/chat/completions`` response body against ``request``.
+
+    ``embedded``: the request sent no ``response_format``; a reply that is not JSON as a
+    whole may hold its one JSON object inside prose (see the module docstring)."""
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
         return _invalid("the reply is not a chat completion (no choices list)")
     if not body["choices"] or not isinstance(body["choices"][0], dict):
@@ -102,7 +137,12 @@ def parse_completion(body: Any, request: JudgeRequest) -> ParsedReply | ReplyPro
     try:
         data = orjson.loads(_unwrap(content))
     except orjson.JSONDecodeError as exc:
-        return _invalid(f"the reply content is not JSON ({exc}): {content[:80]!r}")
+        objects = _embedded_objects(content) if embedded else []
+        if len(objects) > 1:
+            return _invalid(f"the reply holds {len(objects)} JSON objects, not one: {content[:80]!r}")
+        if not objects:
+            return _invalid(f"the reply content is not JSON ({exc}): {content[:80]!r}")
+        data = objects[0]
     if not isinstance(data, dict):
         return _invalid(f"the reply content is JSON but not an object: {content[:80]!r}")
     label = data.get("label")

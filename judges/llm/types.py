@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from judges.llm.dialect import WireFormat, chat_body
 from tracejury.core.evaluation import FailureKind
 
 __all__ = ["JudgeFailure", "JudgeOutcome", "JudgeRequest", "JudgeVerdict", "one_line"]
@@ -44,29 +45,26 @@ class JudgeRequest:
         if not self.messages:
             raise ValueError("a judge request needs at least one message")
 
-    def body(self, model: str, *, json_schema: bool) -> dict[str, Any]:
-        """The ``POST /chat/completions`` JSON body for ``model``.
+    def body(
+        self,
+        model: str,
+        *,
+        wire: WireFormat = "json_schema",
+        max_tokens: int | None = None,
+        reasoning: bool = False,
+    ) -> dict[str, Any]:
+        """The ``POST /chat/completions`` JSON body for ``model`` in one wire format.
 
-        With ``json_schema`` the body carries ``response_format`` (strict JSON Schema);
-        without it the prompt alone asks for JSON and the reply is parsed strictly.
+        ``json_schema`` sends the messages as they are and ``response_format`` with the strict
+        JSON Schema; the other formats (``json_object_schema``, ``json_object``, ``none``) add
+        the schema to the system prompt as an instruction (see :mod:`judges.llm.dialect`).
+        ``max_tokens`` is the reply cap (``max_completion_tokens`` when ``reasoning``, which
+        also drops ``temperature``).
         """
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": list(self.messages),
-            "temperature": self.temperature,
-        }
-        if self.seed is not None:
-            body["seed"] = self.seed
-        if json_schema:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": self.schema_name,
-                    "schema": self.output_schema,
-                    "strict": True,
-                },
-            }
-        return body
+        return chat_body(
+            model, self.messages, self.output_schema, self.schema_name, wire=wire,
+            temperature=self.temperature, seed=self.seed, max_tokens=max_tokens, reasoning=reasoning,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
