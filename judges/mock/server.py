@@ -2,7 +2,10 @@
 
     POST /v1/chat/completions   a verdict computed from the request's evidence (verdict.py),
                                 perhaps flipped by a bias (bias.py), or the fault the plan
-                                draws for it (faults.py)
+                                draws for it (faults.py) — unless the server's dialect
+                                refuses the request as that server would (dialects.py)
+    POST /openai/deployments/{deployment}/chat/completions
+                                the same, for the ``azure`` dialect
     GET  /v1/models             the one model, ``mock-judge``
     GET  /health                ``{"status": "ok"}``
 
@@ -30,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from judges.mock.bias import Bias
+from judges.mock.dialects import DIALECTS, check
 from judges.mock.faults import HANG_S, FaultPlan, faulty_reply, parse_faults
 from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_list
 from judges.mock.verdict import labels_of, reply_for
@@ -44,8 +48,10 @@ _RETRY_AFTER_S = "1"
 class _Handlers:
     """The request handlers and the little state they share (latency draws, bodies seen)."""
 
-    def __init__(self, plan: FaultPlan, bias: Bias, latency_ms: float, latency_sigma: float) -> None:
+    def __init__(self, plan: FaultPlan, bias: Bias, latency_ms: float, latency_sigma: float,
+                 dialect: str = "openai") -> None:  # fmt: skip
         self.plan = plan
+        self.dialect = dialect
         self.bias = bias
         self.latency_ms = latency_ms
         self.latency_sigma = latency_sigma
@@ -77,6 +83,10 @@ class _Handlers:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             message = "request body must be an object with a messages list"
             return _json(error_body(message, "invalid_request_error"), 400)
+        deployment = request.match_info.get("deployment")
+        refusal = check(self.dialect, body, headers=request.headers, query=request.query, deployment=deployment)
+        if refusal is not None:
+            return _json(refusal[1], refusal[0])
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         fault = self._fault(digest)
         delay = self._delay_s()
@@ -91,7 +101,7 @@ class _Handlers:
         if fault == "http429":
             limited = error_body("injected fault http429", "rate_limit_error", "rate_limit")
             return _json(limited, 429, headers={"Retry-After": _RETRY_AFTER_S})
-        model = body.get("model") if isinstance(body.get("model"), str) else MOCK_MODEL
+        model = body.get("model") if isinstance(body.get("model"), str) else deployment or MOCK_MODEL
         reply = reply_for(body, bias=self.bias, seed=self.plan.seed)
         content: str | None
         refusal = None
@@ -138,6 +148,11 @@ def _plan(latency_ms: float, latency_sigma: float, faults: str, seed: int) -> Fa
     return FaultPlan(parse_faults(faults), seed)
 
 
+def _check_dialect(dialect: str) -> None:
+    if dialect not in DIALECTS:
+        raise ConfigError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})", field="--dialect")
+
+
 def _bias(bias: Bias | str) -> Bias:
     return bias if isinstance(bias, Bias) else Bias.parse(bias)
 
@@ -149,16 +164,21 @@ def build_app(
     faults: str = "",
     seed: int = 0,
     bias: Bias | str = "",
+    dialect: str = "openai",
 ) -> web.Application:
     """The mock judge's aiohttp application (bad arguments raise :class:`ConfigError`).
 
     ``seed`` drives the fault draws and the bias flips; ``bias`` is a :class:`Bias` or its
-    spec (``fail_to_pass=0.3,pass_to_fail=0.1``).
+    spec (``fail_to_pass=0.3,pass_to_fail=0.1``); ``dialect`` the server it imitates
+    (dialects.py; ``openai`` by default).
     """
     plan = _plan(latency_ms, latency_sigma, faults, seed)
-    handlers = _Handlers(plan, _bias(bias), latency_ms, latency_sigma)
+    _check_dialect(dialect)
+    handlers = _Handlers(plan, _bias(bias), latency_ms, latency_sigma, dialect)
     app = web.Application(client_max_size=8 * 2**20)
     app.router.add_post("/v1/chat/completions", handlers.chat)
+    if dialect == "azure":
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", handlers.chat)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/health", handlers.health)
     return app
@@ -194,9 +214,11 @@ async def start_mock_judge(
     faults: str = "",
     seed: int = 0,
     bias: Bias | str = "",
+    dialect: str = "openai",
 ) -> MockJudge:
     """Start a mock judge in the running loop; port 0 picks a free port (see ``.port``)."""
-    app = build_app(latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias)
+    app = build_app(latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias,
+                    dialect=dialect)  # fmt: skip
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
     )
@@ -221,10 +243,12 @@ async def running_mock_judge(
     faults: str = "",
     seed: int = 0,
     bias: Bias | str = "",
+    dialect: str = "openai",
 ) -> AsyncIterator[MockJudge]:
     """``async with running_mock_judge(...) as judge:`` — started, then stopped on exit."""
     judge = await start_mock_judge(
-        host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias
+        host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias,
+        dialect=dialect,
     )
     try:
         yield judge
@@ -241,6 +265,7 @@ def serve(
     faults: str = "",
     seed: int = 0,
     bias: Bias | str = "",
+    dialect: str = "openai",
     announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the mock judge until SIGINT or SIGTERM (blocking; ``tracejury mock-judge``).
@@ -249,6 +274,7 @@ def serve(
     ``mock judge listening on http://HOST:PORT/v1`` goes to ``announce`` (default stdout).
     """
     _plan(latency_ms, latency_sigma, faults, seed)  # fail before binding
+    _check_dialect(dialect)
     bias = _bias(bias)
     say = announce or (lambda line: print(line, file=sys.stdout, flush=True))
 
@@ -259,7 +285,7 @@ def serve(
             loop.add_signal_handler(sig, stop.set)
         judge = await start_mock_judge(
             host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults,
-            seed=seed, bias=bias,
+            seed=seed, bias=bias, dialect=dialect,
         )  # fmt: skip
         try:
             say(f"mock judge listening on {judge.base_url}")

@@ -3,8 +3,9 @@
 Pure: a request body (the JSON of ``POST /chat/completions``) goes in, a reply object
 (``{"label", "rationale", "confidence"}``) comes out. The evidence is the JSON block of the
 last user message (``parse_evidence_block``); the labels come from ``response_format``'s
-schema (``properties.label.enum``) or, without one, from an ``Allowed labels: a, b`` line of
-the system message. Rules, first match wins:
+schema (``properties.label.enum``; the schema of ``json_schema``, or the ``schema`` beside
+``json_object`` as llama.cpp's servers take it) or, without one, from an
+``Allowed labels: a, b`` line of the system message. Rules, first match wins:
 
 1. no evidence block, or no final answer → the rubric cannot be judged: fail, confidence 0.2;
 2. a successful tool call's snapshot contradicts the answer (its ``state`` is not mentioned,
@@ -44,6 +45,7 @@ __all__ = [
     "labels_of",
     "reply_for",
     "rubric_of",
+    "schema_of",
 ]
 
 Outcome = Literal["pass", "fail", "borderline", "unjudgeable"]
@@ -147,10 +149,21 @@ def evidence_of(body: dict[str, Any]) -> dict[str, Any] | None:
     return parse_evidence_block(users[-1]) if users else None
 
 
+def schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The reply schema the request's ``response_format`` carries (``json_schema.schema``, or
+    ``schema`` beside ``json_object``), else None."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return None
+    inner = fmt.get("json_schema")
+    schema = inner.get("schema") if isinstance(inner, dict) else fmt.get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
 def labels_of(body: dict[str, Any]) -> tuple[str, ...]:
     """The labels the request offers (see the module docstring), else ``DEFAULT_LABELS``."""
     try:
-        enum = body["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"]
+        enum = schema_of(body)["properties"]["label"]["enum"]  # type: ignore[index]
     except (KeyError, TypeError):
         enum = None
     if isinstance(enum, list) and enum and all(isinstance(x, str) for x in enum):
@@ -276,10 +289,8 @@ def reply_for(body: dict[str, Any], *, bias: Bias | None = None, seed: int = 0) 
     if bias is not None and bias.active and len(labels) > 1:
         label = bias.apply(label, *_poles(labels), flip_draw(seed, rubric_of(body), evidence))
     reply: dict[str, Any] = {"label": label, "rationale": found.rationale}
-    try:
-        properties = body["response_format"]["json_schema"]["schema"]["properties"]
-    except (KeyError, TypeError):
-        properties = None
+    schema = schema_of(body)
+    properties = schema.get("properties") if schema is not None else None
     if not isinstance(properties, dict) or "confidence" in properties:
         reply["confidence"] = CONFIDENCE[found.outcome]
     return reply

@@ -70,7 +70,7 @@ def test_every_server_with_the_seed_flips_the_same_verdicts(example_trace: dict[
     bias = Bias(fail_to_pass=0.5)
     first = judge_all(requests, bias=bias, seed=21)
     assert first == judge_all(requests, bias="fail_to_pass=0.5", seed=21)
-    expected = [reply_for(r.body(MOCK_MODEL, json_schema=True), bias=bias, seed=21)["label"] for r in requests]
+    expected = [reply_for(r.body(MOCK_MODEL), bias=bias, seed=21)["label"] for r in requests]
     assert first == expected
     assert 20 < first.count("pass") < 60
     assert judge_all(requests, bias=bias, seed=22) != first

@@ -52,7 +52,7 @@ def body_for(
         labels=labels,
         schema_name="answer_correctness",
     )
-    return request.body("mock-judge", json_schema=json_schema)
+    return request.body("mock-judge", wire="json_schema" if json_schema else "none")
 
 
 def with_answer(trace: dict[str, Any], answer: str | None, json_wrap: bool = True) -> dict:

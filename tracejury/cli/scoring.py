@@ -138,11 +138,14 @@ def mock_judge(
     faults: Annotated[str, typer.Option(help="Fault rates, e.g. http500=0.2,http429=0.1,hang=0.05.")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the fault draws and bias flips.")] = 0,
     bias: Annotated[str, typer.Option(help="Flip verdicts silently, e.g. fail_to_pass=0.3,pass_to_fail=0.1.")] = "",
+    dialect: Annotated[str, typer.Option(help="Server to imitate: openai, vllm-old, llamacpp, ollama or azure"
+                                         " (its request checks and error bodies).")] = "openai",  # fmt: skip
 ) -> None:
     """Serve an OpenAI-compatible mock judge whose verdicts follow the evidence."""
     from judges.mock.server import serve
 
-    serve(host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias)
+    serve(host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias,
+          dialect=dialect)  # fmt: skip
 
 
 @app.command()
