@@ -18,6 +18,7 @@ from judges.checks import CHECKERS
 from judges.evidence import Evidence
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
 from judges.rubric import Rubric
+from tracejury.core.cost import Price, call_cost
 from tracejury.core.evaluation import Evaluation
 
 __all__ = ["CacheKey", "JudgeAccess", "cache_keys", "evaluate"]
@@ -34,6 +35,8 @@ class JudgeAccess:
     """Call the judge of a profile."""
     models: Mapping[str, str]
     """Profile name → model; a rubric naming another profile fails with ``config_error``."""
+    prices: Mapping[str, Price | None] = field(default_factory=dict)
+    """Profile name → price (absent or None: spend is counted in tokens only)."""
     cached: Mapping[CacheKey, JudgeVerdict] = field(default_factory=dict)
     """Verdicts known before this run."""
     fresh: list[tuple[CacheKey, JudgeVerdict]] = field(default_factory=list)
@@ -141,7 +144,7 @@ async def _judge(
     latency = int((time.perf_counter() - start) * 1000)
     outcomes = [o for o, _ in results]
     attempts = sum(o.attempts for o, hit in results if not hit)
-    tokens = _tokens(outcomes)
+    tokens = _spend(results, judges.prices.get(spec.profile))
     failure = next((o for o in outcomes if isinstance(o, JudgeFailure)), None)
     if failure is not None:  # any failed sample: no verdict from partial evidence
         return Evaluation(
@@ -164,13 +167,21 @@ async def _judge(
     )  # fmt: skip
 
 
-def _tokens(outcomes: Sequence[JudgeOutcome]) -> dict[str, int | None]:
-    verdicts = [o for o in outcomes if isinstance(o, JudgeVerdict)]
-    prompt = [v.prompt_tokens for v in verdicts if v.prompt_tokens is not None]
-    completion = [v.completion_tokens for v in verdicts if v.completion_tokens is not None]
+def _spend(results: Sequence[tuple[JudgeOutcome, bool]], price: Price | None) -> dict[str, Any]:
+    """Tokens and USD the calls made (failed calls the endpoint billed included); a cached
+    verdict made no call: it costs nothing and what it would have cost is saved."""
+    made = [o for o, hit in results if not hit]
+    prompt = [o.prompt_tokens for o in made if o.prompt_tokens is not None]
+    completion = [o.completion_tokens for o in made if o.completion_tokens is not None]
+    costs = [call_cost(price, o.prompt_tokens, o.completion_tokens) for o in made]
+    known = [c for c in costs if c is not None]
+    saved = [call_cost(price, o.prompt_tokens, o.completion_tokens) for o, hit in results if hit]
+    saved_known = [c for c in saved if c is not None]
     return {
         "prompt_tokens": sum(prompt) if prompt else None,
         "completion_tokens": sum(completion) if completion else None,
+        "cost_usd": sum(known) if known else (0.0 if not made and price is not None else None),
+        "saved_usd": sum(saved_known) if saved_known else None,
     }
 
 

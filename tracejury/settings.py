@@ -26,9 +26,14 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///tracejury.db"
     """SQLAlchemy URL of the store; default a SQLite file in the working directory."""
     segmentation_path: str | None = None
-    """A segmentation YAML to use instead of the shipped default."""
+    """A segmentation YAML; unset: ``segmentation.yaml`` in the working directory when there is
+    one (``tracejury init`` writes it), else the shipped default."""
+    sampling_path: str | None = None
+    """A sampling YAML for queued batches; unset: ``sampling.yaml`` in the working directory
+    when there is one (``tracejury init`` writes it), else the shipped default."""
     rubrics_dir: str = "rubrics"
-    """Directory of rubric YAML files, judge profiles (``profiles.yaml``) and gates."""
+    """Directory of rubric YAML files, judge profiles (``profiles.yaml``) and gates; a relative
+    path is relative to the working directory (``tracejury init`` writes ``./rubrics``)."""
     plugins: str = ""
     """Comma-separated modules to import at start; they register extra checkers."""
     judge_base_url: str = "http://127.0.0.1:8100/v1"

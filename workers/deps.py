@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -21,10 +21,12 @@ from judges.llm.client import JudgeClient
 from judges.llm.profiles import JudgeProfile
 from judges.llm.transport import make_http_client
 from judges.llm.types import JudgeOutcome, JudgeRequest, JudgeVerdict
+from tracejury.core.cost import Price
 from tracejury.core.evaluation import Evaluation
 from tracejury.settings import Settings
 from tracejury.store import evaluations as store
 from workers.limits import RedisLimiter
+from workers.spend import RedisLedger, SpendGuard, StoreLedger
 
 __all__ = ["ScoringDeps", "production_deps"]
 
@@ -45,6 +47,8 @@ class ScoringDeps:
     """Call the judge of a profile."""
     models: Mapping[str, str]
     """Profile name → model."""
+    prices: Mapping[str, Price | None] = field(default_factory=dict)
+    """Profile name → price (absent or None: spend in tokens only)."""
     settle: Callable[[], Awaitable[None]] | None = None
     """Give back shared resources held but idle (judge concurrency slots leased from Redis);
     called when a chunk ends, as nothing runs the worker's event loop between chunks."""
@@ -81,7 +85,9 @@ async def production_deps(
     """Deps on the store and real judge clients (one HTTP client per profile), closed on exit.
 
     With a Redis broker, each profile's requests/min, tokens/min and concurrency are shared
-    by every worker process through Redis; with the embedded broker they hold per process."""
+    by every worker process through Redis; with the embedded broker they hold per process.
+    Cost caps (a batch's, a profile's daily) hold across every process either way: their
+    ledger is Redis with a Redis broker, else the store (``workers.spend``)."""
     clients: dict[str, JudgeClient] = {}
     http_clients = []
     limiters: list[RedisLimiter] = []
@@ -103,8 +109,13 @@ async def production_deps(
                 limiter=shared, slot=shared.slot if shared else None,
             )  # fmt: skip
 
-        async def judge_call(profile: str, request: JudgeRequest) -> JudgeOutcome:
+        async def direct_call(profile: str, request: JudgeRequest) -> JudgeOutcome:
             return await clients[profile].judge(request)
+
+        judge_call = direct_call
+        if any(p.price is not None for p in profiles.values()):  # a cost cap may apply: guard
+            ledger = RedisLedger(redis) if redis is not None else StoreLedger(engine)
+            judge_call = SpendGuard(direct_call, profiles, ledger)
 
         async def settle() -> None:
             for limiter in limiters:
@@ -117,6 +128,7 @@ async def production_deps(
             save=partial(store.save_evaluations, engine),
             judge_call=judge_call,
             models={name: p.model for name, p in profiles.items()},
+            prices={name: p.price for name, p in profiles.items()},
             settle=settle if limiters else None,
         )
     finally:

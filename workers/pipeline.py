@@ -23,6 +23,7 @@ from tracejury.core.evaluation import EVALUATION_STATUSES, Evaluation
 from tracejury.settings import Settings
 from tracejury.store import evaluations as store
 from tracejury.store import review as review_store
+from tracejury.store import spend as spend_store
 from workers import review as _review  # noqa: F401 - registers the escalation finaliser
 from workers.deps import ScoringDeps, production_deps
 from workers.hooks import finish, run_finalisers
@@ -46,7 +47,7 @@ async def score_chunk(
     traces = deps.load_traces(trace_ids)
     evidence = {tid: evidence_from_trace(body) for tid, (body, _) in traces.items()}
     keys = [k for tid in traces for r in rubrics for k in cache_keys(r, evidence[tid], deps.models)]
-    access = JudgeAccess(call=deps.judge_call, models=deps.models, cached=deps.cache_get(keys))
+    access = JudgeAccess(call=deps.judge_call, models=deps.models, prices=deps.prices, cached=deps.cache_get(keys))
     slots = asyncio.Semaphore(concurrency)
 
     async def one(trace_id: str, rubric: Rubric) -> Evaluation:
@@ -93,6 +94,8 @@ class ScoreSummary:
     failures: dict[str, int] = field(default_factory=dict)
     escalated: int = 0
     """Review items the batch's end enqueued (``workers.review``)."""
+    usage: dict[str, Any] = field(default_factory=dict)
+    """Judge tokens and USD, in all and per evaluator (``store.spend.usage``)."""
 
     def as_dict(self) -> dict[str, object]:
         """The ``--json`` shape."""
@@ -103,6 +106,7 @@ class ScoreSummary:
             "status": {s: self.status.get(s, 0) for s in EVALUATION_STATUSES},
             "failures": dict(sorted(self.failures.items())),
             "escalated": self.escalated,
+            "usage": self.usage,
         }
 
 
@@ -138,7 +142,8 @@ async def score_release(
     finish(engine, batch_id)  # no chunks: ends done, and runs the finalisers (escalation among them)
     status, failures = store.batch_counts(engine, batch_id)
     escalated = review_store.count_items(engine, batch_id=batch_id)
-    return ScoreSummary(batch_id, len(trace_ids), [r.id for r in rubrics], status, failures, escalated)
+    return ScoreSummary(batch_id, len(trace_ids), [r.id for r in rubrics], status, failures, escalated,
+                        spend_store.usage(engine, batch_id))  # fmt: skip
 
 
 async def _score_all(

@@ -7,14 +7,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
 from judges.catalog import Catalog
-from tracejury.core.errors import NotFound, TracejuryError
+from tracejury.core.errors import ConfigError, NotFound, TracejuryError
+from tracejury.core.sampling import SamplingConfig, default_sampling
 from tracejury.core.segments import SegmentationConfig, default_segmentation
+from tracejury.defaults import RUBRICS_DIR, SAMPLING_FILE, SEGMENTATION_FILE
 from tracejury.settings import Settings
+
+_Config = TypeVar("_Config", SegmentationConfig, SamplingConfig)
 
 __all__ = [
     "batch_list",
@@ -24,26 +28,45 @@ __all__ = [
     "dims",
     "gate_history",
     "rubric_list",
+    "rubrics_dir",
+    "sampling",
     "segmentation",
     "stored_run",
 ]
 
 
 def segmentation(settings: Settings) -> SegmentationConfig:
-    """The segmentation config: ``TRACEJURY_SEGMENTATION_PATH`` or the shipped default. A file
-    is parsed once per version of it (an API process ingests many requests)."""
-    if settings.segmentation_path is None:
-        return default_segmentation()
-    path = Path(settings.segmentation_path)
+    """The segmentation config: ``TRACEJURY_SEGMENTATION_PATH``, else ``segmentation.yaml`` in
+    the working directory (``tracejury init`` writes it), else the shipped default. A file is
+    parsed once per version of it (an API process ingests many requests)."""
+    path = _setup_file(settings.segmentation_path, SEGMENTATION_FILE)
+    return default_segmentation() if path is None else _parsed(SegmentationConfig, path, "segmentation")
+
+
+def sampling(settings: Settings) -> SamplingConfig:
+    """The sampling config of queued batches: ``TRACEJURY_SAMPLING_PATH``, else ``sampling.yaml``
+    in the working directory (``tracejury init`` writes it), else the shipped default."""
+    path = _setup_file(settings.sampling_path, SAMPLING_FILE)
+    return default_sampling() if path is None else _parsed(SamplingConfig, path, "sampling")
+
+
+def _setup_file(configured: str | None, name: str) -> Path | None:
+    """The configured file, else ``name`` in the working directory if there is one."""
+    if configured is not None:
+        return Path(configured)
+    return Path(name) if Path(name).is_file() else None
+
+
+def _parsed(model: type[_Config], path: Path, what: str) -> _Config:
     try:
-        return _segmentation_file(str(path), path.stat().st_mtime_ns)
+        return _config_file(model, str(path), path.stat().st_mtime_ns)
     except OSError as exc:
-        raise TracejuryError(f"{path}: cannot read segmentation config: {exc.strerror}") from exc
+        raise TracejuryError(f"{path}: cannot read {what} config: {exc.strerror}") from exc
 
 
 @lru_cache(maxsize=8)
-def _segmentation_file(path: str, _mtime_ns: int) -> SegmentationConfig:
-    return SegmentationConfig.from_yaml(Path(path).read_text(), file=path)
+def _config_file(model: type[_Config], path: str, _mtime_ns: int) -> _Config:
+    return model.from_yaml(Path(path).read_text(), file=path)
 
 
 def dims(by: str, settings: Settings, *, option: str = "--by") -> list[str]:
@@ -57,11 +80,28 @@ def dims(by: str, settings: Settings, *, option: str = "--by") -> list[str]:
 
 
 def catalog(settings: Settings) -> Catalog:
-    """The rubrics and judge profiles of ``TRACEJURY_RUBRICS_DIR`` (plugins imported first)."""
+    """The rubrics and judge profiles of ``TRACEJURY_RUBRICS_DIR`` (plugins imported first); a
+    missing directory is one line saying how to get one."""
     from judges.catalog import load_catalog, load_plugins
 
     load_plugins(settings.plugin_modules)
-    return load_catalog(Path(settings.rubrics_dir))
+    return load_catalog(rubrics_dir(settings))
+
+
+def rubrics_dir(settings: Settings) -> Path:
+    """``TRACEJURY_RUBRICS_DIR`` (relative to the working directory); when it does not exist,
+    a one-line error that says how to get one."""
+    path = Path(settings.rubrics_dir)
+    if path.is_dir():
+        return path
+    shown = path.as_posix() if path.is_absolute() or path.parts[0] == ".." else f"./{path.as_posix()}"
+    if path.name != RUBRICS_DIR:
+        hint = f"`tracejury init DIR` writes the shipped defaults to DIR/{RUBRICS_DIR}"
+    elif path.parent == Path():
+        hint = "run `tracejury init` to write the shipped defaults here"
+    else:
+        hint = f"run `tracejury init {path.parent.as_posix()}` to write the shipped defaults there"
+    raise ConfigError(f"no rubrics in {shown} (TRACEJURY_RUBRICS_DIR); {hint}")
 
 
 def gate_specs(settings: Settings, path: Path | None = None) -> list[Any]:
@@ -70,7 +110,7 @@ def gate_specs(settings: Settings, path: Path | None = None) -> list[Any]:
     from workers.reducer import load_gates
 
     known = set(catalog(settings).rubrics)
-    return load_gates(path or Path(settings.rubrics_dir) / "gates", segmentation(settings).names, known)
+    return load_gates(path or rubrics_dir(settings) / "gates", segmentation(settings).names, known)
 
 
 def run_gate_specs(engine: Engine, settings: Settings, release: str, *, baseline: str | None = None,
@@ -171,7 +211,6 @@ def create_batch(
     """Sample a release, freeze the config and enqueue its chunks on the configured broker
     (``tracejury batch create`` and ``POST /batches``). ``warnings`` name the gates the
     sample is too small for; ``for_gates`` sizes it so they can decide."""
-    from tracejury.core.sampling import default_sampling
     from workers.batches import create_queued_batch
     from workers.celery_app import create_app
     from workers.tasks import enqueue_chunk
@@ -187,7 +226,7 @@ def create_batch(
             warnings.append(f"gates not checked against this sample: {exc}")
     with create_app(settings).connection_for_write():
         created = create_queued_batch(
-            engine, settings, catalog(settings), default_sampling(),
+            engine, settings, catalog(settings), sampling(settings),
             release=release, rubric_ids=rubric_ids, sample_size=sample_size, budget=budget,
             seed=seed, enqueue=enqueue_chunk, gates=gates, for_gates=for_gates, baseline=baseline,
         )  # fmt: skip

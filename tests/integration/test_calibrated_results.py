@@ -163,7 +163,7 @@ def _audited(traces: list[Trace]) -> list[Trace]:
 def results(batch: str, by: str = "model") -> dict[str, dict[str, Any]]:
     out = runner.invoke(app, ["batch", "results", batch, "--by", by, "--json"])
     assert out.exit_code == 0, out.output
-    return {r["segment"]: r for r in orjson.loads(out.stdout)}
+    return {r["segment"]: r for r in orjson.loads(out.stdout)["results"]}
 
 
 def _expect(row: dict[str, Any], traces: list[Trace], group: str | None) -> None:
@@ -262,7 +262,7 @@ def test_the_api_returns_what_the_cli_prints(engine: Any, db_url: str, example_t
         missing = client.get("/batches/b_nope/results", headers={"Authorization": f"Bearer {token}"})
         client.app.state.engine().dispose()  # type: ignore[attr-defined]
     assert got.status_code == 200
-    assert {r["segment"]: r for r in got.json()} == results(batch)
+    assert {r["segment"]: r for r in got.json()["results"]} == results(batch)
     assert missing.status_code == 404
     cli = runner.invoke(app, ["batch", "results", "b_nope"])  # main() prints the error's one line
     assert cli.exit_code != 0 and str(cli.exception) == "no batch 'b_nope'"

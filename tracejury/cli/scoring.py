@@ -20,6 +20,7 @@ from tracejury.cli.app import (
     out,
     rubrics_app,
 )
+from tracejury.cli.spend import usage_line
 from tracejury.core.errors import TracejuryError
 
 
@@ -60,6 +61,7 @@ def score(
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in summary.failures.items()))
     if summary.escalated:
         out.print(f"escalated to human review: {summary.escalated} item(s) (tracejury review list)")
+    out.print(usage_line(summary.usage))
 
 
 @rubrics_app.command("list")
@@ -215,6 +217,7 @@ def batch_status(
     out.print("evaluations: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))
     if data["failures"]:
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in data["failures"].items()))
+    out.print(usage_line(data["usage"], data["costCap"]))
 
 
 @batch_app.command("wait")
@@ -256,9 +259,10 @@ def batch_results(
     from workers.service import batch_results as results
 
     settings = _settings()
-    rows = results(_engine(settings), settings, batch_id, by)
+    data = results(_engine(settings), settings, batch_id, by)
+    rows = data["results"]
     if json:
-        _print_json([r.as_dict() for r in rows])
+        _print_json({**data, "results": [r.as_dict() for r in rows]})
         return
     table = Table("evaluator", "segment", "scored", "fails", "fail % (1/p)", "calibrated %", "labels",
                   "judge failed", "n/a", "missing", title=f"batch {batch_id}",
@@ -274,6 +278,7 @@ def batch_results(
                   r.missing_evidence]  # fmt: skip
         table.add_row(r.evaluator, r.segment or "(all)", *map(str, counts))
     out.print(table)
+    out.print(usage_line(data["usage"]))
 
 
 @batch_app.command("list")

@@ -32,13 +32,15 @@ FailureKind = Literal[
     "refused",
     "config_error",
     "checker_error",
+    "budget_exhausted",
 ]
 """Why a judge (or a checker) failed: ``timeout`` (no reply in time), ``http_error`` (a 4xx/5xx
 or a broken connection after the retries), ``rate_limited`` (429 until the attempt budget
 ran out), ``invalid_output`` (not JSON, or JSON that breaks the reply schema),
 ``rubric_mismatch`` (a label outside the rubric's labels), ``refused`` (the model declined),
 ``config_error`` (a missing API key, an unknown profile), ``checker_error`` (a checker raised
-on this trace)."""
+on this trace), ``budget_exhausted`` (the call was not sent: its worst-case cost did not fit in
+what is left of the batch's cost cap or the profile's daily cap)."""
 EvaluatorKind = Literal["checker", "rubric"]
 EVALUATION_STATUSES: tuple[str, ...] = get_args(EvaluationStatus)
 FAILURE_KINDS: tuple[str, ...] = get_args(FailureKind)
@@ -91,6 +93,11 @@ class Evaluation(BaseModel):
     """Prompt tokens used (judges)."""
     completion_tokens: int | None = None
     """Completion tokens used (judges)."""
+    cost_usd: float | None = None
+    """USD the judge calls of this evaluation cost (0 when every verdict came from the cache;
+    None when the profile has no price or the endpoint reported no usage)."""
+    saved_usd: float | None = None
+    """USD the cached verdicts would have cost had they been called again (judges)."""
     cached: bool = False
     """True when the verdict came from the cache (no call made)."""
     sample_labels: tuple[str, ...] = ()

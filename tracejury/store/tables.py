@@ -195,6 +195,10 @@ class EvaluationRow(SQLModel, table=True):
     latency_ms: int | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cost_usd: float | None = None
+    """USD spent on this evaluation's judge calls (None: unpriced or no usage reported)."""
+    saved_usd: float | None = None
+    """USD its cached verdicts would have cost."""
     cached: bool = False
     sample_labels: str | None = None
     """Self-consistency labels, comma-separated."""
@@ -438,3 +442,18 @@ class OtlpCounter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     value: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SpendLedger(SQLModel, table=True):
+    """Judge spend against a cap, shared by every worker through the store (the embedded
+    broker's ledger; with Redis the ledger lives in Redis): ``batch:<id>`` and
+    ``profile:<name>:<UTC day>``, in nano-dollars (integers: no float drift)."""
+
+    __tablename__ = "spend_ledger"
+
+    key: str = Field(primary_key=True, max_length=200)
+    reserved_nusd: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    """Worst cases of calls in flight."""
+    spent_nusd: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    """Settled spend."""
+    updated_at: datetime

@@ -62,9 +62,11 @@ def get_batch(batch_id: str, engine: EngineDep) -> dict[str, Any]:
 
 
 @router.get("/batches/{batch_id}/results", summary="Fail rates per evaluator and segment group")
-def batch_results(batch_id: str, engine: EngineDep, settings: SettingsDep, by: str = "") -> list[dict[str, Any]]:
+def batch_results(batch_id: str, engine: EngineDep, settings: SettingsDep, by: str = "") -> dict[str, Any]:
     """As ``tracejury batch results --json``: the judge's fail rate weighted by 1/inclusion
-    probability and, where audit labels suffice, the calibrated one."""
+    probability and, where audit labels suffice, the calibrated one; and the batch's judge
+    usage (tokens, USD spent and saved)."""
     from workers.service import batch_results as results
 
-    return [r.as_dict() for r in results(engine, settings, batch_id, by, option="by")]
+    data = results(engine, settings, batch_id, by, option="by")
+    return {**data, "results": [r.as_dict() for r in data["results"]]}

@@ -1,0 +1,107 @@
+"""Judge spend in the store: the cap ledger (embedded broker) and spend reports.
+
+The ledger's amounts are integer nano-dollars. ``reserve`` is one conditional ``UPDATE``
+(``spent + reserved + amount <= cap``), atomic on SQLite and PostgreSQL alike, so any number
+of worker processes share a cap without a lock of their own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Integer, cast, func, select, update
+
+from tracejury.store.engine import insert_ignoring_conflicts
+from tracejury.store.tables import Batch, EvaluationRow, SpendLedger
+
+__all__ = ["GROUPS", "reserve", "settle", "spend_report", "usage", "used"]
+
+_L = SpendLedger.__table__
+_E = EvaluationRow.__table__
+_B = Batch.__table__
+
+
+def reserve(engine: Engine, key: str, amount: int, cap: int) -> bool:
+    """Reserve ``amount`` under ``key`` if it fits under ``cap``; True if it did."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert_ignoring_conflicts(_L, engine.dialect),
+                     [{"key": key, "reserved_nusd": 0, "spent_nusd": 0, "updated_at": now}])  # fmt: skip
+        done = conn.execute(
+            update(_L)
+            .where(_L.c.key == key, _L.c.spent_nusd + _L.c.reserved_nusd + amount <= cap)
+            .values(reserved_nusd=_L.c.reserved_nusd + amount, updated_at=now)
+        ).rowcount
+    return done == 1
+
+
+def settle(engine: Engine, key: str, reserved: int, spent: int) -> None:
+    """Release ``reserved`` and add ``spent`` under ``key``."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(_L)
+            .where(_L.c.key == key)
+            .values(reserved_nusd=_L.c.reserved_nusd - reserved, spent_nusd=_L.c.spent_nusd + spent,
+                    updated_at=datetime.now(UTC))  # fmt: skip
+        )
+
+
+def used(engine: Engine, key: str) -> int:
+    """Spent plus reserved under ``key`` (0 when nothing was reserved yet)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(_L.c.spent_nusd + _L.c.reserved_nusd).where(_L.c.key == key)).scalar_one_or_none()
+    return int(row or 0)
+
+
+def _usage_columns() -> list[Any]:
+    return [
+        func.coalesce(func.sum(_E.c.prompt_tokens), 0),
+        func.coalesce(func.sum(_E.c.completion_tokens), 0),
+        func.sum(_E.c.cost_usd),
+        func.coalesce(func.sum(_E.c.saved_usd), 0.0),
+        func.count(),
+        func.coalesce(func.sum(_E.c.attempts), 0),
+        func.sum(cast(_E.c.cached, Integer)),
+        func.count(_E.c.cost_usd),
+    ]
+
+
+def _shape(row: Any) -> dict[str, Any]:
+    prompt, completion, cost, saved, judged, attempts, cached, priced = row
+    return {
+        "promptTokens": int(prompt), "completionTokens": int(completion),
+        "costUsd": None if cost is None else round(float(cost), 9),
+        "savedUsd": round(float(saved), 9), "judgeEvaluations": int(judged),
+        "cachedEvaluations": int(cached or 0), "httpAttempts": int(attempts),
+        "unpricedEvaluations": int(judged) - int(priced),
+    }  # fmt: skip
+
+
+def usage(engine: Engine, batch_id: str) -> dict[str, Any]:
+    """A batch's judge usage, in all and per evaluator: tokens, USD spent and saved.
+
+    ``costUsd`` is None when no evaluation of it had a known cost (no price, no usage);
+    ``unpricedEvaluations`` counts judge evaluations whose cost is unknown."""
+    judged = (_E.c.batch_id == batch_id, _E.c.evaluator_kind == "rubric")
+    with engine.connect() as conn:
+        total = conn.execute(select(*_usage_columns()).where(*judged)).one()
+        per = conn.execute(select(_E.c.evaluator_id, *_usage_columns()).where(*judged).group_by(_E.c.evaluator_id))
+        evaluators = {r[0]: _shape(r[1:]) for r in per}
+    return {**_shape(total), "evaluators": dict(sorted(evaluators.items()))}
+
+
+GROUPS = {"rubric": _E.c.evaluator_id, "profile": _E.c.judge_profile, "release": _E.c.release_id}
+"""What ``tracejury cost --by`` groups by."""
+
+
+def spend_report(engine: Engine, *, since: datetime | None, by: str) -> list[dict[str, Any]]:
+    """Judge spend per rubric, profile or release, since ``since`` (every time when None),
+    largest first."""
+    column = GROUPS[by]
+    stmt = select(column, *_usage_columns()).where(_E.c.evaluator_kind == "rubric").group_by(column)
+    if since is not None:
+        stmt = stmt.where(_E.c.created_at >= since)
+    with engine.connect() as conn:
+        rows = [{by: r[0], **_shape(r[1:])} for r in conn.execute(stmt)]
+    return sorted(rows, key=lambda r: (-(r["costUsd"] or 0.0), -r["promptTokens"], str(r[by])))

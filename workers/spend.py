@@ -1,0 +1,223 @@
+"""Cost caps that hold across every worker: a ledger of reservations and spend, and the guard
+that makes each judge call reserve its worst case before it is sent.
+
+Two caps: a batch's ``--max-cost`` (key ``batch:<id>``) and a profile's ``max_cost_per_day``
+(key ``profile:<name>:<UTC date>``). A call reserves its worst-case cost
+(:func:`tracejury.core.cost.worst_case_cost`) against every cap that applies; if one has no
+room the call is not sent and its outcome is a ``budget_exhausted`` judge failure (recorded,
+never a score). When the reply comes back the reservation is settled to what the call cost by
+the usage the endpoint reported. So at every moment ``spent + reserved ≤ cap``, whatever the
+number of workers — the cap is hard. A call whose cost is unknown (the endpoint reported no
+usage) is settled at its worst case if a reply may have been billed (a verdict, an invalid
+reply, a timeout), at 0 if the endpoint refused it (HTTP error, rate limit).
+
+The ledger is Redis (one Lua script per reservation, atomic) when the broker is Redis, else
+the store (one conditional ``UPDATE``, atomic on SQLite and PostgreSQL). Amounts are integer
+nano-dollars, so no float drift accumulates over millions of calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Protocol
+
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+
+from judges.llm.profiles import JudgeProfile
+from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict
+from tracejury.core.cost import call_cost, worst_case_cost
+from tracejury.store import spend as spend_store
+
+__all__ = [
+    "BATCH_CAP",
+    "Ledger",
+    "RedisLedger",
+    "SpendGuard",
+    "StoreLedger",
+    "batch_key",
+    "nano",
+    "prompt_bytes",
+]
+
+BATCH_CAP: ContextVar[tuple[str, float] | None] = ContextVar("tracejury_batch_cap", default=None)
+"""(batch id, cap in USD) of the chunk being scored, set by the worker around a chunk."""
+
+_BILLED_KINDS = frozenset({"timeout", "invalid_output", "rubric_mismatch", "refused"})
+
+
+def nano(usd: float) -> int:
+    """USD as integer nano-dollars, rounded up (a reservation never falls short)."""
+    return int(-(-usd * 1_000_000_000 // 1))
+
+
+def batch_key(batch_id: str) -> str:
+    """The ledger key of a batch's cost cap."""
+    return f"batch:{batch_id}"
+
+
+def _day_key(profile: str, now: datetime) -> str:
+    return f"profile:{profile}:{now.astimezone(UTC):%Y-%m-%d}"
+
+
+def prompt_bytes(request: JudgeRequest) -> int:
+    """UTF-8 bytes of the request's message texts (the worst case's prompt size)."""
+    total = 0
+    for message in request.messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content.encode())
+        elif isinstance(content, list):
+            total += sum(len(str(p.get("text", "")).encode()) for p in content if isinstance(p, dict))
+    return total
+
+
+class Ledger(Protocol):
+    """Reservations and spend against caps, shared by every worker."""
+
+    async def reserve(self, key: str, amount: int, cap: int) -> bool:
+        """Reserve ``amount`` under ``key`` if spent + reserved + amount ≤ ``cap``."""
+        ...
+
+    async def settle(self, key: str, reserved: int, spent: int) -> None:
+        """Release ``reserved`` and add ``spent``."""
+        ...
+
+    async def used(self, key: str) -> int:
+        """Spent plus reserved under ``key``."""
+        ...
+
+
+class StoreLedger:
+    """The ledger in the store's ``spend_ledger`` table (the embedded broker's)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def reserve(self, key: str, amount: int, cap: int) -> bool:
+        """One conditional UPDATE in a worker thread."""
+        return await asyncio.to_thread(spend_store.reserve, self._engine, key, amount, cap)
+
+    async def settle(self, key: str, reserved: int, spent: int) -> None:
+        """One UPDATE in a worker thread."""
+        await asyncio.to_thread(spend_store.settle, self._engine, key, reserved, spent)
+
+    async def used(self, key: str) -> int:
+        """Spent plus reserved, read from the store."""
+        return await asyncio.to_thread(spend_store.used, self._engine, key)
+
+
+# KEYS[1] ledger hash; ARGV: amount, cap, ttl seconds. 1 = reserved, 0 = no room.
+_RESERVE = """
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or 0)
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or 0)
+local amount, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+if spent + reserved + amount > cap then return 0 end
+redis.call('HINCRBY', KEYS[1], 'reserved', amount)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+# KEYS[1] ledger hash; ARGV: reserved to release, spent to add, ttl seconds.
+_SETTLE = """
+redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[1], 'spent', tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+_TTL_S = 8 * 86400  # a day's ledger outlives its day; a batch's its run
+
+
+class RedisLedger:
+    """The ledger in Redis hashes ``tracejury:spend:<key>`` (the Redis broker's)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._reserve = redis.register_script(_RESERVE)
+        self._settle = redis.register_script(_SETTLE)
+
+    async def reserve(self, key: str, amount: int, cap: int) -> bool:
+        """One Lua script: check and reserve atomically."""
+        return bool(await self._reserve(keys=[f"tracejury:spend:{key}"], args=[amount, cap, _TTL_S]))
+
+    async def settle(self, key: str, reserved: int, spent: int) -> None:
+        """One Lua script."""
+        await self._settle(keys=[f"tracejury:spend:{key}"], args=[reserved, spent, _TTL_S])
+
+    async def used(self, key: str) -> int:
+        """Spent plus reserved, from Redis."""
+        spent, reserved = await self._redis.hmget(f"tracejury:spend:{key}", ["spent", "reserved"])
+        return int(spent or 0) + int(reserved or 0)
+
+
+class SpendGuard:
+    """Wraps a judge call: reserve the worst case under every cap that applies, call, settle.
+
+    Without a cap in play (no batch cap, no daily cap), a call goes straight through.
+    """
+
+    def __init__(
+        self,
+        call: Callable[[str, JudgeRequest], Awaitable[JudgeOutcome]],
+        profiles: Mapping[str, JudgeProfile],
+        ledger: Ledger,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._call = call
+        self._profiles = profiles
+        self._ledger = ledger
+        self._now = now
+
+    def _caps(self, name: str, profile: JudgeProfile) -> list[tuple[str, int, str]]:
+        caps = []
+        batch = BATCH_CAP.get()
+        if batch is not None:
+            caps.append((batch_key(batch[0]), nano(batch[1]), f"batch {batch[0]}'s cost cap of ${batch[1]:g}"))
+        if profile.max_cost_per_day is not None:
+            caps.append((_day_key(name, self._now()), nano(profile.max_cost_per_day),
+                         f"profile {name!r}'s daily cap of ${profile.max_cost_per_day:g}"))  # fmt: skip
+        return caps
+
+    async def __call__(self, name: str, request: JudgeRequest) -> JudgeOutcome:
+        """Call profile ``name``'s judge within its caps."""
+        profile = self._profiles.get(name)
+        if profile is None or profile.price is None:
+            return await self._call(name, request)
+        caps = self._caps(name, profile)
+        if not caps:
+            return await self._call(name, request)
+        worst = nano(worst_case_cost(profile.price, prompt_bytes(request), len(request.messages),
+                                     profile.max_output_tokens))  # fmt: skip
+        taken: list[str] = []
+        for key, cap, what in caps:
+            if not await self._ledger.reserve(key, worst, cap):
+                for k in taken:
+                    await self._ledger.settle(k, worst, 0)
+                return JudgeFailure(
+                    "budget_exhausted",
+                    f"not sent: its worst case (${worst / 1e9:.6f}) does not fit in what is left of {what}",
+                    None, 0, 0,
+                )  # fmt: skip
+            taken.append(key)
+        spent = worst  # if the call dies, count its worst case: it may have been billed
+        try:
+            outcome = await self._call(name, request)
+            spent = self._spent(outcome, profile, worst)
+            return outcome
+        finally:
+            for key in taken:
+                await self._ledger.settle(key, worst, spent)
+
+    @staticmethod
+    def _spent(outcome: JudgeOutcome, profile: JudgeProfile, worst: int) -> int:
+        cost = call_cost(profile.price, outcome.prompt_tokens, outcome.completion_tokens)
+        if cost is not None:
+            return nano(cost)
+        if outcome.attempts == 0:
+            return 0
+        if isinstance(outcome, JudgeVerdict) or outcome.kind in _BILLED_KINDS:
+            return worst  # a reply was (or may have been) generated, its usage unknown
+        return 0
