@@ -161,9 +161,10 @@ def diff(
     top: Annotated[int, typer.Option(help="How many moves to show.")] = 15,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """What changed: config fields that differ, and the rates that moved most (weak signals
-    and evaluator fail rates, overall and per segment), ranked by evidence. An evaluator's
-    rates are calibrated by audit labels where both releases have enough (marked ᶜ)."""
+    """What changed: config fields that differ, and the rates that moved most.
+
+    Weak signals and evaluator fail rates, overall and per segment, ranked by evidence. An
+    evaluator's rates are calibrated by audit labels where both releases have enough (marked ᶜ)."""
     from tracejury.cli.app import _dims
     from tracejury.core.diff import calibrate_pair, config_changes, rank_moves, unweighted
     from tracejury.core.results import group_arms, pooled_labels
@@ -202,13 +203,31 @@ def diff(
                       for m in moves],
         })  # fmt: skip
         return
-    table = Table("config field", baseline, release, title="config changes (from up to 2,000 traces each)")
+    table = _folding_table("config field", baseline, release, title="config changes (from up to 2,000 traces each)")
     for c in changes:
         fmt = lambda d: ", ".join(f"{k} {v:.0%}" for k, v in d.items())  # noqa: E731
         table.add_row(c.field, fmt(c.baseline), fmt(c.current))
     out.print(table if changes else "no config field changed")
-    table = Table("what moved", "segment", baseline, release, "delta", "p (one-sided)", title="what moved most",
-                  caption="ᶜ calibrated by audit labels, the judge's own rate in parentheses")  # fmt: skip
+    out.print(moves_table(moves, baseline, release))
+
+
+def _folding_table(*headers: str, **kwargs: Any) -> Table:
+    """A table whose cells fold onto more lines when the terminal is narrow, never cut with
+    "…": names that share a prefix (``tool_grounding``, ``tool_grounded_correctness``; segment
+    keys ``tool=x@v1``, ``tool=x@v2``) must stay whole to be told apart."""
+    table = Table(*headers, **kwargs)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
+def moves_table(moves: list[Any], baseline: str, release: str) -> Table:
+    """``tracejury diff``'s table of ``core.diff.Move``s: what moved, where, from, to, by how much."""
+    table = _folding_table("what moved", "segment", baseline, release, "delta", "p (one-sided)",
+                           title="what moved most",
+                           caption="ᶜ calibrated by audit labels, the judge's own rate in parentheses")  # fmt: skip
+    for column in table.columns[4:]:  # short numbers: the names and counts give way first
+        column.no_wrap = True
     for m in moves:
         mark = "ᶜ" if m.calibrated else ""
         judge = ((f" (judge {m.judge_baseline_rate:.2%})", f" (judge {m.judge_current_rate:.2%})")
@@ -218,4 +237,4 @@ def diff(
             f"{m.current[0]}/{m.current[1]} ({m.current_rate:.2%}{mark}){judge[1]}",
         )
         table.add_row(m.what, m.segment or "(all)", *counts, f"{100 * m.delta:+.2f} pts", f"{m.p_value:.2g}")
-    out.print(table)
+    return table
