@@ -10,9 +10,10 @@ import asyncio
 import logging
 import math
 import os
+import random
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,11 @@ import orjson
 from sqlalchemy import Engine
 
 from judges.catalog import Catalog
+from judges.evidence import evidence_from_trace
+from judges.llm.limiter import COMPLETION_ALLOWANCE
 from judges.llm.profiles import JudgeProfile
 from judges.rubric import Rubric
+from tracejury.core.cost import call_cost, traces_for_cap
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import GateSpec
 from tracejury.core.sampling import SamplingConfig, TraceSignals, sample
@@ -30,10 +34,12 @@ from tracejury.core.segments import parse_segment_key
 from tracejury.settings import Settings
 from tracejury.store import batches as store
 from tracejury.store import evaluations as evaluation_store
+from tracejury.store import spend as spend_store
 from workers.deps import ScoringDeps, production_deps
 from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
 from workers.planning import GateNeeds, gate_needs, shortfalls, size_for_gates
+from workers.spend import BATCH_CAP, batch_key, nano
 
 __all__ = ["CreatedBatch", "create_queued_batch", "finish", "run_chunk", "sweep_expired", "worker_id"]
 
@@ -57,6 +63,8 @@ class CreatedBatch:
     base_rate: float
     warnings: list[str] = field(default_factory=list)
     """Gates this sample is too small for (one line for the user)."""
+    cost_cap: dict[str, Any] | None = None
+    """The cap and the plan's estimate (``--max-cost``), else None."""
 
 
 def _signals(rows: Sequence[Any]) -> list[TraceSignals]:
@@ -92,6 +100,7 @@ def create_queued_batch(
     gates: Sequence[GateSpec] = (),
     for_gates: bool = False,
     baseline: str | None = None,
+    max_cost: float | None = None,
 ) -> CreatedBatch:
     """Sample a release, freeze the config, store the chunks and enqueue them.
 
@@ -100,6 +109,11 @@ def create_queued_batch(
     sample is sized so every evaluator gate in ``gates`` whose evaluator the batch scores
     can decide (within ``budget`` when given). Neither: every trace. ``warnings`` name the
     gates the sample is too small for.
+
+    ``max_cost`` (USD) caps the batch: the sample is planned so its expected judge cost is
+    90% of the cap (:func:`~tracejury.core.cost.traces_for_cap`, from :func:`estimate_cost`),
+    the traces are dealt into chunks at random, and workers stop whole chunks once the cap
+    has no room for the next one (``run_chunk``), every call reserving its worst case first.
     """
     rubrics = catalog.select(rubric_ids)
     evaluation_store.register_evaluator_versions(engine, [(r.id, r.version, r.fingerprint) for r in rubrics])
@@ -119,7 +133,19 @@ def create_queued_batch(
         target = budget / calls_per_trace
     else:
         target = float(len(signals))
+    cap: dict[str, Any] | None = None
+    if max_cost is not None:
+        cap = estimate_cost(engine, rubrics, catalog.profiles, [r.trace_id for r in rows], seed=seed)
+        affordable = traces_for_cap(max_cost, cap["estimatePerTraceUsd"])
+        if affordable < target:
+            warnings.append(f"--max-cost ${max_cost:g} buys about {affordable:.0f} traces"
+                            f" (at ${cap['estimatePerTraceUsd']:.6f} each, {cap['estimateFrom']})")  # fmt: skip
+            target = affordable
     draws, base_rate = sample(signals, sampling, seed=seed, target_size=target)
+    if cap is not None:  # chunks are a random partition: a stop after whole chunks keeps a random sample
+        draws = list(draws)
+        random.Random(f"{seed}:chunks").shuffle(draws)
+        cap |= {"maxCostUsd": max_cost, "expectedCostUsd": round(cap["estimatePerTraceUsd"] * len(draws), 9)}
     short = shortfalls(needs, base_rate)
     if short:
         names = ", ".join(f"{s.gate} {s.segment} (expects {s.expected:.0f} effective, needs {s.needed})"
@@ -127,6 +153,8 @@ def create_queued_batch(
         warnings.append(f"too small for {len(short)} gate group(s) to decide: {names}"
                         + ("" if for_gates else "; size it with --for-gates"))  # fmt: skip
     config = batch_config(rubrics, catalog, settings.judge_base_url)
+    if cap is not None:
+        config["costCap"] = cap
     config["sampling"] = {
         "version": sampling.version, "seed": seed, "baseRate": base_rate, "target": target,
         "population": len(signals), "weights": sampling.weights,
@@ -137,7 +165,45 @@ def create_queued_batch(
         finish(engine, batch_id)
     for chunk_no in range(chunks):
         enqueue(batch_id, chunk_no)
-    return CreatedBatch(batch_id, len(signals), len(draws), chunks, base_rate, warnings)
+    return CreatedBatch(batch_id, len(signals), len(draws), chunks, base_rate, warnings, cap)
+
+
+def estimate_cost(engine: Engine, rubrics: Sequence[Rubric], profiles: Mapping[str, JudgeProfile],
+                  trace_ids: Sequence[str], *, seed: int, probe: int = 200) -> dict[str, Any]:  # fmt: skip
+    """Expected judge USD per sampled trace: over ``probe`` random traces of the release, the
+    judge rubrics that apply, times their calls, times a call's cost — tokens per call measured
+    on the rubric's earlier billed evaluations when there are any, else estimated from the
+    rendered prompt (chars ÷ 4, and a reply of up to 200 tokens). Every judge profile of the
+    batch must have a price."""
+    judged = [r for r in rubrics if r.judge is not None]
+    for r in judged:
+        name = r.judge.profile  # type: ignore[union-attr]
+        if profiles.get(name) is None or profiles[name].price is None:
+            raise ConfigError(f"--max-cost: judge profile {name!r} (rubric {r.id}) has no price; add"
+                              " price: {input_per_million: USD, output_per_million: USD} to profiles.yaml")  # fmt: skip
+    rng = random.Random(f"{seed}:cost-probe")
+    ids = rng.sample(list(trace_ids), min(probe, len(trace_ids)))
+    traces = evaluation_store.load_traces(engine, ids)
+    measured = {r.id: spend_store.tokens_per_evaluation(engine, r.id) for r in judged}
+    total, froms = 0.0, set()
+    for body, segment_key in traces.values():
+        ev = evidence_from_trace(body)
+        for r in judged:
+            if not r.applies_when.matches(body, segment_key) or r.missing_evidence(ev) is not None:
+                continue
+            spec, profile = r.judge, profiles[r.judge.profile]  # type: ignore[union-attr]
+            known = measured[r.id]
+            if known is not None:
+                prompt, completion = known[0] / spec.samples, known[1] / spec.samples  # type: ignore[union-attr]
+                froms.add("measured")
+            else:
+                chars = sum(len(str(m.get("content", ""))) for m in r.messages(ev))
+                prompt, completion = chars / 4 + 4, min(COMPLETION_ALLOWANCE, profile.max_output_tokens)
+                froms.add("rendered prompts")
+            total += spec.samples * (call_cost(profile.price, round(prompt), round(completion)) or 0.0)  # type: ignore[union-attr]
+    per_trace = total / len(traces) if traces else 0.0
+    return {"estimatePerTraceUsd": round(per_trace, 12), "probedTraces": len(traces),
+            "estimateFrom": " and ".join(sorted(froms)) or "no judge rubric applies"}  # fmt: skip
 
 
 def _for_gates(needs: Sequence[GateNeeds], weights: Sequence[float], budget: int | None,
@@ -228,7 +294,8 @@ def _process_scoring() -> _ProcessScoring:
 def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) -> str:
     """Run one chunk if this worker can claim it; end the batch if it was the last.
 
-    Returns ``done``; ``skipped`` (already done, held by a live worker, or out of attempts);
+    Returns ``done``; ``capped`` (not run: the batch's cost cap has no room for it);
+    ``skipped`` (already done, held by a live worker, or out of attempts);
     ``lost`` (this worker's lease ran out and another took the chunk over: its result stands);
     or ``missing`` (no such batch).
     """
@@ -246,12 +313,34 @@ def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) 
         profiles = {n: JudgeProfile.model_validate(p) for n, p in config["judgeProfiles"].items()}
         trace_ids = store.chunk_trace_ids(engine, batch_id, chunk_no)
 
+        cap = config.get("costCap")
+        capped = False
+
         async def score(deps: ScoringDeps) -> None:
-            await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
+            nonlocal capped
+            if cap is None:
+                await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
+                return
+            if deps.ledger is None:
+                raise ConfigError(f"batch {batch_id} has a cost cap, and its judge profiles no price")
+            expected = nano(cap["estimatePerTraceUsd"] * len(trace_ids))
+            if await deps.ledger.used(batch_key(batch_id)) + expected > nano(cap["maxCostUsd"]):
+                capped = True  # whole chunks only: this one and, as the cap fills, the rest
+                return
+            token = BATCH_CAP.set((batch_id, cap["maxCostUsd"]))
+            try:
+                await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
+            finally:
+                BATCH_CAP.reset(token)
 
         _process_scoring().run(engine, settings, profiles, score)
     finally:
         beat.stopped.set()
+    if capped:
+        if not store.cap_chunk(engine, batch_id, chunk_no, worker):
+            return "lost"
+        finish(engine, batch_id)
+        return "capped"
     if not store.complete_chunk(engine, batch_id, chunk_no, worker):
         return "lost"  # our lease expired and another worker took over: its result stands
     finish(engine, batch_id)

@@ -26,7 +26,7 @@ from tracejury.core.evaluation import Evaluation
 from tracejury.settings import Settings
 from tracejury.store import evaluations as store
 from workers.limits import RedisLimiter
-from workers.spend import RedisLedger, SpendGuard, StoreLedger
+from workers.spend import Ledger, RedisLedger, SpendGuard, StoreLedger
 
 __all__ = ["ScoringDeps", "production_deps"]
 
@@ -49,6 +49,8 @@ class ScoringDeps:
     """Profile name → model."""
     prices: Mapping[str, Price | None] = field(default_factory=dict)
     """Profile name → price (absent or None: spend in tokens only)."""
+    ledger: Ledger | None = None
+    """The cost caps' ledger (present when a profile has a price)."""
     settle: Callable[[], Awaitable[None]] | None = None
     """Give back shared resources held but idle (judge concurrency slots leased from Redis);
     called when a chunk ends, as nothing runs the worker's event loop between chunks."""
@@ -113,6 +115,7 @@ async def production_deps(
             return await clients[profile].judge(request)
 
         judge_call = direct_call
+        ledger: Ledger | None = None
         if any(p.price is not None for p in profiles.values()):  # a cost cap may apply: guard
             ledger = RedisLedger(redis) if redis is not None else StoreLedger(engine)
             judge_call = SpendGuard(direct_call, profiles, ledger)
@@ -129,6 +132,7 @@ async def production_deps(
             judge_call=judge_call,
             models={name: p.model for name, p in profiles.items()},
             prices={name: p.price for name, p in profiles.items()},
+            ledger=ledger,
             settle=settle if limiters else None,
         )
     finally:

@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
@@ -64,8 +65,9 @@ def _day_key(profile: str, now: datetime) -> str:
 
 
 def prompt_bytes(request: JudgeRequest) -> int:
-    """UTF-8 bytes of the request's message texts (the worst case's prompt size)."""
-    total = 0
+    """UTF-8 bytes of the request's message texts and of its reply schema (providers that
+    constrain the reply to a schema bill it as prompt): the worst case's prompt size."""
+    total = len(orjson.dumps(request.output_schema))
     for message in request.messages:
         content = message.get("content")
         if isinstance(content, str):

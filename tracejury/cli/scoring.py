@@ -173,6 +173,8 @@ def batch_create(
     for_gates: Annotated[bool, typer.Option("--for-gates", help="Size the sample so the evaluator gates can decide"
                                             " (within --budget when given).")] = False,  # fmt: skip
     baseline: Annotated[str | None, typer.Option(help="Release the gates compare with (default: previous).")] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        help="USD the batch may spend on judges: sizes the sample and stops it there (a hard cap).", min=1e-6)] = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sample a release (failure-aware), freeze the config and enqueue chunks for workers."""
@@ -184,12 +186,17 @@ def batch_create(
         raise TracejuryError("use --sample-size or --for-gates, not both")
     settings = _settings()
     data = create_batch(_engine(settings), settings, release=release, rubric_ids=rubric, sample_size=sample_size,
-                        budget=budget, seed=seed, for_gates=for_gates, baseline=baseline)  # fmt: skip
+                        budget=budget, seed=seed, for_gates=for_gates, baseline=baseline,
+                        max_cost=max_cost)  # fmt: skip
     if json:
         _print_json(data)
     else:
         out.print(f"batch [bold]{data['batchId']}[/bold]: sampled {data['sampled']} of"
                   f" {data['population']} traces into {data['chunks']} chunk(s)")  # fmt: skip
+        if data["costCap"]:
+            cap = data["costCap"]
+            out.print(f"cost cap ${cap['maxCostUsd']:g}: expected ${cap['expectedCostUsd']:.4f}"
+                      f" (${cap['estimatePerTraceUsd']:.6f} a trace, {cap['estimateFrom']})")  # fmt: skip
     for warning in data["warnings"]:
         err.print(f"warning: {warning}", soft_wrap=True)
 

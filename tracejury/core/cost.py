@@ -18,9 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "MESSAGE_OVERHEAD_TOKENS",
+    "PLAN_SHARE",
     "Price",
     "call_cost",
+    "capped_scale",
     "prompt_token_bound",
+    "traces_for_cap",
     "worst_case_cost",
 ]
 
@@ -79,3 +82,31 @@ def worst_case_cost(price: Price, prompt_bytes: int, messages: int, max_output_t
     """The most a call can cost: its prompt's token bound and a full ``max_output_tokens`` reply."""
     prompt = prompt_token_bound(prompt_bytes, messages)
     return (prompt * price.input_per_million + max_output_tokens * price.output_per_million) / 1_000_000
+
+
+PLAN_SHARE = 0.9
+"""A capped batch plans its expected cost to this share of the cap: the rest absorbs the
+spread of the real cost around its estimate, so the cap rarely has to stop a batch."""
+
+
+def traces_for_cap(max_cost: float, cost_per_trace: float, share: float = PLAN_SHARE) -> float:
+    """The expected sample size whose expected judge cost is ``share`` of ``max_cost``
+    (infinite when judging costs nothing)."""
+    if max_cost <= 0:
+        raise ValueError("a cost cap must be positive")
+    if cost_per_trace <= 0:
+        return float("inf")
+    return share * max_cost / cost_per_trace
+
+
+def capped_scale(traces_run: int, traces_sampled: int) -> float:
+    """The factor a batch stopped by its cap multiplies inclusion probabilities by.
+
+    Chunks are a random partition of the sample and run in a random order, and the cap stops
+    whole chunks only, so a sampled trace was *run* with probability (traces run ÷ traces
+    sampled): its inclusion probability is p × that share, and its weight 1/p ÷ that share.
+    (Exact when the stop does not depend on which chunks came first; it depends on them only
+    through their cost, a second-order effect — docs/cost.md.)"""
+    if traces_sampled <= 0 or not 0 <= traces_run <= traces_sampled:
+        raise ValueError("traces run must be between 0 and the traces sampled")
+    return traces_run / traces_sampled

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
+from tracejury.core.cost import capped_scale
 from tracejury.core.sampling import SampleDraw
 from tracejury.store.evaluations import reported_models
 from tracejury.store.tables import Batch, BatchChunk, BatchTrace, EvaluationRow, StoredTrace
@@ -169,6 +170,48 @@ def fail_chunk(engine: Engine, batch_id: str, chunk_no: int, error: str, worker:
         )
 
 
+def cap_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str | None = None) -> bool:
+    """Mark a chunk ``capped``: not run, as its batch's cost cap had no room for it (final)."""
+    with engine.begin() as conn:
+        return (
+            conn.execute(
+                update(_BC)
+                .where(*_held(batch_id, chunk_no, worker))
+                .values(state="capped", lease_until=None, updated_at=_now())
+            ).rowcount
+            == 1
+        )
+
+
+def _scale_capped(conn: Connection, batch_id: str) -> dict[str, Any]:
+    """A batch its cost cap stopped: scale the inclusion probabilities of the traces that ran
+    (and their evaluations' weights) by the share of the sample that ran; returns the batch's
+    ``costCap`` config with what happened."""
+    sizes = dict(
+        conn.execute(
+            select(_BC.c.state, func.sum(_BC.c.size)).where(_BC.c.batch_id == batch_id).group_by(_BC.c.state)
+        ).all()
+    )
+    chunks = dict(
+        conn.execute(select(_BC.c.state, func.count()).where(_BC.c.batch_id == batch_id).group_by(_BC.c.state)).all()
+    )
+    sampled, ran = int(sum(sizes.values())), int(sizes.get("done", 0))
+    config = orjson.loads(conn.execute(select(_B.c.config).where(_B.c.id == batch_id)).scalar_one())
+    scale = capped_scale(ran, sampled)
+    if ran:
+        done = select(_BC.c.chunk_no).where(_BC.c.batch_id == batch_id, _BC.c.state == "done")
+        conn.execute(update(_BT).where(_BT.c.batch_id == batch_id, _BT.c.chunk_no.in_(done))
+                     .values(inclusion_prob=_BT.c.inclusion_prob * scale))  # fmt: skip
+        conn.execute(update(_E).where(_E.c.batch_id == batch_id).values(weight=_E.c.weight / scale))
+    cap = config.get("costCap", {}) | {
+        "stopped": True, "chunks": int(sum(chunks.values())), "chunksRun": int(chunks.get("done", 0)),
+        "tracesRun": ran, "inclusionScale": scale,
+    }  # fmt: skip
+    config["costCap"] = cap
+    conn.execute(update(_B).where(_B.c.id == batch_id).values(config=orjson.dumps(config, option=orjson.OPT_SORT_KEYS)))
+    return cap
+
+
 def release_claim(engine: Engine, batch_id: str, chunk_no: int, worker: str) -> None:
     """Give a held chunk back (before a retry), so the retry can claim it at once."""
     with engine.begin() as conn:
@@ -269,6 +312,12 @@ def try_finish_batch(engine: Engine, batch_id: str) -> str | None:
             .where(_B.c.id == batch_id, _B.c.state == "running")
             .values(state=state, reason=reason, finished_at=_now(), judge_models=reported_models(conn, batch_id))
         ).rowcount
+        if ended == 1 and states.get("capped") and not errors:  # after the CAS: one caller scales
+            cap = _scale_capped(conn, batch_id)
+            reason = (f"stopped by its cost cap (${cap['maxCostUsd']:g}) after {cap['chunksRun']} of {cap['chunks']}"
+                      f" chunks ({cap['tracesRun']} traces); inclusion probabilities scaled by"
+                      f" {cap['inclusionScale']:.4f}")  # fmt: skip
+            conn.execute(update(_B).where(_B.c.id == batch_id).values(reason=reason))
     return state if ended == 1 else None
 
 

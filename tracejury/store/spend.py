@@ -15,7 +15,7 @@ from sqlalchemy import Engine, Integer, cast, func, select, update
 from tracejury.store.engine import insert_ignoring_conflicts
 from tracejury.store.tables import Batch, EvaluationRow, SpendLedger
 
-__all__ = ["GROUPS", "reserve", "settle", "spend_report", "usage", "used"]
+__all__ = ["GROUPS", "reserve", "settle", "spend_report", "tokens_per_evaluation", "usage", "used"]
 
 _L = SpendLedger.__table__
 _E = EvaluationRow.__table__
@@ -105,3 +105,21 @@ def spend_report(engine: Engine, *, since: datetime | None, by: str) -> list[dic
     with engine.connect() as conn:
         rows = [{by: r[0], **_shape(r[1:])} for r in conn.execute(stmt)]
     return sorted(rows, key=lambda r: (-(r["costUsd"] or 0.0), -r["promptTokens"], str(r[by])))
+
+
+def tokens_per_evaluation(engine: Engine, evaluator_id: str, *, recent: int = 2000) -> tuple[float, float, int] | None:
+    """Mean prompt and completion tokens of an evaluator's recent judge evaluations that made
+    calls and were billed (the cache served none of them), and how many; None without any."""
+    recent_rows = (
+        select(_E.c.prompt_tokens, _E.c.completion_tokens)
+        .where(_E.c.evaluator_id == evaluator_id, _E.c.cached.is_(False), _E.c.prompt_tokens.is_not(None),
+               _E.c.attempts > 0)  # fmt: skip
+        .order_by(_E.c.id.desc())
+        .limit(recent)
+        .subquery()
+    )
+    stmt = select(func.avg(recent_rows.c.prompt_tokens), func.avg(func.coalesce(recent_rows.c.completion_tokens, 0)),
+                  func.count())  # fmt: skip
+    with engine.connect() as conn:
+        prompt, completion, n = conn.execute(stmt).one()
+    return None if not n else (float(prompt), float(completion), int(n))

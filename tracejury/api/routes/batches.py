@@ -22,6 +22,8 @@ class BatchRequest(BaseModel):
     sampleSize: int | None = Field(default=None, ge=1, le=100_000_000)  # noqa: N815 - the JSON field name
     budget: int | None = Field(default=None, ge=1, le=1_000_000_000)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    maxCost: float | None = Field(default=None, gt=0, le=1e9)
+    """USD the batch may spend on judges (``--max-cost``): sizes the sample, a hard cap."""
     forGates: bool = False  # noqa: N815 - the JSON field name
     """Size the sample so the evaluator gates can decide (within ``budget`` when given)."""
     baseline: str | None = Field(default=None, min_length=1, max_length=256)
@@ -42,7 +44,8 @@ def create_batch(req: BatchRequest, engine: EngineDep, settings: SettingsDep) ->
     from workers.service import create_batch as create
 
     return create(engine, settings, release=req.release, rubric_ids=req.rubrics, sample_size=req.sampleSize,
-                  budget=req.budget, seed=req.seed, for_gates=req.forGates, baseline=req.baseline)  # fmt: skip
+                  budget=req.budget, seed=req.seed, for_gates=req.forGates, baseline=req.baseline,
+                  max_cost=req.maxCost)  # fmt: skip
 
 
 @router.get("/batches", summary="Recent batches, newest first")
