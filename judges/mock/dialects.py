@@ -9,7 +9,7 @@ it). The errors are the servers' own, read from their sources and issue trackers
                ``unsupported_value``); ``response_format.schema`` is an unknown parameter (400
                ``unknown_parameter``); ``json_object`` needs the word "json" in the messages.
                Requests the client sent before issue 14 pass unchanged.
-    vllm-old   vLLM before 0.5.5 (no ``json_schema``) and 0.6.4 (extra fields forbidden):
+    vllm-old   vLLM of early 2024 (0.4–0.5: no ``json_schema``; extra fields forbidden until ~0.6.4):
                ``response_format.type`` must be ``text`` or ``json_object`` and no field
                may be unknown — 400 ``{"object": "error", "message": <pydantic errors>,
                "type": "BadRequestError", "param": null, "code": 400}``.
