@@ -23,10 +23,12 @@ __all__ = [
 ]
 
 StructuredOutput = Literal["json_schema", "json_object", "none", "auto"]
-"""How a profile asks for a JSON reply: ``response_format`` with the rubric's JSON Schema,
-``json_object`` (JSON mode, the schema in the prompt and, where the server takes it, in the
-request), ``none`` (the prompt alone), or ``auto`` (json_schema, falling back once per endpoint
-on the endpoint's refusal, remembered for the process)."""
+"""How a profile asks for a JSON reply: ``json_schema`` (``response_format`` with the rubric's
+JSON Schema), ``json_object`` (JSON mode, the schema in the prompt and beside the type, as
+llama.cpp's servers take it — dropped once where the endpoint refuses the key), ``none`` (the
+prompt alone), or ``auto`` (json_schema, moving down json_object with schema → json_object →
+none one step per refusal of the endpoint, remembered per endpoint for the process). See
+:mod:`judges.llm.dialect` and docs/judges.md."""
 
 DEFAULT_JUDGE_BASE_URL = "http://127.0.0.1:8100/v1"
 """Where ``tracejury mock-judge`` listens by default; the ``default`` profile's fallback."""
