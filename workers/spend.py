@@ -3,13 +3,15 @@ that makes each judge call reserve its worst case before it is sent.
 
 Two caps: a batch's ``--max-cost`` (key ``batch:<id>``) and a profile's ``max_cost_per_day``
 (key ``profile:<name>:<UTC date>``). A call reserves its worst-case cost
-(:func:`tracejury.core.cost.worst_case_cost`) against every cap that applies; if one has no
-room the call is not sent and its outcome is a ``budget_exhausted`` judge failure (recorded,
-never a score). When the reply comes back the reservation is settled to what the call cost by
-the usage the endpoint reported. So at every moment ``spent + reserved ≤ cap``, whatever the
-number of workers — the cap is hard. A call whose cost is unknown (the endpoint reported no
-usage) is settled at its worst case if a reply may have been billed (a verdict, an invalid
-reply, a timeout), at 0 if the endpoint refused it (HTTP error, rate limit).
+(:func:`tracejury.core.cost.worst_case_cost`) against every cap that applies. While the calls
+in flight hold the room it waits for them to settle (their worst cases settle lower); once
+even the settled spend leaves no room, the call is not sent and its outcome is a
+``budget_exhausted`` judge failure (recorded, never a score). When the reply comes back the
+reservation is settled to what the call cost by the usage the endpoint reported. So at every
+moment ``spent + reserved ≤ cap``, whatever the number of workers — the cap is hard. A call
+whose cost is unknown (the endpoint reported no usage) is settled at its worst case if a reply
+may have been billed (a verdict, an invalid reply, a timeout), at 0 if the endpoint refused
+it (HTTP error, rate limit).
 
 The ledger is Redis (one Lua script per reservation, atomic) when the broker is Redis, else
 the store (one conditional ``UPDATE``, atomic on SQLite and PostgreSQL). Amounts are integer
@@ -47,6 +49,7 @@ __all__ = [
 BATCH_CAP: ContextVar[tuple[str, float] | None] = ContextVar("tracejury_batch_cap", default=None)
 """(batch id, cap in USD) of the chunk being scored, set by the worker around a chunk."""
 
+_WAIT_S, _MAX_WAIT_S = 0.01, 0.5  # polling for room while calls in flight settle
 _BILLED_KINDS = frozenset({"timeout", "invalid_output", "rubric_mismatch", "refused"})
 
 
@@ -80,8 +83,9 @@ def prompt_bytes(request: JudgeRequest) -> int:
 class Ledger(Protocol):
     """Reservations and spend against caps, shared by every worker."""
 
-    async def reserve(self, key: str, amount: int, cap: int) -> bool:
-        """Reserve ``amount`` under ``key`` if spent + reserved + amount ≤ ``cap``."""
+    async def reserve(self, key: str, amount: int, cap: int) -> int:
+        """Reserve ``amount`` under ``key`` if spent + reserved + amount ≤ ``cap``: 1 if it did,
+        0 if it would fit once reservations in flight settle, -1 if it cannot fit."""
         ...
 
     async def settle(self, key: str, reserved: int, spent: int) -> None:
@@ -99,7 +103,7 @@ class StoreLedger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    async def reserve(self, key: str, amount: int, cap: int) -> bool:
+    async def reserve(self, key: str, amount: int, cap: int) -> int:
         """One conditional UPDATE in a worker thread."""
         return await asyncio.to_thread(spend_store.reserve, self._engine, key, amount, cap)
 
@@ -112,11 +116,13 @@ class StoreLedger:
         return await asyncio.to_thread(spend_store.used, self._engine, key)
 
 
-# KEYS[1] ledger hash; ARGV: amount, cap, ttl seconds. 1 = reserved, 0 = no room.
+# KEYS[1] ledger hash; ARGV: amount, cap, ttl seconds. 1 = reserved, 0 = no room until calls
+# in flight settle, -1 = no room whatever they settle to.
 _RESERVE = """
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or 0)
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or 0)
 local amount, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+if spent + amount > cap then return -1 end
 if spent + reserved + amount > cap then return 0 end
 redis.call('HINCRBY', KEYS[1], 'reserved', amount)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
@@ -140,9 +146,9 @@ class RedisLedger:
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
 
-    async def reserve(self, key: str, amount: int, cap: int) -> bool:
+    async def reserve(self, key: str, amount: int, cap: int) -> int:
         """One Lua script: check and reserve atomically."""
-        return bool(await self._reserve(keys=[f"tracejury:spend:{key}"], args=[amount, cap, _TTL_S]))
+        return int(await self._reserve(keys=[f"tracejury:spend:{key}"], args=[amount, cap, _TTL_S]))
 
     async def settle(self, key: str, reserved: int, spent: int) -> None:
         """One Lua script."""
@@ -195,7 +201,7 @@ class SpendGuard:
                                      profile.max_output_tokens))  # fmt: skip
         taken: list[str] = []
         for key, cap, what in caps:
-            if not await self._ledger.reserve(key, worst, cap):
+            if not await self._reserve(key, worst, cap):
                 for k in taken:
                     await self._ledger.settle(k, worst, 0)
                 return JudgeFailure(
@@ -212,6 +218,17 @@ class SpendGuard:
         finally:
             for key in taken:
                 await self._ledger.settle(key, worst, spent)
+
+    async def _reserve(self, key: str, worst: int, cap: int) -> bool:
+        """Reserve, waiting while the calls in flight hold the room (their reservations are
+        worst cases and settle lower); False once it cannot fit whatever they settle to."""
+        wait = _WAIT_S
+        while True:
+            got = await self._ledger.reserve(key, worst, cap)
+            if got != 0:
+                return got == 1
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _MAX_WAIT_S)
 
     @staticmethod
     def _spent(outcome: JudgeOutcome, profile: JudgeProfile, worst: int) -> int:

@@ -78,7 +78,7 @@ def test_score_records_cost_and_cached_verdicts_are_saved_not_spent(
 
     again = orjson.loads(invoke("score", "--release", "r1", "--json", "--rubric", "helpfulness").stdout)["usage"]
     assert again["costUsd"] == 0.0 and again["promptTokens"] == 0  # every verdict from the cache
-    assert again["cachedEvaluations"] == usage["judgeEvaluations"] - usage["cachedEvaluations"] + usage["cachedEvaluations"]
+    assert again["cachedEvaluations"] == again["judgeEvaluations"] == usage["judgeEvaluations"]
     assert again["savedUsd"] == pytest.approx(usage["costUsd"] + usage["savedUsd"])
 
     report = orjson.loads(invoke("cost", "--by", "rubric", "--json").stdout)
@@ -88,6 +88,20 @@ def test_score_records_cost_and_cached_verdicts_are_saved_not_spent(
     assert "judge usage:" in invoke("score", "--release", "r1", "--rubric", "helpfulness").stdout
     bad = runner.invoke(app, ["cost", "--by", "colour"])
     assert bad.exit_code != 0
+
+    from fastapi.testclient import TestClient
+
+    from tracejury.api.app import create_app
+    from tracejury.settings import Settings
+    from tracejury.store.tokens import create_token
+
+    with TestClient(create_app(Settings())) as client:
+        admin = create_token(engine, "admin", "spend-test")[0]
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
+    cost_line = next(line for line in metrics.splitlines()
+                     if line.startswith('tracejury_judge_cost_usd_total{profile="default",rubric="helpfulness"}'))  # fmt: skip
+    assert float(cost_line.split()[-1]) == pytest.approx(usage["costUsd"])
+    assert 'tracejury_judge_tokens_total{kind="prompt",profile="default",rubric="helpfulness"}' in metrics
 
 
 def test_a_capped_batch_is_planned_to_its_cap_and_stopped_on_whole_chunks(
@@ -212,7 +226,7 @@ asyncio.run(main())
 def test_a_cap_shared_through_redis_is_never_exceeded_by_two_processes(
     tmp_path: Path, redis_server: RedisServer, mock_judge: str
 ) -> None:
-    cap = 0.25  # about half of what 2 × 150 calls cost
+    cap = 0.1  # below what 2 × 150 calls cost (about $0.3)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen([sys.executable, "-c", WORKER, redis_server.url, mock_judge, str(cap), "150", who],
@@ -228,7 +242,7 @@ def test_a_cap_shared_through_redis_is_never_exceeded_by_two_processes(
     kinds = {o["kind"] for o in outcomes}
     assert "budget_exhausted" in kinds and "verdict" in kinds
     assert spent <= cap
-    assert spent > 0.5 * cap  # the cap was used, not refused from the start
+    assert spent > 0.95 * cap  # used to the end: calls wait for room while others settle
     import redis
 
     ledger = redis.Redis.from_url(redis_server.url).hgetall("tracejury:spend:batch:b_shared")

@@ -49,6 +49,8 @@ class StoreMetrics:
     otlp_staged_traces: int = 0
     otlp: dict[str, int] = field(default_factory=dict)
     """The OTLP sweeper's running totals (``otlp_staging.COUNTERS``)."""
+    judge_spend: dict[tuple[str, str], tuple[int, int, float, float]] = field(default_factory=dict)
+    """(profile, rubric) → (prompt tokens, completion tokens, USD spent, USD saved by the cache)."""
 
 
 def _grouped(conn, column, table) -> dict[str, int]:  # noqa: ANN001
@@ -91,4 +93,12 @@ def store_metrics(engine: Engine) -> StoreMetrics:
         m.gate_runs = _grouped(conn, GateRun.__table__.c.decision, GateRun.__table__)
         m.otlp_staged_items, m.otlp_staged_traces = otlp_staging.staged(conn)
         m.otlp = otlp_staging.counters(conn)
+        for profile, rubric, prompt, completion, cost, saved in conn.execute(
+            select(e.c.judge_profile, e.c.evaluator_id, func.coalesce(func.sum(e.c.prompt_tokens), 0),
+                   func.coalesce(func.sum(e.c.completion_tokens), 0), func.coalesce(func.sum(e.c.cost_usd), 0.0),
+                   func.coalesce(func.sum(e.c.saved_usd), 0.0))
+            .where(e.c.evaluator_kind == "rubric")
+            .group_by(e.c.judge_profile, e.c.evaluator_id)
+        ):  # fmt: skip
+            m.judge_spend[(profile or "", rubric)] = (int(prompt), int(completion), float(cost), float(saved))
     return m

@@ -20,10 +20,14 @@ __all__ = ["GROUPS", "reserve", "settle", "spend_report", "tokens_per_evaluation
 _L = SpendLedger.__table__
 _E = EvaluationRow.__table__
 _B = Batch.__table__
+_JUDGED = (_E.c.evaluator_kind == "rubric", _E.c.status.in_(("scored", "judge_failed")))
+"""Judge evaluations that got as far as a verdict or a failure (not n/a, not missing evidence)."""
 
 
-def reserve(engine: Engine, key: str, amount: int, cap: int) -> bool:
-    """Reserve ``amount`` under ``key`` if it fits under ``cap``; True if it did."""
+def reserve(engine: Engine, key: str, amount: int, cap: int) -> int:
+    """Reserve ``amount`` under ``key`` if spent + reserved + amount ≤ ``cap``: 1 if it did;
+    0 if it would fit once calls in flight settle (their reservations are worst cases); -1 if
+    it cannot fit whatever they settle to."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(insert_ignoring_conflicts(_L, engine.dialect),
@@ -33,7 +37,10 @@ def reserve(engine: Engine, key: str, amount: int, cap: int) -> bool:
             .where(_L.c.key == key, _L.c.spent_nusd + _L.c.reserved_nusd + amount <= cap)
             .values(reserved_nusd=_L.c.reserved_nusd + amount, updated_at=now)
         ).rowcount
-    return done == 1
+        if done == 1:
+            return 1
+        spent = conn.execute(select(_L.c.spent_nusd).where(_L.c.key == key)).scalar_one()
+    return -1 if spent + amount > cap else 0
 
 
 def settle(engine: Engine, key: str, reserved: int, spent: int) -> None:
@@ -83,7 +90,7 @@ def usage(engine: Engine, batch_id: str) -> dict[str, Any]:
 
     ``costUsd`` is None when no evaluation of it had a known cost (no price, no usage);
     ``unpricedEvaluations`` counts judge evaluations whose cost is unknown."""
-    judged = (_E.c.batch_id == batch_id, _E.c.evaluator_kind == "rubric")
+    judged = (_E.c.batch_id == batch_id, *_JUDGED)
     with engine.connect() as conn:
         total = conn.execute(select(*_usage_columns()).where(*judged)).one()
         per = conn.execute(select(_E.c.evaluator_id, *_usage_columns()).where(*judged).group_by(_E.c.evaluator_id))
@@ -99,7 +106,7 @@ def spend_report(engine: Engine, *, since: datetime | None, by: str) -> list[dic
     """Judge spend per rubric, profile or release, since ``since`` (every time when None),
     largest first."""
     column = GROUPS[by]
-    stmt = select(column, *_usage_columns()).where(_E.c.evaluator_kind == "rubric").group_by(column)
+    stmt = select(column, *_usage_columns()).where(*_JUDGED).group_by(column)
     if since is not None:
         stmt = stmt.where(_E.c.created_at >= since)
     with engine.connect() as conn:

@@ -48,6 +48,20 @@ def _families(m: StoreMetrics) -> Iterator[Metric]:
     yield latency
     yield CounterMetricFamily("tracejury_judge_retries", "Judge call attempts beyond the first", value=m.judge_retries)
     yield CounterMetricFamily("tracejury_judge_cache_hits", "Judge verdicts served from the cache", value=m.cache_hits)
+    tokens = CounterMetricFamily("tracejury_judge_tokens", "Judge tokens billed, by profile, rubric and kind",
+                                 labels=["profile", "rubric", "kind"])  # fmt: skip
+    spent = CounterMetricFamily("tracejury_judge_cost_usd", "USD spent on judge calls (reported usage × price)",
+                                labels=["profile", "rubric"])  # fmt: skip
+    saved = CounterMetricFamily("tracejury_judge_saved_usd", "USD the judge cache saved (cached verdicts' cost)",
+                                labels=["profile", "rubric"])  # fmt: skip
+    for (profile, rubric), (prompt, completion, cost, cache) in sorted(m.judge_spend.items()):
+        tokens.add_metric([profile, rubric, "prompt"], prompt)
+        tokens.add_metric([profile, rubric, "completion"], completion)
+        spent.add_metric([profile, rubric], cost)
+        saved.add_metric([profile, rubric], cache)
+    yield tokens
+    yield spent
+    yield saved
     review = GaugeMetricFamily("tracejury_review_items", "Review queue items by state", labels=["state"])
     for state in ("pending", "claimed", "labelled", "skipped"):
         review.add_metric([state], m.review.get(state, 0))
