@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from importlib import resources
 from importlib.resources.abc import Traversable
 
+from tracejury.core.errors import ConfigError
+
 __all__ = ["RUBRICS_DIR", "SAMPLING_FILE", "SEGMENTATION_FILE", "setup_files", "shipped_defaults"]
 
 RUBRICS_DIR = "rubrics"
@@ -35,6 +37,9 @@ def setup_files() -> Iterator[tuple[str, Traversable]]:
     """Each file of a setup: its path relative to the setup's directory (``/``-separated) and
     the shipped file it is copied from; sorted by path."""
     root = shipped_defaults()
+    if not (root / RUBRICS_DIR / "profiles.yaml").is_file():  # built with rubrics/ absent: the link dangled
+        raise ConfigError(f"this installation lacks its shipped rubrics ({root / RUBRICS_DIR}); reinstall"
+                          " from a wheel built from a tree that holds rubrics/")  # fmt: skip
     files = [(name, root / name) for name in (SEGMENTATION_FILE, SAMPLING_FILE)]
     files += list(_yaml_files(root / RUBRICS_DIR, RUBRICS_DIR))
     yield from sorted(files, key=lambda f: f[0])

@@ -106,3 +106,12 @@ def test_without_a_setup_a_command_says_how_to_get_one(
     result = runner.invoke(app, ["rubrics", "list"])
     assert isinstance(result.exception, ConfigError)
     assert str(result.exception) == message
+
+
+def test_an_installation_built_without_rubrics_says_so(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracejury.defaults
+
+    monkeypatch.setattr(tracejury.defaults, "shipped_defaults", lambda: here)  # a tree whose rubrics link dangled
+    result = runner.invoke(app, ["init", "out"])
+    assert isinstance(result.exception, ConfigError) and "lacks its shipped rubrics" in str(result.exception)
+    assert not (here / "out").exists()
