@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Engine
 
 from judges.catalog import Catalog
@@ -128,6 +129,7 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
     """A batch's state, counts by status and failure kind, progress, rate and ETA."""
     from tracejury.core.evaluation import EVALUATION_STATUSES
     from tracejury.store.batches import batch_progress
+    from tracejury.store.spend import usage
 
     progress = batch_progress(engine, batch_id)
     if progress is None:
@@ -145,6 +147,8 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
         "failures": dict(sorted(progress["failures"].items())),
         "tracesPerSecond": round(rate, 1),
         "etaSeconds": round(left / rate, 1) if rate > 0 and b.state == "running" else None,
+        "usage": usage(engine, batch_id),
+        "costCap": orjson.loads(b.config).get("costCap"),
     }  # fmt: skip
 
 
@@ -158,10 +162,11 @@ def batch_list(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def batch_results(engine: Engine, settings: Settings, batch_id: str, by: str = "", *,
-                  option: str = "--by") -> list[Any]:  # fmt: skip
+                  option: str = "--by") -> dict[str, Any]:  # fmt: skip
     """A batch's ``SegmentResult``s per evaluator and segment group of ``by``: the judge's
     weighted fail rate, the audit labels, and the calibrated rate where they suffice (JSON:
-    ``as_dict``; ``tracejury batch results`` and ``GET /batches/{id}/results``)."""
+    ``as_dict``; ``tracejury batch results`` and ``GET /batches/{id}/results``), and the
+    batch's judge usage: ``{"batchId", "results": [SegmentResult], "usage": {...}}``."""
     from tracejury.core.results import summarise, with_calibration
     from tracejury.store.batches import batch_release
     from tracejury.store.batches import batch_results as query
@@ -171,8 +176,11 @@ def batch_results(engine: Engine, settings: Settings, batch_id: str, by: str = "
     release = batch_release(engine, batch_id)
     if release is None:
         raise NotFound(f"no batch {batch_id!r}")
+    from tracejury.store.spend import usage
+
     results = summarise(query(engine, batch_id), groups)
-    return with_calibration(results, evaluator_rates(engine, release, batch=batch_id), groups)
+    calibrated = with_calibration(results, evaluator_rates(engine, release, batch=batch_id), groups)
+    return {"batchId": batch_id, "results": calibrated, "usage": usage(engine, batch_id)}
 
 
 def stored_run(engine: Engine, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -207,6 +215,7 @@ def rubric_list(settings: Settings) -> list[dict[str, Any]]:
 def create_batch(
     engine: Engine, settings: Settings, *, release: str, rubric_ids: list[str] | None, sample_size: int | None,
     budget: int | None, seed: int, for_gates: bool = False, baseline: str | None = None,
+    max_cost: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Sample a release, freeze the config and enqueue its chunks on the configured broker
     (``tracejury batch create`` and ``POST /batches``). ``warnings`` name the gates the
@@ -229,9 +238,10 @@ def create_batch(
             engine, settings, catalog(settings), sampling(settings),
             release=release, rubric_ids=rubric_ids, sample_size=sample_size, budget=budget,
             seed=seed, enqueue=enqueue_chunk, gates=gates, for_gates=for_gates, baseline=baseline,
+            max_cost=max_cost,
         )  # fmt: skip
     return {"batchId": created.batch_id, "population": created.population, "sampled": created.sampled,
-            "chunks": created.chunks, "baseRate": created.base_rate,
+            "chunks": created.chunks, "baseRate": created.base_rate, "costCap": created.cost_cap,
             "warnings": warnings + created.warnings}  # fmt: skip
 
 
