@@ -59,7 +59,7 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[bytes, float]:
 
 def _cell(tmp: Path, name: str, extra: dict, judge_url: str, traces: Path) -> tuple[float, float, int]:
     rubrics = tmp / f"rubrics-{name.replace(' ', '_')}"
-    shutil.copytree(ROOT / "rubrics", rubrics)
+    shutil.copytree(ROOT / "rubrics", rubrics, dirs_exist_ok=True)
     profile = {"name": "default", "model": "mock-judge", "max_concurrency": 64, **extra}
     (rubrics / "profiles.yaml").write_text(yaml.safe_dump({"profiles": [profile]}))
     db = tmp / f"{name.replace(' ', '_')}-{time.monotonic_ns()}.db"
