@@ -16,7 +16,8 @@ from tracejury.settings import Settings
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write the setup (default: here).", show_default=False)] = Path("."),
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write the setup (default: here).",
+                                              show_default=False)] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
 ) -> None:
     """Write a working setup, the shipped defaults, into DIR (default: here).
