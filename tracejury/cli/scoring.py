@@ -99,12 +99,13 @@ def rubrics_lint(
     from judges.rubric import Rubric
     from tracejury.core.errors import ConfigError
     from tracejury.store.evaluations import seen_fingerprints
+    from workers.service import rubrics_dir
 
     settings = _settings()
+    root = rubrics_dir(settings) if not paths else Path(settings.rubrics_dir)
     files = paths or sorted(
-        p for p in Path(settings.rubrics_dir).rglob("*.yaml")
-        if p.name != "profiles.yaml" and "gates" not in p.relative_to(settings.rubrics_dir).parts
-    )  # fmt: skip
+        p for p in root.rglob("*.yaml") if p.name != "profiles.yaml" and "gates" not in p.relative_to(root).parts
+    )
     seen = seen_fingerprints(_engine(settings))
     problems = 0
     for path in files:
