@@ -49,6 +49,8 @@ def score(
     from tracejury.store.evaluations import batch_evaluator_summary
 
     table = Table("evaluator", "scored", "fail verdicts", "judge failed", "n/a", "missing")
+    for column in table.columns:  # names fold onto more lines on a narrow terminal, never cut
+        column.overflow = "fold"
     for row in batch_evaluator_summary(engine, summary.batch_id):
         scored = row.get("scored", 0)
         fails = f"{row['failed_verdicts']} ({100 * row['failed_verdicts'] / scored:.1f}%)" if scored else "-"
@@ -275,6 +277,8 @@ def batch_results(
     table = Table("evaluator", "segment", "scored", "fails", "fail % (1/p)", "calibrated %", "labels",
                   "judge failed", "n/a", "missing", title=f"batch {batch_id}",
                   caption="calibrated %: 95% interval; ᵖ labels pooled over the evaluator's groups")  # fmt: skip
+    for column in table.columns:  # names fold onto more lines on a narrow terminal, never cut
+        column.overflow = "fold"
     for r in rows:
         rate = "-" if r.weighted_fail_rate is None else f"{100 * r.weighted_fail_rate:.2f}%"
         calibrated = "-"

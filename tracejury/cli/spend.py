@@ -65,6 +65,8 @@ def cost(
         return
     table = Table(by, "evaluations", "cached", "prompt tokens", "completion tokens", "spent", "saved",
                   title="judge spend" + (f" since {since}" if since else ""))  # fmt: skip
+    for column in table.columns:  # names fold onto more lines on a narrow terminal, never cut
+        column.overflow = "fold"
     for r in rows:
         table.add_row(str(r[by]), f"{r['judgeEvaluations']:,}", f"{r['cachedEvaluations']:,}", f"{r['promptTokens']:,}",
                       f"{r['completionTokens']:,}", _usd(r["costUsd"]), _usd(r["savedUsd"]))  # fmt: skip
