@@ -248,3 +248,31 @@ def test_a_cap_shared_through_redis_is_never_exceeded_by_two_processes(
     ledger = redis.Redis.from_url(redis_server.url).hgetall("tracejury:spend:batch:b_shared")
     assert int(ledger[b"reserved"]) == 0
     assert int(ledger[b"spent"]) == pytest.approx(spent * 1e9, rel=1e-6)
+
+
+def test_the_api_creates_a_capped_batch_and_refuses_a_cap_without_prices(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_judge: str, fast_rubrics: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from tracejury.api.app import create_app
+    from tracejury.settings import Settings
+    from tracejury.store.tokens import create_token
+
+    populate(tmp_path, monkeypatch, judge_url=mock_judge, rubrics_dir=fast_rubrics, traces=60)
+    monkeypatch.setenv("TRACEJURY_BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.db'}")
+    admin = {"Authorization": f"Bearer {create_token(engine, 'admin', 'cap-test')[0]}"}
+    body = {"release": "r1", "rubrics": ["helpfulness"], "maxCost": 0.05}
+    with TestClient(create_app(Settings())) as client:
+        unpriced = client.post("/batches", json=body, headers=admin)
+    assert unpriced.status_code == 400
+    assert "has no price" in unpriced.json()["message"] and "\n" not in unpriced.json()["message"]
+
+    monkeypatch.setenv("TRACEJURY_RUBRICS_DIR", str(priced(fast_rubrics, tmp_path)))
+    with TestClient(create_app(Settings())) as client:
+        created = client.post("/batches", json=body, headers=admin)
+        assert created.status_code == 201, created.text
+        cap = created.json()["costCap"]
+        status = client.get(f"/batches/{created.json()['batchId']}", headers=admin).json()
+    assert cap["maxCostUsd"] == 0.05 and cap["expectedCostUsd"] <= 0.05
+    assert status["costCap"] == cap and status["usage"]["costUsd"] is None  # nothing run yet
