@@ -170,7 +170,7 @@ async def _judge(
 def _spend(results: Sequence[tuple[JudgeOutcome, bool]], price: Price | None) -> dict[str, Any]:
     """Tokens and USD the calls made (failed calls the endpoint billed included); a cached
     verdict made no call: it costs nothing and what it would have cost is saved."""
-    made = [o for o, hit in results if not hit]
+    made = [o for o, hit in results if not hit and o.attempts > 0]  # not sent (a cap, a config): no cost
     prompt = [o.prompt_tokens for o in made if o.prompt_tokens is not None]
     completion = [o.completion_tokens for o in made if o.completion_tokens is not None]
     costs = [call_cost(price, o.prompt_tokens, o.completion_tokens) for o in made]

@@ -39,7 +39,7 @@ from workers.deps import ScoringDeps, production_deps
 from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
 from workers.planning import GateNeeds, gate_needs, shortfalls, size_for_gates
-from workers.spend import BATCH_CAP, batch_key, nano
+from workers.spend import BATCH_CAP, BatchCap, batch_key, nano
 
 __all__ = ["CreatedBatch", "create_queued_batch", "finish", "run_chunk", "sweep_expired", "worker_id"]
 
@@ -134,8 +134,10 @@ def create_queued_batch(
     else:
         target = float(len(signals))
     cap: dict[str, Any] | None = None
-    if max_cost is not None:
-        cap = estimate_cost(engine, rubrics, catalog.profiles, [r.trace_id for r in rows], seed=seed)
+    if max_cost is not None and not calls_per_trace:
+        warnings.append("--max-cost: no rubric of this batch calls a judge; nothing to cap")
+    elif max_cost is not None:
+        cap = estimate_cost(engine, rubrics, catalog.profiles, [r.trace_id for r in rows], weights, seed=seed)
         affordable = traces_for_cap(max_cost, cap["estimatePerTraceUsd"])
         if affordable < target:
             warnings.append(f"--max-cost ${max_cost:g} buys about {affordable:.0f} traces"
@@ -169,12 +171,14 @@ def create_queued_batch(
 
 
 def estimate_cost(engine: Engine, rubrics: Sequence[Rubric], profiles: Mapping[str, JudgeProfile],
-                  trace_ids: Sequence[str], *, seed: int, probe: int = 200) -> dict[str, Any]:  # fmt: skip
-    """Expected judge USD per sampled trace: over ``probe`` random traces of the release, the
+                  trace_ids: Sequence[str], weights: Sequence[float], *, seed: int,
+                  probe: int = 200) -> dict[str, Any]:  # fmt: skip
+    """Expected judge USD per sampled trace: over ``probe`` traces of the release drawn in
+    proportion to their sampling weights (as the failure-aware sample will draw them), the
     judge rubrics that apply, times their calls, times a call's cost — tokens per call measured
     on the rubric's earlier billed evaluations when there are any, else estimated from the
-    rendered prompt (chars ÷ 4, and a reply of up to 200 tokens). Every judge profile of the
-    batch must have a price."""
+    rendered prompt (chars ÷ 4, and a reply of up to 200 tokens, or the whole reply cap for a
+    reasoning model). Every judge profile of the batch must have a price."""
     judged = [r for r in rubrics if r.judge is not None]
     for r in judged:
         name = r.judge.profile  # type: ignore[union-attr]
@@ -182,11 +186,12 @@ def estimate_cost(engine: Engine, rubrics: Sequence[Rubric], profiles: Mapping[s
             raise ConfigError(f"--max-cost: judge profile {name!r} (rubric {r.id}) has no price; add"
                               " price: {input_per_million: USD, output_per_million: USD} to profiles.yaml")  # fmt: skip
     rng = random.Random(f"{seed}:cost-probe")
-    ids = rng.sample(list(trace_ids), min(probe, len(trace_ids)))
-    traces = evaluation_store.load_traces(engine, ids)
+    ids = rng.choices(list(trace_ids), weights=weights, k=min(probe, len(trace_ids)))
+    loaded = evaluation_store.load_traces(engine, sorted(set(ids)))
+    traces = [loaded[i] for i in ids if i in loaded]
     measured = {r.id: spend_store.tokens_per_evaluation(engine, r.id) for r in judged}
     total, froms = 0.0, set()
-    for body, segment_key in traces.values():
+    for body, segment_key in traces:
         ev = evidence_from_trace(body)
         for r in judged:
             if not r.applies_when.matches(body, segment_key) or r.missing_evidence(ev) is not None:
@@ -198,7 +203,8 @@ def estimate_cost(engine: Engine, rubrics: Sequence[Rubric], profiles: Mapping[s
                 froms.add("measured")
             else:
                 chars = sum(len(str(m.get("content", ""))) for m in r.messages(ev))
-                prompt, completion = chars / 4 + 4, min(COMPLETION_ALLOWANCE, profile.max_output_tokens)
+                reply = profile.max_output_tokens if profile.reasoning else COMPLETION_ALLOWANCE
+                prompt, completion = chars / 4 + 4, min(reply, profile.max_output_tokens)
                 froms.add("rendered prompts")
             total += spec.samples * (call_cost(profile.price, round(prompt), round(completion)) or 0.0)  # type: ignore[union-attr]
     per_trace = total / len(traces) if traces else 0.0
@@ -323,15 +329,22 @@ def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) 
                 return
             if deps.ledger is None:
                 raise ConfigError(f"batch {batch_id} has a cost cap, and its judge profiles no price")
-            expected = nano(cap["estimatePerTraceUsd"] * len(trace_ids))
-            if await deps.ledger.used(batch_key(batch_id)) + expected > nano(cap["maxCostUsd"]):
+            key, expected = batch_key(batch_id), nano(cap["estimatePerTraceUsd"] * len(trace_ids))
+            if not await deps.ledger.admit(key, expected, nano(cap["maxCostUsd"])):
                 capped = True  # whole chunks only: this one and, as the cap fills, the rest
                 return
-            token = BATCH_CAP.set((batch_id, cap["maxCostUsd"]))
+            guard = BatchCap(batch_id, cap["maxCostUsd"])
+            token = BATCH_CAP.set(guard)
             try:
                 await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
             finally:
                 BATCH_CAP.reset(token)
+                await deps.ledger.dismiss(key, expected)
+            if guard.refused:  # the cap ran out inside the chunk: cut it whole, as if never run
+                dropped = spend_store.drop_evaluations(engine, batch_id, trace_ids)
+                log.info("batch %s chunk %d: its cost cap refused a call; %d evaluations set aside",
+                         batch_id, chunk_no, dropped)  # fmt: skip
+                capped = True
 
         _process_scoring().run(engine, settings, profiles, score)
     finally:

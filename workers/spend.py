@@ -21,8 +21,10 @@ nano-dollars, so no float drift accumulates over millions of calls.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -37,6 +39,7 @@ from tracejury.store import spend as spend_store
 
 __all__ = [
     "BATCH_CAP",
+    "BatchCap",
     "Ledger",
     "RedisLedger",
     "SpendGuard",
@@ -46,11 +49,22 @@ __all__ = [
     "prompt_bytes",
 ]
 
-BATCH_CAP: ContextVar[tuple[str, float] | None] = ContextVar("tracejury_batch_cap", default=None)
-"""(batch id, cap in USD) of the chunk being scored, set by the worker around a chunk."""
+@dataclass
+class BatchCap:
+    """The cost cap of the batch whose chunk is being scored, and whether it refused a call."""
+
+    batch_id: str
+    max_cost: float
+    """USD."""
+    refused: bool = False
+    """Set when a call of the chunk was refused for this cap: the chunk is then cut as a whole."""
+
+
+BATCH_CAP: ContextVar[BatchCap | None] = ContextVar("tracejury_batch_cap", default=None)
+"""The batch cap of the chunk being scored, set by the worker around a chunk."""
 
 _WAIT_S, _MAX_WAIT_S = 0.01, 0.5  # polling for room while calls in flight settle
-_BILLED_KINDS = frozenset({"timeout", "invalid_output", "rubric_mismatch", "refused"})
+_REPLIED = frozenset({"invalid_output", "rubric_mismatch", "refused"})  # a reply came, maybe without usage
 
 
 def nano(usd: float) -> int:
@@ -67,10 +81,16 @@ def _day_key(profile: str, now: datetime) -> str:
     return f"profile:{profile}:{now.astimezone(UTC):%Y-%m-%d}"
 
 
+_INSTRUCTION_BYTES = 1024
+"""Room for what the client adds to the prompt (the JSON instruction of the formats below
+json_schema: a sentence and the schema, counted apart)."""
+
+
 def prompt_bytes(request: JudgeRequest) -> int:
-    """UTF-8 bytes of the request's message texts and of its reply schema (providers that
-    constrain the reply to a schema bill it as prompt): the worst case's prompt size."""
-    total = len(orjson.dumps(request.output_schema))
+    """UTF-8 bytes of the request's message texts, of its reply schema (providers that
+    constrain the reply to a schema bill it as prompt, and the lower formats write it into the
+    prompt) and of the client's instruction: the worst case's prompt size."""
+    total = len(orjson.dumps(request.output_schema)) + _INSTRUCTION_BYTES
     for message in request.messages:
         content = message.get("content")
         if isinstance(content, str):
@@ -96,6 +116,14 @@ class Ledger(Protocol):
         """Spent plus reserved under ``key``."""
         ...
 
+    async def admit(self, key: str, amount: int, cap: int) -> bool:
+        """Admit a chunk expected to cost ``amount`` if spent + admitted + amount ≤ ``cap``."""
+        ...
+
+    async def dismiss(self, key: str, amount: int) -> None:
+        """A chunk admitted with ``amount`` has ended."""
+        ...
+
 
 class StoreLedger:
     """The ledger in the store's ``spend_ledger`` table (the embedded broker's)."""
@@ -114,6 +142,14 @@ class StoreLedger:
     async def used(self, key: str) -> int:
         """Spent plus reserved, read from the store."""
         return await asyncio.to_thread(spend_store.used, self._engine, key)
+
+    async def admit(self, key: str, amount: int, cap: int) -> bool:
+        """One conditional UPDATE in a worker thread."""
+        return await asyncio.to_thread(spend_store.admit, self._engine, key, amount, cap)
+
+    async def dismiss(self, key: str, amount: int) -> None:
+        """One UPDATE in a worker thread."""
+        await asyncio.to_thread(spend_store.dismiss, self._engine, key, amount)
 
 
 # KEYS[1] ledger hash; ARGV: amount, cap, ttl seconds. 1 = reserved, 0 = no room until calls
@@ -135,6 +171,15 @@ redis.call('HINCRBY', KEYS[1], 'spent', tonumber(ARGV[2]))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
+# KEYS[1] ledger hash; ARGV: amount, cap, ttl seconds. 1 = admitted.
+_ADMIT = """
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or 0)
+local admitted = tonumber(redis.call('HGET', KEYS[1], 'admitted') or 0)
+if spent + admitted + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'admitted', tonumber(ARGV[1]))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
 _TTL_S = 8 * 86400  # a day's ledger outlives its day; a batch's its run
 
 
@@ -145,6 +190,7 @@ class RedisLedger:
         self._redis = redis
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
+        self._admit = redis.register_script(_ADMIT)
 
     async def reserve(self, key: str, amount: int, cap: int) -> int:
         """One Lua script: check and reserve atomically."""
@@ -158,6 +204,14 @@ class RedisLedger:
         """Spent plus reserved, from Redis."""
         spent, reserved = await self._redis.hmget(f"tracejury:spend:{key}", ["spent", "reserved"])
         return int(spent or 0) + int(reserved or 0)
+
+    async def admit(self, key: str, amount: int, cap: int) -> bool:
+        """One Lua script: check and admit atomically."""
+        return bool(await self._admit(keys=[f"tracejury:spend:{key}"], args=[amount, cap, _TTL_S]))
+
+    async def dismiss(self, key: str, amount: int) -> None:
+        """One HINCRBY."""
+        await self._redis.hincrby(f"tracejury:spend:{key}", "admitted", -amount)
 
 
 class SpendGuard:
@@ -179,14 +233,15 @@ class SpendGuard:
         self._ledger = ledger
         self._now = now
 
-    def _caps(self, name: str, profile: JudgeProfile) -> list[tuple[str, int, str]]:
-        caps = []
+    def _caps(self, name: str, profile: JudgeProfile) -> list[tuple[str, int, str, BatchCap | None]]:
+        caps: list[tuple[str, int, str, BatchCap | None]] = []
         batch = BATCH_CAP.get()
         if batch is not None:
-            caps.append((batch_key(batch[0]), nano(batch[1]), f"batch {batch[0]}'s cost cap of ${batch[1]:g}"))
+            caps.append((batch_key(batch.batch_id), nano(batch.max_cost),
+                         f"batch {batch.batch_id}'s cost cap of ${batch.max_cost:g}", batch))  # fmt: skip
         if profile.max_cost_per_day is not None:
             caps.append((_day_key(name, self._now()), nano(profile.max_cost_per_day),
-                         f"profile {name!r}'s daily cap of ${profile.max_cost_per_day:g}"))  # fmt: skip
+                         f"profile {name!r}'s daily cap of ${profile.max_cost_per_day:g}", None))  # fmt: skip
         return caps
 
     async def __call__(self, name: str, request: JudgeRequest) -> JudgeOutcome:
@@ -199,44 +254,62 @@ class SpendGuard:
             return await self._call(name, request)
         worst = nano(worst_case_cost(profile.price, prompt_bytes(request), len(request.messages),
                                      profile.max_output_tokens))  # fmt: skip
+        hold = worst * profile.max_attempts  # every attempt may time out after being billed
+        patience = profile.timeout_s * profile.max_attempts + profile.backoff_max_s * (profile.max_attempts - 1)
         taken: list[str] = []
-        for key, cap, what in caps:
-            if not await self._reserve(key, worst, cap):
+        sent = False
+        try:
+            for key, cap, what, batch in caps:
+                problem = await self._reserve(key, hold, cap, patience)
+                if problem is not None:
+                    if batch is not None:
+                        batch.refused = True
+                    return JudgeFailure(
+                        "budget_exhausted",
+                        f"not sent: its worst case (${hold / 1e9:.6f}) {problem} {what}", None, 0, 0,
+                    )  # fmt: skip
+                taken.append(key)
+            sent = True
+        finally:
+            if not sent:  # refused, or the ledger failed: give back what was taken
                 for k in taken:
-                    await self._ledger.settle(k, worst, 0)
-                return JudgeFailure(
-                    "budget_exhausted",
-                    f"not sent: its worst case (${worst / 1e9:.6f}) does not fit in what is left of {what}",
-                    None, 0, 0,
-                )  # fmt: skip
-            taken.append(key)
-        spent = worst  # if the call dies, count its worst case: it may have been billed
+                    await self._ledger.settle(k, hold, 0)
+        spent = hold  # if the call dies, count its worst case: it may have been billed
         try:
             outcome = await self._call(name, request)
             spent = self._spent(outcome, profile, worst)
             return outcome
         finally:
             for key in taken:
-                await self._ledger.settle(key, worst, spent)
+                await self._ledger.settle(key, hold, spent)
 
-    async def _reserve(self, key: str, worst: int, cap: int) -> bool:
+    async def _reserve(self, key: str, amount: int, cap: int, patience: float) -> str | None:
         """Reserve, waiting while the calls in flight hold the room (their reservations are
-        worst cases and settle lower); False once it cannot fit whatever they settle to."""
-        wait = _WAIT_S
+        worst cases and settle lower), for at most ``patience`` seconds (the longest a call in
+        flight can take); None once reserved, else why not."""
+        wait, deadline = _WAIT_S, time.monotonic() + patience
         while True:
-            got = await self._ledger.reserve(key, worst, cap)
-            if got != 0:
-                return got == 1
+            got = await self._ledger.reserve(key, amount, cap)
+            if got == 1:
+                return None
+            if got < 0:
+                return "does not fit in what is left of"
+            if time.monotonic() >= deadline:
+                return f"found no room within {patience:g} s (reservations that did not settle) in"
             await asyncio.sleep(wait)
             wait = min(wait * 2, _MAX_WAIT_S)
 
     @staticmethod
     def _spent(outcome: JudgeOutcome, profile: JudgeProfile, worst: int) -> int:
+        """What to settle a call at: its reported cost, plus the worst case of every attempt
+        that timed out (it may have been billed, its usage unknown); a reply without usage is
+        settled at its worst case; a refusal (HTTP error, 429) at nothing."""
+        unknown = outcome.timeouts * worst
         cost = call_cost(profile.price, outcome.prompt_tokens, outcome.completion_tokens)
         if cost is not None:
-            return nano(cost)
+            return nano(cost) + unknown
         if outcome.attempts == 0:
             return 0
-        if isinstance(outcome, JudgeVerdict) or outcome.kind in _BILLED_KINDS:
-            return worst  # a reply was (or may have been) generated, its usage unknown
-        return 0
+        if isinstance(outcome, JudgeVerdict) or outcome.kind in _REPLIED:
+            return worst + unknown
+        return unknown

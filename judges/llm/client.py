@@ -155,13 +155,14 @@ class JudgeClient:
         return await self._judge(request, start)
 
     async def _judge(self, request: JudgeRequest, start: float) -> JudgeOutcome:
-        tokens, attempts = estimate_tokens(request), 0
+        tokens, attempts, timeouts = estimate_tokens(request), 0, 0
         for _ in self._ladder:  # each pass sends a lower rung, or ends
             wire = self.wire_format
             body = request.body(self.profile.model, wire=wire, max_tokens=self.profile.max_output_tokens,
                                 reasoning=self.profile.reasoning)  # fmt: skip
-            attempt, count = await self._run(orjson.dumps(body), request, tokens, wire)
+            attempt, count, timed_out = await self._run(orjson.dumps(body), request, tokens, wire)
             attempts += count
+            timeouts += timed_out
             if not attempt.refused_format:
                 break
             assert attempt.http_status is not None
@@ -181,6 +182,7 @@ class JudgeClient:
                 attempts=attempts,
                 latency_ms=latency_ms,
                 model=attempt.model or self.profile.model,
+                timeouts=timeouts,
             )
         assert attempt.kind is not None
         message = attempt.message
@@ -189,7 +191,7 @@ class JudgeClient:
                        f" {self.profile.structured_output} has no other to try): {message}")  # fmt: skip
         return JudgeFailure(
             attempt.kind, message, attempt.http_status, attempts, latency_ms,
-            prompt_tokens=attempt.prompt_tokens, completion_tokens=attempt.completion_tokens,
+            prompt_tokens=attempt.prompt_tokens, completion_tokens=attempt.completion_tokens, timeouts=timeouts,
         )  # fmt: skip
 
     def _config_problem(self, request: JudgeRequest) -> str | None:
@@ -216,16 +218,19 @@ class JudgeClient:
 
     async def _run(
         self, payload: bytes, request: JudgeRequest, tokens: int, wire: WireFormat
-    ) -> tuple[_Attempt, int]:
-        """The one retry loop: attempts until a result that needs no retry, or the budget."""
-        count = 0
+    ) -> tuple[_Attempt, int, int]:
+        """The one retry loop: attempts until a result that needs no retry, or the budget.
+        Returns the last attempt, the attempts made and how many of them timed out."""
+        count = timeouts = 0
 
         async def attempt() -> _Attempt:
-            nonlocal count
+            nonlocal count, timeouts
             count += 1
             await self._limiter.acquire(tokens)
             async with self._slot():
-                return await self._attempt(payload, request, wire)
+                result = await self._attempt(payload, request, wire)
+            timeouts += result.kind == "timeout"
+            return result
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.profile.max_attempts),
@@ -236,7 +241,7 @@ class JudgeClient:
             reraise=True,
         )
         last = await retrying(attempt)
-        return last, count
+        return last, count, timeouts
 
     async def _attempt(self, payload: bytes, request: JudgeRequest, wire: WireFormat) -> _Attempt:
         """One POST; every outcome becomes an :class:`_Attempt` (bugs still raise)."""

@@ -8,7 +8,7 @@ layer resolves the base URL and the key and passes them to the client.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -81,6 +81,18 @@ class JudgeProfile(BaseModel):
     backoff_max_s: float = Field(default=20.0, ge=0)
     """Longest wait between attempts, ``Retry-After`` included."""
 
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_snapshots(cls, data: Any) -> Any:
+        """Batches queued before ``structured_output`` froze ``supports_json_schema``: false
+        meant the prompt alone (``none``), true the schema (today's ``auto`` tries it first)."""
+        if isinstance(data, dict) and "supports_json_schema" in data:
+            data = dict(data)
+            old = data.pop("supports_json_schema")
+            if old is False:
+                data.setdefault("structured_output", "none")
+        return data
 
     @model_validator(mode="after")
     def _cap_needs_price(self) -> JudgeProfile:

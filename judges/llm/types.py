@@ -87,6 +87,9 @@ class JudgeVerdict:
     """Wall time of the call, all attempts and waits included."""
     model: str
     """The model that answered (the reply's ``model``, else the profile's)."""
+    timeouts: int = 0
+    """Attempts that timed out: each may have been billed, its usage unknown (cost caps
+    settle them at their worst case)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class JudgeFailure:
     (an invalid or off-rubric reply): spent money too."""
     completion_tokens: int | None = None
     """Completion tokens reported with such a reply."""
+    timeouts: int = 0
+    """Attempts that timed out (see :attr:`JudgeVerdict.timeouts`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", one_line(self.message))

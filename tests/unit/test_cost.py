@@ -14,7 +14,7 @@ from judges.evaluate import JudgeAccess, _spend
 from judges.llm.profiles import JudgeProfile
 from judges.llm.types import JudgeFailure, JudgeRequest, JudgeVerdict
 from tracejury.core.cost import Price, call_cost, capped_scale, traces_for_cap, worst_case_cost
-from workers.spend import BATCH_CAP, SpendGuard, nano, prompt_bytes
+from workers.spend import BATCH_CAP, BatchCap, SpendGuard, nano, prompt_bytes
 
 PRICE = Price(input_per_million=2.0, output_per_million=8.0, cached_input_per_million=0.5)
 
@@ -52,7 +52,7 @@ def test_the_worst_case_bounds_any_tokenisation() -> None:
     request = JudgeRequest(messages=({"role": "user", "content": "héllo " * 100},), output_schema={"type": "object"},
                            labels=("pass",), schema_name="t")  # fmt: skip
     size = prompt_bytes(request)
-    assert size == len(("héllo " * 100).encode()) + len(b'{"type":"object"}')
+    assert size == len(("héllo " * 100).encode()) + len(b'{"type":"object"}') + 1024  # + the JSON instruction
     worst = worst_case_cost(PRICE, size, 1, max_output_tokens=256)
     assert worst >= call_cost(PRICE, size, 256)  # a token is at least a byte
     assert nano(worst) >= worst * 1e9 and nano(1e-9) == 1
@@ -94,6 +94,12 @@ class MemoryLedger:
     async def used(self, key: str) -> int:
         return self.spent.get(key, 0) + self.reserved.get(key, 0)
 
+    async def admit(self, key: str, amount: int, cap: int) -> bool:  # chunks: not the guard's
+        raise AssertionError("the guard never admits chunks")
+
+    async def dismiss(self, key: str, amount: int) -> None:
+        raise AssertionError("the guard never dismisses chunks")
+
 
 def _request(i: int) -> JudgeRequest:
     return JudgeRequest(messages=({"role": "user", "content": "evidence " * (1 + i % 40)},),
@@ -101,7 +107,7 @@ def _request(i: int) -> JudgeRequest:
 
 
 def test_the_guard_never_lets_concurrent_calls_exceed_a_cap() -> None:
-    profile = JudgeProfile(name="p", model="m", price=PRICE, max_output_tokens=100, max_cost_per_day=0.05)
+    profile = JudgeProfile(name="p", model="m", price=PRICE, max_output_tokens=100, max_cost_per_day=0.5)
     rng = random.Random(5)
 
     async def judge(_name: str, request: JudgeRequest) -> Any:
@@ -113,17 +119,21 @@ def test_the_guard_never_lets_concurrent_calls_exceed_a_cap() -> None:
 
     ledger = MemoryLedger()
     guard = SpendGuard(judge, {"p": profile}, ledger)
+    cap = BatchCap("b1", 0.3)
 
     async def run() -> list[Any]:
-        BATCH_CAP.set(("b1", 0.03))
+        BATCH_CAP.set(cap)
         return await asyncio.gather(*(guard("p", _request(i)) for i in range(2000)))
 
     outcomes = asyncio.run(run())
     spent = sum(call_cost(PRICE, o.prompt_tokens, o.completion_tokens) or 0.0 for o in outcomes)
     refused = [o for o in outcomes if isinstance(o, JudgeFailure) and o.kind == "budget_exhausted"]
     assert refused and all(o.attempts == 0 and "cost cap" in o.message for o in refused)
-    assert 0.029 < spent <= 0.03  # the batch cap (below the daily one) binds, and is used to the end
-    assert ledger.peak["batch:b1"] <= nano(0.03) and all(v == 0 for v in ledger.reserved.values())
+    assert cap.refused  # the worker cuts the chunk whole
+    # the batch cap (below the daily one) binds, and is used but for the last call's worst
+    # case over its 4 attempts (~$0.015 here)
+    assert 0.28 < spent <= 0.3
+    assert ledger.peak["batch:b1"] <= nano(0.3) and all(v == 0 for v in ledger.reserved.values())
     assert ledger.spent["batch:b1"] == pytest.approx(nano(spent), abs=len(outcomes))
     day = next(k for k in ledger.spent if k.startswith("profile:p:"))
     assert ledger.spent[day] == ledger.spent["batch:b1"]  # the daily cap counted the same calls
@@ -149,7 +159,8 @@ def test_a_capped_batch_estimate_is_unbiased_over_seeds() -> None:
     random, chunks run in that order until the next chunk's expected cost does not fit in what
     is left of the cap, probabilities scaled by the share that ran. Failing traces cost more
     (longer prompts), the hardest case for a cost-driven stop. Over seeds the weighted
-    (Hajek) fail rate's mean is the population's."""
+    Horvitz-Thompson fail rate's mean is the population's (it would be off by the share that
+    ran if the probabilities were not scaled)."""
     population = random.Random(0)
     n = 4000
     fails = [population.random() < 0.2 for _ in range(n)]
@@ -172,8 +183,51 @@ def test_a_capped_batch_estimate_is_unbiased_over_seeds() -> None:
         stopped += len(ran) < len(sample)
         scale = capped_scale(len(ran), len(sample))
         weights = [1 / (probs[i] * scale) for i in ran]
-        estimates.append(sum(w * f for w, f in zip(weights, (fails[i] for i in ran), strict=True)) / sum(weights))
+        # Horvitz-Thompson (over the known N), whose scale does not cancel as a ratio's would
+        estimates.append(sum(w * f for w, f in zip(weights, (fails[i] for i in ran), strict=True)) / n)
     mean = sum(estimates) / len(estimates)
     spread = (sum((e - mean) ** 2 for e in estimates) / (len(estimates) - 1)) ** 0.5
     assert stopped == 400  # every batch was stopped by its cap
     assert abs(mean - truth) < 3 * spread / len(estimates) ** 0.5 + 0.002
+    assert abs(mean * 0.6 - truth) > 0.05  # unscaled, the estimate would be ~40% low
+
+
+def test_a_leaked_reservation_delays_a_call_for_at_most_the_longest_call_then_refuses_it() -> None:
+    """A worker that died mid-call leaves its reservation: a call that could fit once it
+    settled waits at most as long as a call in flight can take, then fails (never hangs)."""
+    profile = JudgeProfile(name="p", model="m", price=PRICE, max_output_tokens=10, timeout_s=0.05,
+                           max_attempts=1, max_cost_per_day=1.0)  # fmt: skip
+    ledger = MemoryLedger()
+
+    async def judge(_name: str, _request: JudgeRequest) -> Any:
+        raise AssertionError("not sent")
+
+    guard = SpendGuard(judge, {"p": profile}, ledger)
+    day = f"profile:p:{__import__('datetime').datetime.now(__import__('datetime').UTC):%Y-%m-%d}"
+    ledger.reserved[day] = nano(1.0) - 1  # a dead worker's reservation, never settled
+    outcome = asyncio.run(guard("p", _request(0)))
+    assert isinstance(outcome, JudgeFailure) and outcome.kind == "budget_exhausted"
+    assert "found no room within 0.05 s" in outcome.message
+
+
+def test_timed_out_attempts_are_settled_at_their_worst_case() -> None:
+    profile = JudgeProfile(name="p", model="m", price=PRICE, max_output_tokens=50, max_cost_per_day=10.0)
+    ledger = MemoryLedger()
+    after_timeouts = JudgeVerdict("pass", "ok", 0.9, 100, 20, 3, 10, "m", timeouts=2)
+
+    async def judge(_name: str, _request: JudgeRequest) -> Any:
+        return after_timeouts
+
+    asyncio.run(SpendGuard(judge, {"p": profile}, ledger)("p", _request(3)))
+    worst = nano(worst_case_cost(PRICE, prompt_bytes(_request(3)), 1, 50))
+    (day,) = ledger.spent
+    assert ledger.spent[day] == nano(call_cost(PRICE, 100, 20)) + 2 * worst
+    assert ledger.reserved[day] == 0
+
+
+def test_profiles_frozen_before_structured_output_still_load() -> None:
+    old = {"name": "default", "model": "mock-judge", "supports_json_schema": False}
+    assert JudgeProfile.model_validate(old).structured_output == "none"
+    assert JudgeProfile.model_validate({**old, "supports_json_schema": True}).structured_output == "auto"
+    with pytest.raises(ValueError, match="needs a price"):
+        JudgeProfile(name="p", model="m", max_cost_per_day=1.0)

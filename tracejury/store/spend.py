@@ -10,12 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Integer, cast, func, select, update
+from sqlalchemy import Connection, Engine, Integer, bindparam, cast, delete, func, select, update
 
 from tracejury.store.engine import insert_ignoring_conflicts
 from tracejury.store.tables import Batch, EvaluationRow, SpendLedger
 
-__all__ = ["GROUPS", "reserve", "settle", "spend_report", "tokens_per_evaluation", "usage", "used"]
+__all__ = [
+    "GROUPS", "admit", "dismiss", "drop_evaluations", "reserve", "settle", "spend_report",
+    "tokens_per_evaluation", "usage", "used",
+]  # fmt: skip
 
 _L = SpendLedger.__table__
 _E = EvaluationRow.__table__
@@ -24,14 +27,18 @@ _JUDGED = (_E.c.evaluator_kind == "rubric", _E.c.status.in_(("scored", "judge_fa
 """Judge evaluations that got as far as a verdict or a failure (not n/a, not missing evidence)."""
 
 
+def _ensure(conn: Connection, engine: Engine, key: str, now: datetime) -> None:
+    row = {"key": key, "reserved_nusd": 0, "spent_nusd": 0, "admitted_nusd": 0, "updated_at": now}
+    conn.execute(insert_ignoring_conflicts(_L, engine.dialect), [row])
+
+
 def reserve(engine: Engine, key: str, amount: int, cap: int) -> int:
     """Reserve ``amount`` under ``key`` if spent + reserved + amount ≤ ``cap``: 1 if it did;
     0 if it would fit once calls in flight settle (their reservations are worst cases); -1 if
     it cannot fit whatever they settle to."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(insert_ignoring_conflicts(_L, engine.dialect),
-                     [{"key": key, "reserved_nusd": 0, "spent_nusd": 0, "updated_at": now}])  # fmt: skip
+        _ensure(conn, engine, key, now)
         done = conn.execute(
             update(_L)
             .where(_L.c.key == key, _L.c.spent_nusd + _L.c.reserved_nusd + amount <= cap)
@@ -54,11 +61,40 @@ def settle(engine: Engine, key: str, reserved: int, spent: int) -> None:
         )
 
 
+def admit(engine: Engine, key: str, amount: int, cap: int) -> bool:
+    """Admit a chunk expected to cost ``amount`` if spent + admitted + amount ≤ ``cap``."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        _ensure(conn, engine, key, now)
+        return conn.execute(
+            update(_L)
+            .where(_L.c.key == key, _L.c.spent_nusd + _L.c.admitted_nusd + amount <= cap)
+            .values(admitted_nusd=_L.c.admitted_nusd + amount, updated_at=now)
+        ).rowcount == 1
+
+
+def dismiss(engine: Engine, key: str, amount: int) -> None:
+    """A chunk admitted with ``amount`` has ended."""
+    with engine.begin() as conn:
+        conn.execute(update(_L).where(_L.c.key == key)
+                     .values(admitted_nusd=_L.c.admitted_nusd - amount, updated_at=datetime.now(UTC)))  # fmt: skip
+
+
 def used(engine: Engine, key: str) -> int:
     """Spent plus reserved under ``key`` (0 when nothing was reserved yet)."""
     with engine.connect() as conn:
         row = conn.execute(select(_L.c.spent_nusd + _L.c.reserved_nusd).where(_L.c.key == key)).scalar_one_or_none()
     return int(row or 0)
+
+
+def drop_evaluations(engine: Engine, batch_id: str, trace_ids: list[str]) -> int:
+    """Delete a batch's evaluations of these traces (a chunk its cost cap cut short: it is
+    not run, as a whole; the verdicts stay in the judge cache). Returns how many."""
+    with engine.begin() as conn:
+        return conn.execute(
+            delete(_E).where(_E.c.batch_id == batch_id, _E.c.trace_id.in_(bindparam("ids", expanding=True))),
+            {"ids": trace_ids},
+        ).rowcount
 
 
 def _usage_columns() -> list[Any]:

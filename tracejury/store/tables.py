@@ -456,4 +456,6 @@ class SpendLedger(SQLModel, table=True):
     """Worst cases of calls in flight."""
     spent_nusd: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     """Settled spend."""
+    admitted_nusd: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    """Expected cost of a batch's chunks admitted and still running."""
     updated_at: datetime

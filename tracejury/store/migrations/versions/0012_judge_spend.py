@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), primary_key=True),
         sa.Column("reserved_nusd", sa.BigInteger(), nullable=False),
         sa.Column("spent_nusd", sa.BigInteger(), nullable=False),
+        sa.Column("admitted_nusd", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
     )
 
