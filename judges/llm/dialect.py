@@ -35,6 +35,7 @@ rung, and later calls start at the rung it learned.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,12 +73,43 @@ _REFUSAL_STATUSES = frozenset({400, 422, 500})
 _REFUSAL_WORDS = ("response_format", "response format", "json_schema", "json_object", "responseformat")
 
 
+_ECHOED = frozenset({"input", "input_value", "body", "ctx"})
+"""Keys under which validation errors (pydantic, FastAPI) echo the request back: a body that
+merely repeats the request names ``response_format`` without refusing it."""
+_ECHOED_DICT = re.compile(r"input_value=\{.*?\}(?=, input_type=)", re.S)
+
+
+def _what_it_says(text: str) -> str:
+    """The error's own words: its JSON without echoed request parts, or the text without
+    pydantic's echoed dicts (a scalar echo such as ``input_value='json_schema'`` stays)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _ECHOED_DICT.sub("", text)
+    parts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key not in _ECHOED:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        else:
+            parts.append(_ECHOED_DICT.sub("", str(value)))
+
+    walk(data)
+    return " ".join(parts)
+
+
 def is_format_refusal(status: int, text: str) -> bool:
     """Whether an error reply refuses the request's ``response_format``: HTTP 400, 422 or
-    500 whose body names it (see the module docstring)."""
+    500 whose body names it in its own words, not only in an echo of the request (see the
+    module docstring)."""
     if status not in _REFUSAL_STATUSES:
         return False
-    lowered = text[:8192].lower()
+    lowered = _what_it_says(text[:8192]).lower()
     return any(word in lowered for word in _REFUSAL_WORDS)
 
 

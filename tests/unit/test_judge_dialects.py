@@ -308,3 +308,17 @@ def test_an_embedded_object_must_still_fit_the_schema() -> None:
     assert parsed.kind == "invalid_output"  # type: ignore[union-attr]
     braces = parse_completion(completion("set {a, b} and {"), REQUEST, embedded=True)
     assert braces.kind == "invalid_output"  # type: ignore[union-attr]
+
+
+def test_an_error_that_only_echoes_the_request_is_not_a_format_refusal() -> None:
+    """FastAPI and pydantic echo the request in validation errors: a 422 about the messages
+    names response_format in the echo, and must not move the endpoint down the ladder."""
+    echo = {"detail": [{"type": "missing", "loc": ["body", "messages", 0, "content"], "msg": "Field required",
+                        "input": {"role": "user", "response_format": {"type": "json_schema"}}}]}  # fmt: skip
+    assert not is_format_refusal(422, orjson.dumps(echo).decode())
+    text = ("1 validation error for Request\nmessages.0\n  Value error [type=value_error,"
+            " input_value={'role': 'user', 'response_format': {}}, input_type=dict]")  # fmt: skip
+    assert not is_format_refusal(400, text)
+    llama = {"error": {"type": "internal_server_error", "message": "1 validation error\nresponse_format.type\n"
+             "  Input should be 'text' or 'json_object' [type=literal_error, input_value='json_schema', input_type=str]"}}
+    assert is_format_refusal(500, orjson.dumps(llama).decode())  # its own words still count
