@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("reserved_nusd", sa.BigInteger(), nullable=False),
         sa.Column("spent_nusd", sa.BigInteger(), nullable=False),
         sa.Column("admitted_nusd", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     )
 
 
