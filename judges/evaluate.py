@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from judges.checks import CHECKERS
+from judges.checks import CHECKERS, invalid_result
 from judges.evidence import Evidence
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
 from judges.rubric import Rubric
@@ -91,6 +91,12 @@ def _check(rubric: Rubric, ev: Evidence, base: dict[str, Any]) -> Evaluation:
             error=one_line(f"{type(exc).__name__}: {exc}"),
         )  # fmt: skip
     latency = int((time.perf_counter() - start) * 1000)
+    problem = invalid_result(result)
+    if problem is not None:  # a checker's bug: recorded for this trace, never a verdict
+        return Evaluation(
+            **base, status="judge_failed", failure_kind="checker_error",
+            error=one_line(f"checker {rubric.checker}: {problem}"), latency_ms=latency,
+        )  # fmt: skip
     if result.status != "scored":
         return Evaluation(**base, status=result.status, rationale=result.rationale)
     label = "pass" if result.passed else "fail"

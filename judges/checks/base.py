@@ -16,9 +16,10 @@ import orjson
 
 from judges.evidence import Evidence
 
-__all__ = ["CHECKERS", "CheckResult", "CheckerSpec", "checker", "checker_fingerprint"]
+__all__ = ["CHECKERS", "CheckResult", "CheckerSpec", "checker", "checker_fingerprint", "invalid_result"]
 
 CheckStatus = Literal["scored", "not_applicable", "missing_evidence"]
+CHECK_STATUSES: frozenset[str] = frozenset(CheckStatus.__args__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,18 @@ class CheckResult:
     def missing(cls, what: str) -> CheckResult:
         """Applies, but the trace lacks the evidence it needs."""
         return cls("missing_evidence", None, f"missing evidence: {what}")
+
+
+def invalid_result(result: object) -> str | None:
+    """Why ``result`` is not a valid ``CheckResult`` (one line), or None if it is one: a
+    checker's bug is recorded as a ``checker_error``, never read as a verdict."""
+    if not isinstance(result, CheckResult):
+        return f"invalid result: {type(result).__name__}, not CheckResult"
+    if result.status not in CHECK_STATUSES:
+        return f"invalid result: status {result.status!r}"
+    if result.status == "scored" and not isinstance(result.passed, bool):
+        return f"invalid result: scored with passed={result.passed!r} (True or False expected)"
+    return None
 
 
 CheckFn = Callable[[Evidence, Mapping[str, Any]], CheckResult]
