@@ -1,6 +1,13 @@
 """Turning one trace into one evaluation per rubric: scope, evidence, checker or judge,
 self-consistency, cache — with every failure recorded as a ``judge_failed`` evaluation.
 
+Single flight: an (evidence, rubric) pair is judged once per ``JudgeAccess`` (one chunk) even
+when several traces of the chunk share it. The first evaluation calls the judge; the others
+wait for that call and are recorded as cache hits (``cached``, no attempts, no cost, what it
+would have cost as ``saved_usd``). A failed first call is never shared as a verdict: each
+waiter records the same failure as its own, marked "not sent" with ``attempts=0`` and no cost,
+so a judge that is down costs one call per pair, not one per trace, and the next run retries.
+
 Pure apart from the judge calls, which come in through ``JudgeAccess`` (the pipeline wires
 the real HTTP client; tests pass a fake).
 """
@@ -8,6 +15,7 @@ the real HTTP client; tests pass a fake).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,6 +49,9 @@ class JudgeAccess:
     """Verdicts known before this run."""
     fresh: list[tuple[CacheKey, JudgeVerdict]] = field(default_factory=list)
     """Verdicts obtained during this run (the caller stores them)."""
+    in_flight: dict[CacheKey, asyncio.Future[JudgeOutcome | None]] = field(default_factory=dict)
+    """Calls under way, by cache key: a second evaluation of the same key waits for the first
+    (None: the first call raised, and the waiter calls the judge itself)."""
 
 
 def cache_keys(rubric: Rubric, ev: Evidence, models: Mapping[str, str]) -> list[CacheKey]:
@@ -126,6 +137,24 @@ async def _judge(
         hit = judges.cached.get(keys[i])
         if hit is not None:
             return hit, True
+        while (first := judges.in_flight.get(keys[i])) is not None:
+            shared = await asyncio.shield(first)
+            if isinstance(shared, JudgeVerdict):
+                return shared, True
+            if isinstance(shared, JudgeFailure):
+                return _not_sent(shared), False
+        future: asyncio.Future[JudgeOutcome | None] = asyncio.get_running_loop().create_future()
+        judges.in_flight[keys[i]] = future
+        try:
+            outcome = await call(i)
+            future.set_result(outcome)
+        finally:
+            del judges.in_flight[keys[i]]
+            if not future.done():  # the call raised: waiters make their own
+                future.set_result(None)
+        return outcome, False
+
+    async def call(i: int) -> JudgeOutcome:
         request = JudgeRequest(
             messages=messages,
             output_schema=rubric.output.reply_schema(),
@@ -143,7 +172,7 @@ async def _judge(
             )  # fmt: skip
         if isinstance(outcome, JudgeVerdict):
             judges.fresh.append((keys[i], outcome))
-        return outcome, False
+        return outcome
 
     start = time.perf_counter()
     results = await asyncio.gather(*(sample(i) for i in range(spec.samples)))
@@ -170,6 +199,15 @@ async def _judge(
         attempts=attempts, latency_ms=latency, cached=all(hit for _, hit in results),
         sample_labels=tuple(v.label for v in verdicts) if len(verdicts) > 1 else (),
         **tokens,
+    )  # fmt: skip
+
+
+def _not_sent(failure: JudgeFailure) -> JudgeFailure:
+    """A waiter's copy of the failure of the call it waited for: its own failure, with no
+    call made (no attempts, no tokens, no cost)."""
+    return dataclasses.replace(
+        failure, message=f"not sent: the same evidence and rubric failed in this chunk: {failure.message}",
+        attempts=0, latency_ms=0, prompt_tokens=None, completion_tokens=None, timeouts=0,
     )  # fmt: skip
 
 
