@@ -26,7 +26,7 @@ from tracejury.store import review as review_store
 from tracejury.store import spend as spend_store
 from workers import review as _review  # noqa: F401 - registers the escalation finaliser
 from workers.deps import ScoringDeps, production_deps
-from workers.hooks import finish, run_finalisers
+from workers.hooks import failed_finalisers, finish, run_finalisers
 
 __all__ = ["ScoreSummary", "batch_config", "score_chunk", "score_release"]
 
@@ -96,6 +96,13 @@ class ScoreSummary:
     """Review items the batch's end enqueued (``workers.review``)."""
     usage: dict[str, Any] = field(default_factory=dict)
     """Judge tokens and USD, in all and per evaluator (``store.spend.usage``)."""
+    finalisers: dict[str, str] = field(default_factory=dict)
+    """What ran when the batch ended (``workers.hooks``): name → ``ok`` or ``failed: …``."""
+
+    @property
+    def failed_finalisers(self) -> dict[str, str]:
+        """The finalisers that failed (``tracejury score`` exits non-zero on any)."""
+        return failed_finalisers(self.finalisers)
 
     def as_dict(self) -> dict[str, object]:
         """The ``--json`` shape."""
@@ -107,6 +114,7 @@ class ScoreSummary:
             "failures": dict(sorted(self.failures.items())),
             "escalated": self.escalated,
             "usage": self.usage,
+            "finalisers": self.finalisers,
         }
 
 
@@ -139,11 +147,11 @@ async def score_release(
         if isinstance(exc, Exception):  # a failed batch ends too: its stored evaluations escalate
             run_finalisers(engine, batch_id, "failed")
         raise
-    finish(engine, batch_id)  # no chunks: ends done, and runs the finalisers (escalation among them)
+    finalisers = finish(engine, batch_id)  # no chunks: ends done, and runs the finalisers (escalation among them)
     status, failures = store.batch_counts(engine, batch_id)
     escalated = review_store.count_items(engine, batch_id=batch_id)
     return ScoreSummary(batch_id, len(trace_ids), [r.id for r in rubrics], status, failures, escalated,
-                        spend_store.usage(engine, batch_id))  # fmt: skip
+                        spend_store.usage(engine, batch_id), finalisers or {})  # fmt: skip
 
 
 async def _score_all(

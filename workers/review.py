@@ -16,16 +16,16 @@ from sqlalchemy import Engine
 
 from judges.rubric import Rubric
 from tracejury.core.errors import NotFound
-from tracejury.store.batches import batch_config
+from tracejury.store.batches import batch_config, record_finalisers
 from tracejury.store.review import escalate_batch
 from workers.hooks import register_finaliser
 
-__all__ = ["escalate_finished_batch"]
+__all__ = ["escalate_again", "escalate_finished_batch"]
 
 log = logging.getLogger(__name__)
 
 
-@register_finaliser
+@register_finaliser("escalation")
 def escalate_finished_batch(engine: Engine, batch_id: str, state: str) -> int:
     """Escalate a batch that just ended (any end state) under its frozen rubrics; returns the
     items enqueued. Idempotent: ``tracejury review escalate BATCH`` reruns it, e.g. after the
@@ -36,4 +36,12 @@ def escalate_finished_batch(engine: Engine, batch_id: str, state: str) -> int:
     rubrics = [Rubric.model_validate(d) for d in config.get("rubrics", [])]
     n = escalate_batch(engine, batch_id, rubrics)
     log.info("batch %s (%s): %d review item(s) enqueued", batch_id, state, n)
+    return n
+
+
+def escalate_again(engine: Engine, batch_id: str, state: str) -> int:
+    """``tracejury review escalate BATCH``: rerun the escalation and, once it succeeded, record
+    the ``escalation`` finaliser as ``ok`` (``batch status`` stops showing its failure)."""
+    n = escalate_finished_batch(engine, batch_id, state)
+    record_finalisers(engine, batch_id, {"escalation": "ok"})
     return n

@@ -126,7 +126,8 @@ def run_gate_specs(engine: Engine, settings: Settings, release: str, *, baseline
 
 
 def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
-    """A batch's state, counts by status and failure kind, progress, rate and ETA."""
+    """A batch's state, counts by status and failure kind, progress, rate and ETA, and what
+    its finalisers did (``finalisers``: name → ``ok`` or ``failed: …``; {} while running)."""
     from tracejury.core.evaluation import EVALUATION_STATUSES
     from tracejury.store.batches import batch_progress
     from tracejury.store.spend import usage
@@ -135,6 +136,7 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
     if progress is None:
         raise NotFound(f"no batch {batch_id!r}")
     b = progress["batch"]
+    config = orjson.loads(b.config)
     done = sum(progress["status"].values())
     elapsed = ((b.finished_at or datetime.now(UTC)) - b.created_at).total_seconds()
     rate = progress["doneTraces"] / elapsed if elapsed > 0 else 0.0
@@ -148,7 +150,8 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
         "tracesPerSecond": round(rate, 1),
         "etaSeconds": round(left / rate, 1) if rate > 0 and b.state == "running" else None,
         "usage": usage(engine, batch_id),
-        "costCap": orjson.loads(b.config).get("costCap"),
+        "costCap": config.get("costCap"),
+        "finalisers": config.get("finalisers", {}),
     }  # fmt: skip
 
 

@@ -183,12 +183,12 @@ def review_escalate(batch_id: Annotated[str, typer.Argument(help="Batch id.")]) 
     """Run a batch's escalation again (idempotent: only items not yet enqueued are added) — for
     a batch whose end-of-batch escalation failed, or one that ended before escalation existed."""
     from tracejury.store.batches import batch_progress
-    from workers.review import escalate_finished_batch
+    from workers.review import escalate_again
 
     engine = _engine(_settings())
     progress = batch_progress(engine, batch_id)
     state = progress["batch"].state if progress else "unknown"
-    n = escalate_finished_batch(engine, batch_id, state)
+    n = escalate_again(engine, batch_id, state)
     out.print(f"batch {batch_id}: {n} review item(s) enqueued", markup=False)
 
 

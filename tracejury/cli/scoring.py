@@ -42,6 +42,7 @@ def score(
     summary = asyncio.run(score_release(engine, settings, catalog, release, rubric_ids=rubric, limit=limit))
     if json:
         _print_json(summary.as_dict())
+        _finalisers_failed(summary.batch_id, summary.failed_finalisers)
         return
     data = summary.as_dict()
     out.print(f"batch [bold]{summary.batch_id}[/bold]: {summary.traces} traces"
@@ -64,6 +65,23 @@ def score(
     if summary.escalated:
         out.print(f"escalated to human review: {summary.escalated} item(s) (tracejury review list)")
     out.print(usage_line(summary.usage))
+    _finalisers_failed(summary.batch_id, summary.failed_finalisers)
+
+
+def _finaliser_lines(batch_id: str, failed: dict[str, str]) -> list[str]:
+    """One line per failed finaliser, with the command that reruns it."""
+    rerun = {"escalation": f"tracejury review escalate {batch_id}"}
+    return [f"finaliser {name} {outcome}" + (f"; rerun it: {rerun[name]}" if name in rerun else "")
+            for name, outcome in failed.items()]  # fmt: skip
+
+
+def _finalisers_failed(batch_id: str, failed: dict[str, str]) -> None:
+    """Print the failed finalisers on stderr and exit 1: a batch whose end failed in part
+    (its evaluations are stored, but e.g. nothing was escalated) is never a silent success."""
+    if failed:
+        for line in _finaliser_lines(batch_id, failed):
+            err.print(line, markup=False)
+        raise typer.Exit(1)
 
 
 @rubrics_app.command("list")
@@ -228,6 +246,9 @@ def batch_status(
     if data["failures"]:
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in data["failures"].items()))
     out.print(usage_line(data["usage"], data["costCap"]))
+    failed = {k: v for k, v in data["finalisers"].items() if v != "ok"}
+    for line in _finaliser_lines(data["batchId"], failed):
+        out.print(line, markup=False)
 
 
 @batch_app.command("wait")

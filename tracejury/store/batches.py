@@ -35,6 +35,7 @@ __all__ = [
     "fail_chunk",
     "stale_pending_chunks",
     "list_batches",
+    "record_finalisers",
     "release_claim",
     "release_expired",
     "renew_lease",
@@ -319,6 +320,19 @@ def try_finish_batch(engine: Engine, batch_id: str) -> str | None:
                       f" {cap['inclusionScale']:.4f}")  # fmt: skip
             conn.execute(update(_B).where(_B.c.id == batch_id).values(reason=reason))
     return state if ended == 1 else None
+
+
+def record_finalisers(engine: Engine, batch_id: str, outcomes: dict[str, str]) -> None:
+    """Merge finaliser outcomes (name → ``ok`` or ``failed: <one line>``) into the batch's
+    config snapshot under ``finalisers``: a failed end-of-batch step is shown, never silent."""
+    with engine.begin() as conn:
+        raw = conn.execute(select(_B.c.config).where(_B.c.id == batch_id).with_for_update()).scalar_one_or_none()
+        if raw is None:
+            return
+        config = orjson.loads(raw)
+        config["finalisers"] = {**config.get("finalisers", {}), **outcomes}
+        stored = orjson.dumps(config, option=orjson.OPT_SORT_KEYS)
+        conn.execute(update(_B).where(_B.c.id == batch_id).values(config=stored))
 
 
 def batch_progress(engine: Engine, batch_id: str) -> dict[str, Any] | None:
