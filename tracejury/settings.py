@@ -82,5 +82,8 @@ class Settings(BaseSettings):
     evaluation table); scrapes in between get the same counts."""
     ingest_batch_size: int = 2000
     """Lines per batch (one transaction) during ingest; bounds memory per ingest process."""
+    retention_days: int | None = None
+    """Workers prune traces whose timestamp is older than this many days (their text goes, their
+    facts stay: ``docs/retention.md``), at most once an hour per worker process; unset: never."""
     ingest_workers: int = 2
     """Processes that prepare and write large inputs in parallel; 0 = all in this one."""

@@ -84,7 +84,10 @@ _stop_sweeping = threading.Event()
 
 
 def _sweep_forever() -> None:
+    from workers.retention import RetentionSweeper
+
     engine, settings = _runtime()
+    retention = RetentionSweeper()
     while not _stop_sweeping.wait(settings.sweep_interval_s):
         try:
             n = sweep_expired(engine, enqueue_chunk, stale_pending_s=settings.stale_pending_s)
@@ -92,6 +95,10 @@ def _sweep_forever() -> None:
                 log.warning("re-enqueued %d chunk(s) whose worker died", n)
         except Exception:  # the store or broker is down: try again next sweep
             log.warning("lease sweep failed", exc_info=True)
+        try:
+            retention.maybe_apply(engine, settings)  # TRACEJURY_RETENTION_DAYS, at most hourly
+        except Exception:  # the store is down: the next hour's sweep prunes what this one left
+            log.warning("retention sweep failed", exc_info=True)
 
 
 @cache

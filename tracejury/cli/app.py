@@ -17,7 +17,7 @@ from tracejury.settings import Settings
 __all__ = ["app", "err", "main", "out"]
 
 ORDER = ("simulate", "ingest", "quarantine", "signals", "rubrics", "score", "batch", "worker", "gate", "report",
-         "diff", "cost", "review", "serve", "token", "db", "init", "mock-judge",
+         "diff", "cost", "review", "serve", "token", "db", "prune", "init", "mock-judge",
          "judge-check")
 """Commands in the order of the work, as ``tracejury --help`` lists them (others after, by name)."""
 

@@ -16,9 +16,9 @@ from tracejury.core.errors import InvalidInput
 
 __all__ = ["ITEM_STATES", "ItemState", "LabelScale", "trace_view"]
 
-ItemState = Literal["pending", "claimed", "labelled", "skipped"]
-"""Where a review item stands: waiting, held by a reviewer (with a lease), labelled, or
-set aside by its reviewer."""
+ItemState = Literal["pending", "claimed", "labelled", "skipped", "pruned"]
+"""Where a review item stands: waiting, held by a reviewer (with a lease), labelled, set aside
+by its reviewer, or closed because its trace's text was pruned while it was still open."""
 ITEM_STATES: tuple[str, ...] = get_args(ItemState)
 
 

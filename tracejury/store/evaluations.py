@@ -97,11 +97,12 @@ def release_trace_ids(engine: Engine, release: str, *, limit: int | None = None)
 
 
 def load_traces(engine: Engine, trace_ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], str]]:
-    """``{trace id: (trace dict, segment key)}``; ids not in the store are absent."""
+    """``{trace id: (trace dict, segment key)}``; ids not in the store, and pruned traces (an
+    empty body: ``docs/retention.md``), are absent — scoring skips them."""
     stmt = select(_T.c.trace_id, _T.c.body, _T.c.segment_key).where(_T.c.trace_id.in_(bindparam("ids", expanding=True)))
     with engine.connect() as conn:
         rows = conn.execute(stmt, {"ids": list(trace_ids)}).all()
-    return {r.trace_id: (orjson.loads(r.body), r.segment_key) for r in rows}
+    return {r.trace_id: (orjson.loads(r.body), r.segment_key) for r in rows if r.body}
 
 
 def save_evaluations(engine: Engine, batch_id: str, evaluations: Iterable[Evaluation]) -> None:

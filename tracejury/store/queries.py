@@ -46,7 +46,7 @@ def sample_bodies(engine: Engine, release: str, *, limit: int = 2000) -> list[di
             .subquery()
         )
         rows = conn.execute(select(ranked.c.body).where((ranked.c.rn - 1) % step == 0).limit(limit)).scalars()
-        return [orjson.loads(b) for b in rows]
+        return [orjson.loads(b) for b in rows if b]  # pruned traces have no body
 
 
 def evaluator_rates(engine: Engine, release: str, *, batch: str | None = None) -> list[tuple[str, str, Any]]:

@@ -352,7 +352,8 @@ def get_item(engine: Engine, item_id: int) -> dict[str, Any]:
             select(_L).where(_L.c.trace_id == row.trace_id, _L.c.evaluator_id == row.evaluator_id).order_by(_L.c.id)
         ).all()
         scale = _scale(conn, row.batch_id, row.evaluator_id, row.evaluator_version)
-    trace = orjson.loads(body)
+    # a pruned trace (docs/retention.md) has no body left: its ids only
+    trace = orjson.loads(body) if body else {"traceId": row.trace_id, "releaseId": row.release_id, "pruned": True}
     ids = item["evaluationIds"]
     return {
         **item,

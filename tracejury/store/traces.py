@@ -22,6 +22,8 @@ def get_trace(engine: Engine, trace_id: str) -> dict[str, Any]:
         row = conn.execute(select(_T.c.body, _T.c.segment_key).where(_T.c.trace_id == trace_id)).first()
     if row is None:
         raise NotFound(f"no trace {trace_id!r}")
+    if not row.body:  # pruned (docs/retention.md): the text is gone
+        return {"trace": None, "segmentKey": row.segment_key, "pruned": True}
     return {"trace": orjson.loads(row.body), "segmentKey": row.segment_key}
 
 
