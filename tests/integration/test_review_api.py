@@ -181,3 +181,53 @@ def test_metrics_count_judge_calls_and_the_queue_as_the_queue_reads(
         conn.execute(update(ReviewItem.__table__).where(ReviewItem.__table__.c.id == claimed)
                      .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))  # fmt: skip
     assert store_metrics(engine).review == {"pending": pending}
+
+
+def test_claims_and_labels_record_the_token_id_and_the_name(api: tuple[TestClient, dict], engine: Engine) -> None:
+    client, h = api
+    ids = {who: client.get("/api/review/me", headers=h[who]).json()["tokenId"] for who in ("ana", "ben", "admin")}
+    mine = client.post("/api/review/next", headers=h["ana"]).json()["itemId"]
+    held = review.get_item(engine, mine)
+    assert (held["claimedBy"], held["claimedByToken"]) == ("ana", ids["ana"])
+    label = review.item_scale(engine, mine)["labels"][0]
+    own = client.post(f"/api/review/items/{mine}/label", json={"label": label}, headers=h["ana"]).json()
+    assert (own["reviewer"], own["tokenId"]) == ("ana", ids["ana"])
+
+    # an admin acting for ben: the name is ben's, the token id the admin's
+    theirs = client.post("/api/review/next", json={"reviewer": "ben"}, headers=h["admin"]).json()["itemId"]
+    held = review.get_item(engine, theirs)
+    assert (held["claimedBy"], held["claimedByToken"]) == ("ben", ids["admin"])
+    label = review.item_scale(engine, theirs)["labels"][0]
+    by_admin = client.post(f"/api/review/items/{theirs}/label", json={"label": label, "reviewer": "ben"},
+                           headers=h["admin"]).json()  # fmt: skip
+    assert (by_admin["reviewer"], by_admin["tokenId"]) == ("ben", ids["admin"])
+    assert review.get_item(engine, theirs)["labels"][-1] == by_admin
+
+
+def test_a_token_named_like_another_tokens_default_identity_cannot_act_as_it(
+    api: tuple[TestClient, dict], engine: Engine
+) -> None:
+    from sqlalchemy import update
+
+    from tracejury.core.errors import InvalidInput
+    from tracejury.store.tables import ApiToken
+
+    client, h = api
+    anon = client.get("/api/review/me", headers=h["anon"]).json()["tokenId"]
+    with pytest.raises(InvalidInput, match="reserved"):
+        create_token(engine, "reviewer", f"token:{anon}")
+    # a token so named before migration 0013: its name is ignored, it reviews as itself
+    token, principal = create_token(engine, "reviewer", "mallory")
+    table = ApiToken.__table__
+    with engine.begin() as conn:
+        conn.execute(update(table).where(table.c.id == principal.token_id).values(name=f"token:{anon}"))
+    mallory = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/review/me", headers=mallory).json()["reviewer"] == f"token:{principal.token_id}"
+    claimed = client.post("/api/review/next", headers=h["anon"]).json()["itemId"]
+    label = review.item_scale(engine, claimed)["labels"][0]
+    posing = client.post(f"/api/review/items/{claimed}/label", json={"label": label, "reviewer": f"token:{anon}"},
+                         headers=mallory)  # fmt: skip
+    assert posing.status_code == 403 and posing.json()["code"] == "forbidden"
+    not_theirs = client.post(f"/api/review/items/{claimed}/skip", headers=mallory)
+    assert not_theirs.status_code == 409
+    assert review.get_item(engine, claimed)["claimedBy"] == f"token:{anon}"

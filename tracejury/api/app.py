@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 from tracejury.api.errors import install_handlers
 from tracejury.api.limits import BodyLimit, CountRequests
 from tracejury.api.routes import batches, gates, metrics, otlp, review, review_page, rubrics, traces
+from tracejury.api.throttle import FailedAuth
 from tracejury.settings import Settings
 
 __all__ = ["ROUTERS", "create_app"]
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.failed_auth = FailedAuth()  # invalid tokens per client address (docs/security.md)
 
     @cache
     def engine() -> Any:

@@ -34,8 +34,16 @@ def _principal(request: Request, engine: EngineDep) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)", _CHALLENGE)
+    throttle = getattr(request.app.state, "failed_auth", None)
+    source = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(source) if throttle is not None else None
+    if wait is not None:
+        raise ApiError(429, "too_many_failures", f"too many invalid tokens from {source}: retry in {wait} s",
+                       {"Retry-After": str(wait)})  # fmt: skip
     principal = authenticate(engine, token.strip())
     if principal is None:
+        if throttle is not None:
+            throttle.failed(source)
         raise ApiError(401, "unauthorized", "invalid or revoked token", _CHALLENGE)
     request.state.principal = principal
     return principal

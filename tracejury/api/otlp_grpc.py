@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tracejury.api.errors import ApiError
 from tracejury.api.otlp import Accepted, accept_logs, accept_spans, logs_response, trace_response
+from tracejury.api.throttle import FailedAuth
 from tracejury.settings import Settings
 from tracejury.store.tokens import Principal, authenticate
 
@@ -31,20 +32,32 @@ log = logging.getLogger("tracejury.api.otlp")
 
 _CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
           403: grpc.StatusCode.PERMISSION_DENIED, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-          503: grpc.StatusCode.UNAVAILABLE}  # fmt: skip
+          429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE}  # fmt: skip
+
+
+def _source(peer: str) -> str:
+    """The client address of a grpc peer string (``ipv4:1.2.3.4:5678``, ``ipv6:[::1]:5678``)."""
+    kind, _, rest = peer.partition(":")
+    return rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
 
 
 class _Receiver:
     def __init__(self, engine: Callable[[], Engine], settings: Settings) -> None:
         self.engine, self.settings = engine, settings
+        self.failed_auth = FailedAuth()  # invalid tokens per client address, as over HTTP
 
     def _principal(self, context: grpc.ServicerContext) -> Principal:
         header = dict(context.invocation_metadata()).get("authorization", "")
         scheme, _, token = str(header).partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "missing bearer token (authorization metadata: Bearer <token>)")
+        source = _source(context.peer())
+        wait = self.failed_auth.retry_after(source)
+        if wait is not None:
+            raise ApiError(429, "too_many_failures", f"too many invalid tokens from {source}: retry in {wait} s")
         principal = authenticate(self.engine(), token.strip())
         if principal is None:
+            self.failed_auth.failed(source)
             raise ApiError(401, "unauthorized", "invalid or revoked token")
         if principal.role not in ("ingest", "admin"):
             raise ApiError(403, "forbidden", f"role {principal.role!r} may not do this (needs admin or ingest)")

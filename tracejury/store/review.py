@@ -6,13 +6,17 @@ dicts (camelCase keys, ISO-8601 UTC times), the shapes the CLI prints and the AP
 
 * **item** (``list_items``, ``claim_next``, ``skip_item``): ``itemId``, ``traceId``,
   ``rubric``, ``rubricVersion``, ``batchId``, ``release``, ``segment``, ``reasons``,
-  ``priority``, ``evaluationIds``, ``state``, ``claimedBy``, ``leaseExpiresAt``,
-  ``createdAt``, ``updatedAt``.
+  ``priority``, ``evaluationIds``, ``state``, ``claimedBy``, ``claimedByToken``,
+  ``leaseExpiresAt``, ``createdAt``, ``updatedAt``.
 * **item detail** (``get_item``): an item plus ``trace`` (the stored body), ``view``
   (``tracejury.core.review.trace_view``), ``judge`` (the rubric's evaluation), ``checkers``
   (the disagreeing checkers' evaluations), ``scale`` and ``labels`` (history, oldest first).
 * **label** (``label_item``): ``labelId``, ``itemId``, ``traceId``, ``rubric``,
-  ``rubricVersion``, ``reviewer``, ``label``, ``passed``, ``rationale``, ``createdAt``.
+  ``rubricVersion``, ``reviewer``, ``tokenId``, ``label``, ``passed``, ``rationale``, ``createdAt``.
+
+Who: ``claimedBy`` and ``reviewer`` are the reviewer's name (what people read);
+``claimedByToken`` and ``tokenId`` the id of the API token that acted — an admin's token when
+it acted for the reviewer named, null from the CLI (audit reads these).
 
 States: ``pending → claimed → labelled`` or ``skipped``. A claim whose lease has expired reads
 as ``pending`` (``claimedBy`` and ``leaseExpiresAt`` null) and can be claimed by anyone; until
@@ -226,6 +230,7 @@ def _item(row: Any, now: datetime) -> dict[str, Any]:
         "evaluationIds": orjson.loads(row.evaluation_ids),
         "state": "pending" if expired else row.state,
         "claimedBy": None if expired else row.claimed_by,
+        "claimedByToken": None if expired else row.claimed_by_token,
         "leaseExpiresAt": None if expired or row.state != "claimed" else _iso(row.lease_expires_at),
         "createdAt": _iso(row.created_at),
         "updatedAt": _iso(row.updated_at),
@@ -323,6 +328,7 @@ def _label(row: Any) -> dict[str, Any]:
         "rubric": row.evaluator_id,
         "rubricVersion": row.evaluator_version,
         "reviewer": row.reviewer,
+        "tokenId": row.token_id,
         "label": row.label,
         "passed": row.passed,
         "rationale": row.rationale,
@@ -377,11 +383,12 @@ def claim_next(
     rubric: str | None = None,
     reason: str | None = None,
     segment: str | None = None,
+    token_id: str | None = None,
 ) -> dict[str, Any] | None:
     """Claim the highest-priority claimable item (pending, or claimed with an expired lease)
     that matches the filters, for ``lease_s`` seconds; returns the item, or None when nothing
     is claimable. Atomic: concurrent claimers (threads, processes, machines) never get the
-    same item."""
+    same item. ``token_id``: the API token making the claim, recorded beside the name."""
     _check_reviewer(reviewer)
     if lease_s <= 0:
         raise InvalidInput(f"lease: must be positive seconds, got {lease_s}")
@@ -399,7 +406,8 @@ def claim_next(
         update(_R)
         .where(_R.c.id == pick, _available(now))
         .values(
-            state="claimed", claimed_by=reviewer, lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now
+            state="claimed", claimed_by=reviewer, claimed_by_token=token_id,
+            lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now,
         )  # fmt: skip
         .returning(*_R.c)
     )
@@ -435,8 +443,17 @@ def _refusal(conn: Connection, item_id: int, reviewer: str, action: str) -> Conf
     return Conflict(f"review item {item_id}: {reviewer} cannot {action} it: {why}")
 
 
-def label_item(engine: Engine, item_id: int, reviewer: str, label: str, rationale: str | None = None) -> dict[str, Any]:
+def label_item(
+    engine: Engine,
+    item_id: int,
+    reviewer: str,
+    label: str,
+    rationale: str | None = None,
+    *,
+    token_id: str | None = None,
+) -> dict[str, Any]:
     """Record ``reviewer``'s label on an item and mark it labelled; returns the label.
+    ``token_id``: the API token recording it (stored beside the reviewer's name).
 
     The label must be one of the rubric version's labels (``InvalidInput`` otherwise); its
     ``passed`` comes from the rubric's passing labels. Allowed on an item this reviewer holds
@@ -463,7 +480,7 @@ def label_item(engine: Engine, item_id: int, reviewer: str, label: str, rational
             raise _refusal(conn, item_id, reviewer, "label")
         values = {
             "item_id": item_id, "trace_id": held.trace_id, "evaluator_id": held.evaluator_id,
-            "evaluator_version": held.evaluator_version, "reviewer": reviewer, "label": label,
+            "evaluator_version": held.evaluator_version, "reviewer": reviewer, "token_id": token_id, "label": label,
             "passed": passed, "rationale": rationale or None, "created_at": now,
         }  # fmt: skip
         stored = conn.execute(_L.insert().values(values).returning(*_L.c)).one()

@@ -309,6 +309,7 @@ class ApiToken(SQLModel, table=True):
     """An API token: only its sha256 is stored; the token itself is shown once at creation."""
 
     __tablename__ = "api_token"
+    __table_args__ = (Index("ux_api_token_name", "name", unique=True),)
 
     id: str = Field(primary_key=True, max_length=32)
     """Public id of the token (its first characters), to name it in lists and revocations."""
@@ -317,6 +318,7 @@ class ApiToken(SQLModel, table=True):
     role: str = Field(max_length=16)
     """``ingest``, ``reviewer`` or ``admin``."""
     name: str | None = None
+    """Who or what the token is for: the reviewer it acts as (unique; never ``token:…``)."""
     created_at: datetime
     revoked_at: datetime | None = None
 
@@ -353,6 +355,10 @@ class ReviewItem(SQLModel, table=True):
     state: str = Field(max_length=16)
     """``pending``, ``claimed``, ``labelled`` or ``skipped``."""
     claimed_by: str | None = Field(default=None, max_length=128)
+    """The reviewer's name (what the page and ``review show`` display)."""
+    claimed_by_token: str | None = Field(default=None, max_length=32)
+    """Id of the API token that made the claim (an admin's when it claimed for someone);
+    null for a claim made from the CLI."""
     lease_expires_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
@@ -370,6 +376,10 @@ class ReviewLabel(SQLModel, table=True):
     evaluator_id: str = Field(max_length=128)
     evaluator_version: str = Field(max_length=64)
     reviewer: str = Field(max_length=128)
+    """The reviewer's name (what the page and ``review show`` display)."""
+    token_id: str | None = Field(default=None, max_length=32)
+    """Id of the API token that recorded the label (an admin's when it labelled for the
+    reviewer named); null for a label made from the CLI. Audit reads this."""
     label: str = Field(max_length=64)
     passed: bool | None = None
     """Whether ``label`` is a passing label of the rubric (what gates count)."""

@@ -1,24 +1,44 @@
-"""API tokens: created with a role, shown once, stored as a sha256 hash."""
+"""API tokens: created with a role, shown once, stored as a sha256 hash.
+
+A token's name is unique (a taken name is refused) and never of the form ``token:…``: that
+is the default identity of a token without a name (``token:<id>``), so a name of that form
+could act as another token."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
 
-from tracejury.core.errors import NotFound, TracejuryError
+from tracejury.core.errors import Conflict, InvalidInput, NotFound, TracejuryError
 from tracejury.store.tables import ApiToken
 
-__all__ = ["ROLES", "Principal", "authenticate", "create_token", "list_tokens", "revoke_token"]
+__all__ = [
+    "DEFAULT_IDENTITY_PREFIX",
+    "ROLES",
+    "Principal",
+    "authenticate",
+    "check_name",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+]
 
 ROLES = ("ingest", "reviewer", "admin")
 """``ingest`` may only ingest; ``reviewer`` may read traces and work the review queue;
 ``admin`` may do everything."""
 
 _T = ApiToken.__table__
+
+DEFAULT_IDENTITY_PREFIX = "token:"
+"""A token without a name reviews as ``token:<id>``; no name may start with this (any case)."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -34,15 +54,41 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def check_name(name: str) -> None:
+    """A token name is a reviewer name: not blank, at most 128 characters, no control
+    characters, and not of the reserved form ``token:…`` (``InvalidInput`` otherwise)."""
+    if not name.strip():
+        raise InvalidInput("--name: must not be blank")
+    if len(name) > 128:
+        raise InvalidInput(f"--name: at most 128 characters, got {len(name)}")
+    if _CONTROL.search(name):
+        raise InvalidInput(f"--name: control characters are not allowed: {name!r}")
+    if name.lower().startswith(DEFAULT_IDENTITY_PREFIX):
+        raise InvalidInput(f"--name: {name!r}: names starting with {DEFAULT_IDENTITY_PREFIX!r} are reserved "
+                           "(the identity of tokens without a name)")  # fmt: skip
+
+
+def _taken(name: str) -> Conflict:
+    return Conflict(f"--name: a token named {name!r} already exists (names are unique; see tracejury token list)")
+
+
 def create_token(engine: Engine, role: str, name: str | None = None) -> tuple[str, Principal]:
-    """A new token with ``role``; returns the token (never stored) and its principal."""
+    """A new token with ``role``; returns the token (never stored) and its principal. A name
+    already taken (by a live or a revoked token: labels keep naming it) is ``Conflict``."""
     if role not in ROLES:
         raise TracejuryError(f"--role: unknown role {role!r} (one of {', '.join(ROLES)})")
+    if name is not None:
+        check_name(name)
     token_id = secrets.token_hex(6)
     token = f"tj_{token_id}_{secrets.token_urlsafe(32)}"
-    with engine.begin() as conn:
-        conn.execute(_T.insert().values(id=token_id, token_hash=_hash(token), role=role, name=name,
-                                        created_at=datetime.now(UTC), revoked_at=None))  # fmt: skip
+    try:
+        with engine.begin() as conn:
+            if name is not None and conn.execute(select(func.count()).where(_T.c.name == name)).scalar_one():
+                raise _taken(name)
+            conn.execute(_T.insert().values(id=token_id, token_hash=_hash(token), role=role, name=name,
+                                            created_at=datetime.now(UTC), revoked_at=None))  # fmt: skip
+    except IntegrityError as exc:  # a concurrent create took the name: the unique index says so
+        raise _taken(name or "") from exc
     return token, Principal(token_id, role, name)
 
 

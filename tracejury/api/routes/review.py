@@ -1,11 +1,14 @@
 """The human-review queue over HTTP (reviewer role; admin always passes): list and read items,
 claim the next one, label it, skip it; the judge–human agreement. The review page (``review_page``) calls these routes.
 
-**Who is reviewing.** A request acts as the reviewer its token names: the token's ``name``,
-or ``token:<id>`` when the token has none (``GET /api/review/me`` says which). A body may name
-a ``reviewer`` explicitly; a reviewer token may only name itself (else 403), an admin token
-may name anyone (a tool working for several people). Claims, labels and skips are checked
-against that name by the store: you label and skip what you claimed.
+**Who is reviewing.** A request acts as the reviewer its token names: the token's ``name``
+(unique), or ``token:<id>`` when the token has none (``GET /api/review/me`` says which); a
+name of that reserved form (possible only before migration 0013) is ignored, so no token can
+act as another's default identity. A body may name a ``reviewer`` explicitly; a reviewer
+token may only name itself (else 403), an admin token may name anyone (a tool working for
+several people). Claims, labels and skips are checked against that name by the store: you
+label and skip what you claimed. Claims and labels also record the acting token's id (an
+admin acting for ``ana`` is recorded as the admin's token id and the name ``ana``).
 
 Shapes are the store's (``tracejury.store.review``), the ones the CLI prints with ``--json``;
 ``POST /api/review/next`` answers as ``tracejury review next --json`` does, and 404 with code
@@ -23,7 +26,7 @@ from tracejury.api.deps import EngineDep, SettingsDep, require_role
 from tracejury.api.errors import ApiError
 from tracejury.core.escalation import REASONS
 from tracejury.core.review import ITEM_STATES
-from tracejury.store.tokens import Principal
+from tracejury.store.tokens import DEFAULT_IDENTITY_PREFIX, Principal
 
 __all__ = ["reviewer_name", "router"]
 
@@ -41,7 +44,8 @@ _Filter = Annotated[str | None, Query(min_length=1, max_length=256, pattern=_NAM
 def reviewer_name(principal: Principal, asked: str | None = None) -> str:
     """The reviewer a request acts as: ``asked`` if given and allowed (itself, or anyone for
     an admin), else the token's name, else ``token:<id>``."""
-    own = principal.name or f"token:{principal.token_id}"
+    named = principal.name and not principal.name.lower().startswith(DEFAULT_IDENTITY_PREFIX)
+    own = principal.name if named else f"{DEFAULT_IDENTITY_PREFIX}{principal.token_id}"
     if asked is None or asked == own:
         if len(own) > 128:
             raise ApiError(400, "bad_input", f"reviewer: the token's name is longer than 128 characters: {own[:40]}…")
@@ -141,7 +145,7 @@ def claim_next(
     req = req or ClaimRequest()
     reviewer = reviewer_name(principal, req.reviewer)
     item = claim(engine, reviewer, lease_s=req.leaseSeconds, rubric=req.rubric, reason=req.reason,
-                 segment=req.segment)  # fmt: skip
+                 segment=req.segment, token_id=principal.token_id)  # fmt: skip
     if item is None:
         raise ApiError(404, "queue_empty", "no pending review item matches (the queue is empty for these filters)")
     return {k: item[k] for k in ("itemId", "traceId", "rubric", "reasons", "leaseExpiresAt")}
@@ -154,7 +158,8 @@ def label_item(item_id: ItemId, req: LabelRequest, engine: EngineDep, principal:
     the rubric's scale is 400 ``invalid_input``."""
     from tracejury.store.review import label_item as label
 
-    return label(engine, item_id, reviewer_name(principal, req.reviewer), req.label, req.rationale)
+    reviewer = reviewer_name(principal, req.reviewer)
+    return label(engine, item_id, reviewer, req.label, req.rationale, token_id=principal.token_id)
 
 
 @router.post("/items/{item_id}/skip", summary="Set aside a review item you hold")
