@@ -2,8 +2,7 @@
 workers, and print. Errors a user can cause print one line on stderr (what and where) and
 exit non-zero; they never print a traceback."""
 
-from tracejury.cli import api, gates, judgecheck, review, scoring, setup, spend, traces  # noqa: F401 - registers the commands
-from tracejury.cli import prune  # noqa: F401 - registers the command
+from tracejury.cli import api, gates, judgecheck, prune, review, scoring, setup, spend, traces  # noqa: F401 - registers the commands
 from tracejury.cli.app import app, main
 
 __all__ = ["app", "main"]
