@@ -6,6 +6,14 @@ Sizes are run side by side to show memory staying flat in file size. Prints one 
 (size, run) and the medians.
 
     .venv/bin/python bench/ingest.py [--sizes 50000,200000] [--runs 3] [--keep DIR]
+                                     [--redaction-path POLICY.yaml]
+
+``--prepare N`` instead times ingest's CPU half in this process (parse, validate, redact,
+segment, hash: ``prepare_chunk``) over N simulated traces, with the shipped redaction policy
+and with none, interleaved, and prints the medians.
+
+``--redaction-path`` ingests with that redaction policy (``TRACEJURY_REDACTION_PATH``) instead
+of the shipped default; ``bench/redaction-none.yaml`` runs no detector (the walk only).
 """
 
 from __future__ import annotations
@@ -53,12 +61,14 @@ def tree_memory_kib(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def ingest_once(path: Path, workdir: Path) -> tuple[float, float, float]:
+def ingest_once(path: Path, workdir: Path, redaction_path: Path | None = None) -> tuple[float, float, float]:
     """Run one ingest in a child process; return (seconds, peak RSS and PSS of its tree, MiB)."""
     db = workdir / "bench.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     env = {**os.environ, "TRACEJURY_DATABASE_URL": f"sqlite:///{db}"}
+    if redaction_path is not None:
+        env["TRACEJURY_REDACTION_PATH"] = str(redaction_path)
     subprocess.run([EXE, "db", "upgrade"], env=env, check=True, capture_output=True)
     out = workdir / "ingest.out"
     start = time.perf_counter()
@@ -78,12 +88,38 @@ def ingest_once(path: Path, workdir: Path) -> tuple[float, float, float]:
     return elapsed, peak_rss / 1024, peak_pss / 1024
 
 
+def prepare_side_by_side(n: int, runs: int) -> None:
+    """Median µs per trace of ``prepare_chunk`` with the default redaction policy and without."""
+    from tracejury.core.ingest import prepare_chunk
+    from tracejury.core.redaction import Redactor, default_policy
+    from tracejury.core.segments import default_segmentation
+    from tracejury.core.validation import TraceValidator
+
+    lines = [(i, orjson.dumps(t)) for i, t in enumerate(simulate("bench", n, seed=7), 1)]
+    validator, segmentation = TraceValidator(), default_segmentation()
+    times: dict[str, list[float]] = {"redaction off": [], "default policy": []}
+    for _ in range(runs):
+        for name, redactor in (("redaction off", Redactor.off()), ("default policy", default_policy())):
+            start = time.perf_counter()
+            good, bad = prepare_chunk(lines, validator=validator, segmentation=segmentation, redaction=redactor)
+            times[name].append((time.perf_counter() - start) / n * 1e6)
+            assert len(good) == n and not bad
+    for name, us in times.items():
+        print(f"  {name:>15}: median {statistics.median(us):6.1f} µs/trace over {runs} runs of {n} traces"
+              f" ({', '.join(f'{u:.1f}' for u in us)})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50000,200000")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, default=None, help="directory for the files")
+    parser.add_argument("--prepare", type=int, default=0, help="time prepare_chunk, with and without redaction")
+    parser.add_argument("--redaction-path", type=Path, default=None, help="a redaction policy (default: shipped)")
     args = parser.parse_args()
+    if args.prepare:
+        prepare_side_by_side(args.prepare, args.runs)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="tj-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +132,7 @@ def main() -> None:
         mib = path.stat().st_size / 2**20
         rates, rss, pss = [], [], []
         for run in range(args.runs):
-            secs, peak_rss, peak_pss = ingest_once(path, workdir)
+            secs, peak_rss, peak_pss = ingest_once(path, workdir, args.redaction_path)
             rates.append(n / secs)
             rss.append(peak_rss)
             pss.append(peak_pss)

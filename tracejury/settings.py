@@ -87,3 +87,8 @@ class Settings(BaseSettings):
     facts stay: ``docs/retention.md``), at most once an hour per worker process; unset: never."""
     ingest_workers: int = 2
     """Processes that prepare and write large inputs in parallel; 0 = all in this one."""
+    redaction_path: str | None = None
+    """A redaction policy YAML applied to every trace at ingest (files, ``POST /traces``, OTLP,
+    quarantine); unset: the shipped default (``tracejury/core/defaults/redaction.yaml``)."""
+    redaction_hmac_key: str | None = None
+    """Key of the redaction policy's ``hash`` field rules (HMAC-SHA256); required when it has any."""

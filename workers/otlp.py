@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from tracejury.core.redaction import load_policy
 from tracejury.core.validation import TraceValidator
 from tracejury.settings import Settings
 from tracejury.store.otlp_staging import SweepCounts, sweep
@@ -27,9 +28,10 @@ log = logging.getLogger("tracejury.otlp")
 
 def sweep_once(engine: Engine, settings: Settings, now: float | None = None) -> SweepCounts:
     """One sweep with the settings' idle, max-wait and keep times."""
+    redaction = load_policy(settings.redaction_path, hmac_key=settings.redaction_hmac_key)
     return sweep(engine, segmentation=segmentation(settings), validator=_validator(),
                  idle_s=settings.otlp_trace_idle_s, max_wait_s=settings.otlp_trace_max_wait_s,
-                 keep_s=settings.otlp_assembled_keep_s, now=now)  # fmt: skip
+                 keep_s=settings.otlp_assembled_keep_s, now=now, redaction=redaction)  # fmt: skip
 
 
 _validators = threading.local()

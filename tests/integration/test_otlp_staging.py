@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select
 from tests.otlp_builder import RESOURCE, genai_trace, request
 from tracejury.core.otlp import map_export_request
 from tracejury.core.otlp_spans import Span, decode_spans
+from tracejury.core.redaction import default_policy
 from tracejury.core.segments import default_segmentation
 from tracejury.core.validation import TraceValidator
 from tracejury.store import otlp_staging as st
@@ -58,7 +59,8 @@ def _quarantined(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _expected(trace: str) -> dict[str, Any]:
-    return map_export_request(request(genai_trace(trace), RESOURCE)).traces[0]
+    """The trace one whole export maps to, as stored: after the default redaction policy."""
+    return default_policy().redact_trace(map_export_request(request(genai_trace(trace), RESOURCE)).traces[0])[0]
 
 
 def test_spans_split_and_shuffled_over_requests_make_the_same_traces_as_one_export(engine: Engine) -> None:

@@ -44,9 +44,11 @@ def body_lines(body: bytes, content_type: str | None) -> list[tuple[int, bytes]]
 
 def ingest_body(engine: Engine, settings: Settings, source: str, lines: list[tuple[int, bytes]]) -> dict[str, Any]:
     """Ingest the lines like ``tracejury ingest`` does; the ``--json`` counts."""
+    from tracejury.core.redaction import load_policy
     from tracejury.store.ingest import ingest_lines
     from workers.service import segmentation
 
+    redaction = load_policy(settings.redaction_path, hmac_key=settings.redaction_hmac_key)
     counts = ingest_lines(engine, source, lines, segmentation=segmentation(settings),
-                          batch_size=settings.ingest_batch_size)  # fmt: skip
+                          batch_size=settings.ingest_batch_size, redaction=redaction)  # fmt: skip
     return counts.as_dict()

@@ -33,12 +33,14 @@ def ingest(
 ) -> None:
     """Validate and store traces; bad lines go to quarantine, the rest still ingests."""
     from tracejury.core.ingest import IngestCounts
+    from tracejury.core.redaction import load_policy
     from tracejury.sources import LineReader
     from tracejury.store.ingest import ingest_lines
 
     settings = _settings()
     engine = _engine(settings)
     segmentation = _segmentation(settings)
+    redaction = load_policy(settings.redaction_path, hmac_key=settings.redaction_hmac_key)
     total = IngestCounts()
     unreadable: list[str] = []
     for path in paths:
@@ -50,6 +52,7 @@ def ingest(
             segmentation=segmentation,
             batch_size=settings.ingest_batch_size,
             workers=settings.ingest_workers,
+            redaction=redaction,
         )
         total.add(counts)
         if reader.error is not None:

@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 
 from tracejury.core.errors import InvalidTrace
+from tracejury.core.redaction import Redactor, default_policy
 from tracejury.core.segments import SegmentationConfig, segment_key
 from tracejury.core.signals import TraceFacts, trace_facts
 from tracejury.core.validation import TraceValidator
@@ -60,9 +61,12 @@ def prepare_line(
     line_no: int,
     validator: TraceValidator,
     segmentation: SegmentationConfig,
+    redaction: Redactor | None = None,
 ) -> PreparedTrace:
-    """Validate one line and prepare its row; raise ``InvalidTrace`` when it is not a trace."""
+    """Validate one line, redact it (``redaction``; None: the shipped default policy) and
+    prepare its row; raise ``InvalidTrace`` when it is not a trace."""
     doc = validator.parse(raw)
+    doc, _ = (redaction or default_policy()).redact_trace(doc)
     return prepare_trace(doc, line_no=line_no, segmentation=segmentation)
 
 
@@ -141,23 +145,28 @@ def prepare_chunk(
     *,
     validator: TraceValidator,
     segmentation: SegmentationConfig,
+    redaction: Redactor | None = None,
 ) -> tuple[list[PreparedTrace], list[RejectedLine]]:
-    """Prepare a chunk of ``(line number, raw line)``: good traces and rejected lines.
+    """Prepare a chunk of ``(line number, raw line)``: good traces and rejected lines, both
+    redacted by ``redaction`` (None: the shipped default policy).
 
     Blank lines are skipped; one bad line never affects another.
     """
+    redactor = redaction or default_policy()
     good: list[PreparedTrace] = []
     bad: list[RejectedLine] = []
     for line_no, raw in chunk:
         if not raw.strip():
             continue
         try:
-            good.append(prepare_line(raw, line_no=line_no, validator=validator, segmentation=segmentation))
+            good.append(prepare_line(raw, line_no=line_no, validator=validator, segmentation=segmentation,
+                                     redaction=redactor))  # fmt: skip
         except InvalidTrace as exc:
-            raw = bytes(raw)
+            raw = redactor.redact_raw(bytes(raw))
             digest = hashlib.sha256(raw).hexdigest()
             trace_id, path = escape_nul(exc.trace_id), escape_nul(exc.path) or "$"
-            message = escape_nul(exc.message) or ""
+            # a schema error quotes the offending value
+            message = escape_nul(redactor.redact_text(exc.message)) or ""
             bad.append(RejectedLine(line_no, trace_id, path, message, raw, digest))
     return good, bad
 

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, Dialect, Engine, Table, bindparam, select
 
 from tracejury.core.ingest import IngestCounts, RejectedLine, prepare_chunk, triage
+from tracejury.core.redaction import Redactor
 from tracejury.core.segments import SegmentationConfig
 from tracejury.core.validation import TraceValidator
 from tracejury.store.engine import insert_ignoring_conflicts, make_engine
@@ -217,11 +218,13 @@ def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tupl
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(url: str, segmentation: SegmentationConfig, turn: Any, next_turn: Any) -> None:
+def _init_worker(url: str, segmentation: SegmentationConfig, redaction: Redactor | None, turn: Any,
+                 next_turn: Any) -> None:  # fmt: skip
     _worker.update(
         engine=make_engine(url),
         validator=TraceValidator(),
         segmentation=segmentation,
+        redaction=redaction,
         turn=turn,
         next_turn=next_turn,
     )
@@ -230,7 +233,8 @@ def _init_worker(url: str, segmentation: SegmentationConfig, turn: Any, next_tur
 def _prepare_and_write(seq: int, source: str, chunk: list[tuple[int, bytes]]) -> IngestCounts:
     """Prepare a chunk (in parallel with the other processes), then write it in input order."""
     w = _worker
-    batch = build_rows(*prepare_chunk(chunk, validator=w["validator"], segmentation=w["segmentation"]))
+    batch = build_rows(*prepare_chunk(chunk, validator=w["validator"], segmentation=w["segmentation"],
+                                      redaction=w["redaction"]))  # fmt: skip
     with w["turn"]:
         w["turn"].wait_for(lambda: w["next_turn"].value == seq)
     try:
@@ -247,13 +251,14 @@ def _ingest_in_pool(
     chunks: Iterator[list[tuple[int, bytes]]],
     segmentation: SegmentationConfig,
     workers: int,
+    redaction: Redactor | None = None,
 ) -> IngestCounts:
     """Prepare and write chunks in ``workers`` processes: preparing overlaps, writes happen
     one at a time in input order (so "first occurrence wins" follows the file), and only
     raw lines and counts cross process boundaries. At most 2 chunks per process in flight."""
     ctx = multiprocessing.get_context("spawn")
     turn, next_turn = ctx.Condition(), ctx.Value("q", 0)
-    init = {"initializer": _init_worker, "initargs": (url, segmentation, turn, next_turn)}
+    init = {"initializer": _init_worker, "initargs": (url, segmentation, redaction, turn, next_turn)}
     total = IngestCounts()
     with ProcessPoolExecutor(workers, ctx, **init) as pool:  # type: ignore[arg-type]
         pending: deque[Future[IngestCounts]] = deque()
@@ -281,6 +286,7 @@ def ingest_lines(
     batch_size: int = 5000,
     workers: int = 0,
     rejected: list[RejectedLine] | None = None,
+    redaction: Redactor | None = None,
 ) -> IngestCounts:
     """Ingest ``(line number, raw line)`` pairs from one source; blank lines are skipped.
 
@@ -289,7 +295,8 @@ def ingest_lines(
     prepared and written by that many processes; a small input (an HTTP body, a test file)
     never pays for starting them. ``rejected``, if given, receives the quarantined lines
     (in-process ingest only: ``workers`` must be 0), so a caller can name them without
-    preparing the input twice.
+    preparing the input twice. Every trace and quarantined line is redacted by ``redaction``
+    first (None: the shipped default policy; ``Redactor.off()`` turns it off).
     """
     if rejected is not None and workers > 0:
         raise ValueError("rejected lines are collected by in-process ingest only (workers=0)")
@@ -299,11 +306,12 @@ def ingest_lines(
     if workers > 0 and second is not None:  # more than one batch: worth starting processes
         url = engine.url.render_as_string(hide_password=False)
         rest = itertools.chain([first, second], chunks)
-        return _ingest_in_pool(url, source, rest, segmentation, workers)
+        return _ingest_in_pool(url, source, rest, segmentation, workers, redaction)
     validator = _validator()
     total = IngestCounts()
     for chunk in itertools.chain([first], [second] if second else [], chunks):
-        batch = build_rows(*prepare_chunk(chunk, validator=validator, segmentation=segmentation))
+        batch = build_rows(*prepare_chunk(chunk, validator=validator, segmentation=segmentation,
+                                          redaction=redaction))  # fmt: skip
         total.add(_write_batch(engine, source, batch))
         if rejected is not None:
             rejected.extend(batch.rejected)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tracejury.core import otlp_assembly as asm
 from tracejury.core.ingest import IngestCounts, PreparedTrace, RejectedLine, escape_nul, prepare_chunk
 from tracejury.core.otlp_spans import LogRecord, Span, SpanReport
+from tracejury.core.redaction import Redactor, default_policy
 from tracejury.core.segments import SegmentationConfig
 from tracejury.core.validation import TraceValidator
 from tracejury.store.engine import insert_ignoring_conflicts
@@ -210,11 +211,12 @@ def _take_rest(conn: Connection, trace_ids: list[str]) -> dict[str, list[asm.Fra
 
 
 def _quarantine_line(
-    line_no: int, report: SpanReport, spans: Iterable[Span], logs: Iterable[LogRecord]
+    line_no: int, report: SpanReport, spans: Iterable[Span], logs: Iterable[LogRecord], redaction: Redactor | None
 ) -> RejectedLine:
-    raw = asm.quarantine_raw(report, spans, logs)
+    redactor = redaction or default_policy()
+    raw = redactor.redact_raw(asm.quarantine_raw(report, spans, logs))
     path = f"span {report.span_id}" if report.span_id else "$"
-    message = escape_nul(f"OTLP: {report.reason}")
+    message = escape_nul(redactor.redact_text(f"OTLP: {report.reason}"))
     return RejectedLine(line_no=line_no, trace_id=report.trace_id, path=path, message=message, raw=raw,
                         raw_hash=hashlib.sha256(raw).hexdigest())  # fmt: skip
 
@@ -255,7 +257,7 @@ class _Plan:
 
 
 def _work_out(trace_id: str, action: str, fragments: list[asm.Fragment], segmentation: SegmentationConfig,
-              validator: TraceValidator, max_wait_s: float) -> _Plan:  # fmt: skip
+              validator: TraceValidator, max_wait_s: float, redaction: Redactor | None = None) -> _Plan:  # fmt: skip
     """Assemble (or expire) a trace and prepare it for ingest: the CPU work, done before the
     write transaction."""
     if action == asm.LATE:
@@ -268,7 +270,7 @@ def _work_out(trace_id: str, action: str, fragments: list[asm.Fragment], segment
         plan = _Plan(trace_id, asm.ASSEMBLE, fragments, done)
         if done.trace is not None:
             plan.prepared = prepare_chunk([(done.line_no, orjson.dumps(done.trace))], validator=validator,
-                                          segmentation=segmentation)  # fmt: skip
+                                          segmentation=segmentation, redaction=redaction)  # fmt: skip
         return plan
     except Exception as exc:  # a defect or input no reader foresaw: this trace is unmapped, never the round
         log.exception("OTLP trace %s could not be worked out", trace_id)
@@ -276,24 +278,28 @@ def _work_out(trace_id: str, action: str, fragments: list[asm.Fragment], segment
 
 
 def sweep(engine: Engine, *, segmentation: SegmentationConfig, validator: TraceValidator, idle_s: float,
-          max_wait_s: float, keep_s: float, limit: int = 500, now: float | None = None) -> SweepCounts:  # fmt: skip
+          max_wait_s: float, keep_s: float, limit: int = 500, now: float | None = None,
+          redaction: Redactor | None = None) -> SweepCounts:  # fmt: skip
     """One pass: assemble the traces that are ready, quarantine the ones whose root never came
     and the spans that came too late, forget tombstones older than ``keep_s``. At most
     ``limit`` traces per round; loops until nothing is ready.
 
     Each round reads the ready traces and works them out (mapping, validation: the CPU work)
     outside any write transaction, then takes and stores them in one short one — so API
-    processes staging spans, and other sweepers, are not held up by the mapping."""
+    processes staging spans, and other sweepers, are not held up by the mapping. Traces and
+    quarantined spans are redacted by ``redaction`` (None: the shipped default policy)."""
     total = SweepCounts()
     while True:
         when = time.time() if now is None else now
         actions = _claim(engine, when, idle_s, max_wait_s, limit)
         with engine.connect() as conn:
             fragments = _read(conn, sorted(actions)) if actions else {}
-        plans = [_work_out(t, actions[t], fs, segmentation, validator, max_wait_s) for t, fs in fragments.items()]
+        plans = [_work_out(t, actions[t], fs, segmentation, validator, max_wait_s, redaction)
+                 for t, fs in fragments.items()]  # fmt: skip
         if actions:
             with engine.begin() as conn:
-                _merge(total, _commit(conn, plans, list(actions), segmentation, validator, max_wait_s, when))
+                _merge(total, _commit(conn, plans, list(actions), segmentation, validator, max_wait_s, when,
+                                            redaction))
         if len(actions) < limit:
             _forget(engine, when - keep_s)
             return total
@@ -320,7 +326,8 @@ def _merge(total: SweepCounts, c: SweepCounts) -> None:
 
 
 def _commit(conn: Connection, plans: list[_Plan], claimed: list[str], segmentation: SegmentationConfig,
-            validator: TraceValidator, max_wait_s: float, now: float) -> SweepCounts:  # fmt: skip
+            validator: TraceValidator, max_wait_s: float, now: float,
+            redaction: Redactor | None = None) -> SweepCounts:  # fmt: skip
     """Take the planned traces' fragments (``DELETE … RETURNING``: whoever deletes a fragment
     owns it, the claim notwithstanding) and store what they became; their summary rows go. A
     trace another sweeper took meanwhile is skipped; one that gained fragments since it was read
@@ -360,13 +367,14 @@ def _commit(conn: Connection, plans: list[_Plan], claimed: list[str], segmentati
                          "kept here, not in any trace"  # fmt: skip
                 report = SpanReport(trace_id, first.span_id if first else None, first.name if first else "",
                                     reason, len(late.late))  # fmt: skip
-                quarantine[fragments[0].source].append(_quarantine_line(fragments[0].id, report, late.late, late.logs))
+                quarantine[fragments[0].source].append(_quarantine_line(fragments[0].id, report, late.late, late.logs,
+                                                                                redaction))
                 log.warning("OTLP %s: %s", fragments[0].source, report)
                 if trace_id in tombs:
                     grown[trace_id] = tombs[trace_id] | {s.span_id for s in late.late}
             continue
         if len(fragments) != len(plan.fragments):  # it changed since it was read
-            plan = _work_out(trace_id, plan.action, fragments, segmentation, validator, max_wait_s)
+            plan = _work_out(trace_id, plan.action, fragments, segmentation, validator, max_wait_s, redaction)
         done = plan.done
         assert done is not None
         out.expired += plan.action == asm.EXPIRE
@@ -377,7 +385,7 @@ def _commit(conn: Connection, plans: list[_Plan], claimed: list[str], segmentati
             out.unmapped += plan.action != asm.EXPIRE
             spans = [s for fr in fragments for s in fr.spans]
             logs = [r for fr in fragments for r in fr.logs]
-            quarantine[done.source].append(_quarantine_line(done.line_no, done.reports[0], spans, logs))
+            quarantine[done.source].append(_quarantine_line(done.line_no, done.reports[0], spans, logs, redaction))
         else:
             ingest.append(plan)
         for report in done.reports:
