@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,10 +41,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracejury.core.errors import ConfigError
+from tracejury.core.redaction_detectors import (
+    NUMERIC_DETECTORS,
+    Finding,
+    Runs,
+    custom_finder,
+    find_card,
+    find_email,
+    find_iban,
+    find_ip,
+    find_secret,
+    iban_ok,
+    luhn_ok,
+    numeric_runs,
+    phone_finder,
+)
 from tracejury.core.yamlconf import load_model
 
 __all__ = [
@@ -108,166 +121,6 @@ class RedactionPolicy(BaseModel):
 _PROTECTED_TOP = {"schemaVersion", "traceId", "releaseId", "timestamp", "config", "evidence", "runtime", "outputs"}
 _PROTECTED_REQ = {"inputTextHash", "sessionIdHash", "channel", "locale", "sessionTurn", "intent", "toolRequired"}
 
-# ---------------------------------------------------------------------------------- checks
-
-
-def luhn_ok(digits: str) -> bool:
-    """Whether a digit string passes the Luhn check (payment card numbers)."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def iban_ok(iban: str) -> bool:
-    """Whether a compact upper-case IBAN passes ISO 13616's mod-97 check."""
-    if not 15 <= len(iban) <= 34:
-        return False
-    moved = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
-
-
-# ------------------------------------------------------------------------------- detectors
-
-_EMAIL = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,24}(?![\w-])"
-)
-_NUMERIC = re.compile(r"\d[\d ().\-/]{5,}\d")
-"""Runs of digits and separators: card, IPv4 and phone candidates lie in one (one scan for three)."""
-_CARD = re.compile(r"\d(?<![\w-]\d)(?:[ -]?\d){12,18}(?![\w-])")
-_IBAN = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d\d(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?!\w)")
-_IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
-_PHONE = re.compile(r"(?:(?<![\w+.-])(?:\+|00)|(?<![\w+.-]))\(?\d[\d ().\-/]{5,20}\d(?!\w)")
-_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
-_SECRET_HINTS = ("PRIVATE KEY", "sk-", "AKIA", "ASIA", "ABIA", "ACCA", "hp_", "ho_", "hu_", "hs_", "hr_",
-                 "github_pat_", "xox", "hooks.slack", "AIza")  # fmt: skip
-_SECRET_HINTS_CI = ("bearer", "aws_secret")
-_SECRET = re.compile(
-    "|".join((
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----",
-        r"\bsk-ant-[A-Za-z0-9_-]{20,}",  # Anthropic
-        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",  # OpenAI
-        r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",  # AWS access key id
-        r"(?i:aws_secret_access_key|aws_secret_key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])",
-        r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b",  # GitHub tokens
-        r"\bgithub_pat_[A-Za-z0-9_]{22,255}",
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack tokens
-        r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
-        r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])",  # Google API key
-        r"(?i:\bbearer)\s+[A-Za-z0-9._~+/=-]{16,}",
-    ))
-)  # fmt: skip
-Finding = tuple[int, int, str, str, str]
-"""(start, end, detector, label, normalized value)."""
-Runs = list[tuple[int, int, int, int]]
-"""Numeric runs: (start, end, digits, dots)."""
-_V6_HINT = re.compile(r"[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")
-
-
-def _runs(text: str) -> Runs:
-    out = []
-    for m in _NUMERIC.finditer(text):
-        run = m.group()
-        seps = run.count(" ") + run.count("-") + run.count("(") + run.count(")") + run.count("/")
-        dots = run.count(".")
-        out.append((m.start(), m.end(), len(run) - seps - dots, dots))
-    return out
-
-
-def _windows(pattern: re.Pattern[str], text: str, runs: Runs, before: int = 0, *, digits: int = 0,
-             dots: int = 0) -> list[re.Match[str]]:  # fmt: skip
-    """Matches of ``pattern`` inside the numeric runs with at least ``digits`` digits and
-    ``dots`` dots (a character of context either side)."""
-    out: list[re.Match[str]] = []
-    for s, e, n, d in runs:
-        if n >= digits and d >= dots:
-            out += pattern.finditer(text, max(0, s - before), min(len(text), e + 1))
-    return out
-
-
-def _email(text: str, runs: Runs) -> list[Finding]:
-    if "@" not in text:
-        return []
-    return [(m.start(), m.end(), "email", "EMAIL", m.group().lower()) for m in _EMAIL.finditer(text)]
-
-
-def _card(text: str, runs: Runs) -> list[Finding]:
-    out = []
-    for m in _windows(_CARD, text, runs, digits=13):
-        digits = m.group().replace(" ", "").replace("-", "")
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            out.append((m.start(), m.end(), "card", "CARD", digits))
-    return out
-
-
-def _iban(text: str, runs: Runs) -> list[Finding]:
-    out = []
-    for m in _IBAN.finditer(text):
-        compact = m.group().replace(" ", "")
-        if iban_ok(compact):
-            out.append((m.start(), m.end(), "iban", "IBAN", compact))
-    return out
-
-
-def _ip(text: str, runs: Runs) -> list[Finding]:
-    out = []
-    for m in _windows(_IPV4, text, runs, digits=4, dots=3):
-        if all(int(octet) <= 255 for octet in m.group().split(".")):
-            out.append((m.start(), m.end(), "ip", "IP", m.group()))
-    if "::" in text or (text.count(":") >= 5 and _V6_HINT.search(text)):
-        for m in _IPV6.finditer(text):
-            if max(map(len, m.group().split(":"))) < 3:  # a::b, 12:30:45 are no addresses worth the risk
-                continue
-            try:
-                addr = ipaddress.IPv6Address(m.group())
-            except ValueError:
-                continue
-            out.append((m.start(), m.end(), "ip", "IP", addr.compressed))
-    return out
-
-
-def _secret(text: str, runs: Runs) -> list[Finding]:
-    if not any(h in text for h in _SECRET_HINTS):
-        lower = text.lower()
-        if not any(h in lower for h in _SECRET_HINTS_CI):
-            return []
-    return [(m.start(), m.end(), "secret", "SECRET", m.group()) for m in _SECRET.finditer(text)]
-
-
-def _phone(region: str | None) -> Callable[[str, Runs], list[Finding]]:
-    def find(text: str, runs: Runs) -> list[Finding]:
-        out = []
-        for m in _windows(_PHONE, text, runs, before=3, digits=7):
-            cand = m.group().rstrip("( .-/").lstrip(" .-/")
-            if cand.startswith("(") and ")" not in cand:
-                cand = cand[1:]
-            digits = sum(c.isdigit() for c in cand)
-            if not 7 <= digits <= 15 or _DATE.fullmatch(cand):
-                continue
-            try:
-                num = phonenumbers.parse(cand, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_possible_number(num) and phonenumbers.is_valid_number(num):
-                e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-                start = m.start() + m.group().index(cand)
-                out.append((start, start + len(cand), "phone", "PHONE", e164))
-        return out
-
-    return find
-
-
-def _custom(d: CustomDetector, pattern: re.Pattern[str]) -> Callable[[str, Runs], list[Finding]]:
-    label = d.name.upper()
-    return lambda text, runs: [(m.start(), m.end(), d.name, label, m.group()) for m in pattern.finditer(text)
-                               if m.end() > m.start()]  # fmt: skip
-
-
-_NUMERIC_DETECTORS = {"card", "ip", "phone"}
 
 
 # ----------------------------------------------------------------------------------- paths
@@ -394,12 +247,12 @@ class Redactor:
                 pattern = re.compile(d.pattern)
             except re.error as exc:
                 raise ConfigError(f"custom detector {d.name!r}: invalid regex: {exc}", file=file) from exc
-            self._finders.append((d.name, _custom(d, pattern)))
-        builtin = {"email": _email, "card": _card, "iban": _iban, "ip": _ip, "secret": _secret,
-                   "phone": _phone(policy.phone_region)}  # fmt: skip
+            self._finders.append((d.name, custom_finder(d.name, pattern)))
+        builtin = {"email": find_email, "card": find_card, "iban": find_iban, "ip": find_ip, "secret": find_secret,
+                   "phone": phone_finder(policy.phone_region)}  # fmt: skip
         self._finders += [(name, builtin[name]) for name in BUILTIN_DETECTORS if name in policy.detectors]
         self._has_field_rules = bool(policy.fields)
-        self._numeric = any(name in _NUMERIC_DETECTORS for name, _ in self._finders)
+        self._numeric = any(name in NUMERIC_DETECTORS for name, _ in self._finders)
         rules = [(p, "keep") for p in policy.keep] + [(r.path, r.action) for r in policy.fields]
         for path, action in rules:
             try:
@@ -451,10 +304,10 @@ class Redactor:
             state = _TraceState()
         if len(text) < 6:
             return text
-        runs = _runs(text) if self._numeric else []
+        runs = numeric_runs(text) if self._numeric else []
         found: list[Finding] = []
         for name, find in self._finders:
-            if not runs and name in _NUMERIC_DETECTORS and (name != "ip" or ":" not in text):
+            if not runs and name in NUMERIC_DETECTORS and (name != "ip" or ":" not in text):
                 continue
             found += find(text, runs)
         if not found:
@@ -525,9 +378,9 @@ class Redactor:
         joined = "\x00".join(t for t in texts if len(t) >= 6)
         if not joined:
             return False
-        runs = _runs(joined) if self._numeric else []
+        runs = numeric_runs(joined) if self._numeric else []
         for name, find in self._finders:
-            if not runs and name in _NUMERIC_DETECTORS and (name != "ip" or ":" not in joined):
+            if not runs and name in NUMERIC_DETECTORS and (name != "ip" or ":" not in joined):
                 continue
             if any("\x00" not in joined[f[0]:f[1]] for f in find(joined, runs)):
                 return True
