@@ -112,10 +112,6 @@ class Ledger(Protocol):
         """Release ``reserved`` and add ``spent``."""
         ...
 
-    async def used(self, key: str) -> int:
-        """Spent plus reserved under ``key``."""
-        ...
-
     async def admit(self, key: str, amount: int, cap: int) -> bool:
         """Admit a chunk expected to cost ``amount`` if spent + admitted + amount ≤ ``cap``."""
         ...
@@ -138,10 +134,6 @@ class StoreLedger:
     async def settle(self, key: str, reserved: int, spent: int) -> None:
         """One UPDATE in a worker thread."""
         await asyncio.to_thread(spend_store.settle, self._engine, key, reserved, spent)
-
-    async def used(self, key: str) -> int:
-        """Spent plus reserved, read from the store."""
-        return await asyncio.to_thread(spend_store.used, self._engine, key)
 
     async def admit(self, key: str, amount: int, cap: int) -> bool:
         """One conditional UPDATE in a worker thread."""
@@ -199,11 +191,6 @@ class RedisLedger:
     async def settle(self, key: str, reserved: int, spent: int) -> None:
         """One Lua script."""
         await self._settle(keys=[f"tracejury:spend:{key}"], args=[reserved, spent, _TTL_S])
-
-    async def used(self, key: str) -> int:
-        """Spent plus reserved, from Redis."""
-        spent, reserved = await self._redis.hmget(f"tracejury:spend:{key}", ["spent", "reserved"])
-        return int(spent or 0) + int(reserved or 0)
 
     async def admit(self, key: str, amount: int, cap: int) -> bool:
         """One Lua script: check and admit atomically."""

@@ -91,9 +91,6 @@ class MemoryLedger:
         self.reserved[key] -= reserved
         self.spent[key] = self.spent.get(key, 0) + spent
 
-    async def used(self, key: str) -> int:
-        return self.spent.get(key, 0) + self.reserved.get(key, 0)
-
     async def admit(self, key: str, amount: int, cap: int) -> bool:  # chunks: not the guard's
         raise AssertionError("the guard never admits chunks")
 

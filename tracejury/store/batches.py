@@ -145,43 +145,26 @@ def _held(batch_id: str, chunk_no: int, worker: str | None) -> list[Any]:
     return conds
 
 
+def _end_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str | None, **values: Any) -> bool:
+    """Move a chunk to a final state (by its holder, when ``worker`` is given); True if it did."""
+    with engine.begin() as conn:
+        stmt = update(_BC).where(*_held(batch_id, chunk_no, worker))
+        return conn.execute(stmt.values(lease_until=None, updated_at=_now(), **values)).rowcount == 1
+
+
 def complete_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str | None = None) -> bool:
     """Mark a chunk done (by its holder, when ``worker`` is given); True if it was."""
-    with engine.begin() as conn:
-        return (
-            conn.execute(
-                update(_BC)
-                .where(*_held(batch_id, chunk_no, worker))
-                .values(state="done", lease_until=None, updated_at=_now())
-            ).rowcount
-            == 1
-        )
+    return _end_chunk(engine, batch_id, chunk_no, worker, state="done")
 
 
 def fail_chunk(engine: Engine, batch_id: str, chunk_no: int, error: str, worker: str | None = None) -> bool:
     """Mark a chunk failed for good (its batch will end ``failed`` with this reason)."""
-    with engine.begin() as conn:
-        return (
-            conn.execute(
-                update(_BC)
-                .where(*_held(batch_id, chunk_no, worker))
-                .values(state="failed", error=error, lease_until=None, updated_at=_now())
-            ).rowcount
-            == 1
-        )
+    return _end_chunk(engine, batch_id, chunk_no, worker, state="failed", error=error)
 
 
 def cap_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str | None = None) -> bool:
     """Mark a chunk ``capped``: not run, as its batch's cost cap had no room for it (final)."""
-    with engine.begin() as conn:
-        return (
-            conn.execute(
-                update(_BC)
-                .where(*_held(batch_id, chunk_no, worker))
-                .values(state="capped", lease_until=None, updated_at=_now())
-            ).rowcount
-            == 1
-        )
+    return _end_chunk(engine, batch_id, chunk_no, worker, state="capped")
 
 
 def _scale_capped(conn: Connection, batch_id: str) -> dict[str, Any]:
