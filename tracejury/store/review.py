@@ -10,7 +10,8 @@ dicts (camelCase keys, ISO-8601 UTC times), the shapes the CLI prints and the AP
   ``leaseExpiresAt``, ``createdAt``, ``updatedAt``.
 * **item detail** (``get_item``): an item plus ``trace`` (the stored body), ``view``
   (``tracejury.core.review.trace_view``), ``judge`` (the rubric's evaluation), ``checkers``
-  (the disagreeing checkers' evaluations), ``scale`` and ``labels`` (history, oldest first).
+  (the disagreeing checkers' evaluations), ``scale``, ``question`` (the rubric's
+  ``description`` and judge ``prompt``) and ``labels`` (history, oldest first).
 * **label** (``label_item``): ``labelId``, ``itemId``, ``traceId``, ``rubric``,
   ``rubricVersion``, ``reviewer``, ``tokenId``, ``label``, ``passed``, ``rationale``, ``createdAt``.
 
@@ -247,21 +248,23 @@ def list_items(
     release: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    after: tuple[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Items in queue order (priority high to low, then oldest first), filtered.
 
     ``state`` is the state as it reads now (an expired claim is ``pending``); ``reason`` one
     of ``tracejury.core.escalation.REASONS``; ``segment`` one or more ``dim=value`` joined by
     ``|`` (every one must be in the item's segment key); ``rubric`` and ``release`` exact ids.
+    ``after``: keyset paging, the (priority, item id) of the last item of the previous page —
+    only items after it in queue order (a deep page costs what the first does; ``offset``
+    scans and drops every row before it).
     """
     now = _now()
-    stmt = (
-        select(_R)
-        .where(*_filters(now, state=state, rubric=rubric, reason=reason, segment=segment, release=release))
-        .order_by(_R.c.priority.desc(), _R.c.id)
-        .limit(limit)
-        .offset(offset)
-    )
+    conds = _filters(now, state=state, rubric=rubric, reason=reason, segment=segment, release=release)
+    if after is not None:
+        priority, item_id = after
+        conds.append(or_(_R.c.priority < priority, and_(_R.c.priority == priority, _R.c.id > item_id)))
+    stmt = select(_R).where(*conds).order_by(_R.c.priority.desc(), _R.c.id).limit(limit).offset(offset)
     with engine.connect() as conn:
         return [_item(r, now) for r in conn.execute(stmt)]
 
@@ -276,14 +279,19 @@ def count_items(engine: Engine, *, batch_id: str | None = None, state: str | Non
         return conn.execute(select(func.count()).select_from(_R).where(*conds)).scalar_one()
 
 
-def _scale(conn: Connection, batch_id: str | None, rubric_id: str, version: str) -> LabelScale:
-    """The label scale of the rubric version, from the batch's frozen config snapshot."""
+def _rubric(conn: Connection, batch_id: str | None, rubric_id: str, version: str) -> dict[str, Any]:
+    """The rubric version as the batch's frozen config snapshot holds it."""
     raw = conn.execute(select(_B.c.config).where(_B.c.id == batch_id)).scalar_one_or_none() if batch_id else None
     config = orjson.loads(raw) if raw is not None else {}
     for r in config.get("rubrics", []):
         if r.get("id") == rubric_id and str(r.get("version")) == version:
-            return LabelScale.from_output(r.get("output"))
+            return r
     raise NotFound(f"rubric {rubric_id} version {version} is not in the config of batch {batch_id}")
+
+
+def _scale(conn: Connection, batch_id: str | None, rubric_id: str, version: str) -> LabelScale:
+    """The label scale of the rubric version, from the batch's frozen config snapshot."""
+    return LabelScale.from_output(_rubric(conn, batch_id, rubric_id, version).get("output"))
 
 
 def item_scale(engine: Engine, item_id: int) -> dict[str, list[str]]:
@@ -341,7 +349,8 @@ def get_item(engine: Engine, item_id: int) -> dict[str, Any]:
     ``trace`` (the stored body), ``view`` (input, answer, chunks, tool snapshots, flags),
     ``judge`` (the rubric's evaluation: label, confidence, rationale, sample labels, or its
     failure), ``checkers`` (evaluations of the checkers that disagreed), ``scale`` (allowed
-    and passing labels) and ``labels`` (every human label on this trace and rubric, oldest
+    and passing labels), ``question`` (what the rubric asks: its ``description`` and the
+    judge's ``prompt``, null for a checker) and ``labels`` (every human label on this trace and rubric, oldest
     first; the last is the one gates use)."""
     now = _now()
     with engine.connect() as conn:
@@ -357,7 +366,9 @@ def get_item(engine: Engine, item_id: int) -> dict[str, Any]:
         labels = conn.execute(
             select(_L).where(_L.c.trace_id == row.trace_id, _L.c.evaluator_id == row.evaluator_id).order_by(_L.c.id)
         ).all()
-        scale = _scale(conn, row.batch_id, row.evaluator_id, row.evaluator_version)
+        rubric = _rubric(conn, row.batch_id, row.evaluator_id, row.evaluator_version)
+    scale = LabelScale.from_output(rubric.get("output"))
+    judge_spec = rubric.get("judge") or {}
     # a pruned trace (docs/retention.md) has no body left: its ids only
     trace = orjson.loads(body) if body else {"traceId": row.trace_id, "releaseId": row.release_id, "pruned": True}
     ids = item["evaluationIds"]
@@ -368,6 +379,7 @@ def get_item(engine: Engine, item_id: int) -> dict[str, Any]:
         "judge": evaluations.get(ids[0]),
         "checkers": [evaluations[i] for i in ids[1:] if i in evaluations],
         "scale": scale.as_dict(),
+        "question": {"description": rubric.get("description") or "", "prompt": judge_spec.get("prompt")},
         "labels": [_label(r) for r in labels],
     }
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracejury.api.deps import EngineDep, SettingsDep, require_role
@@ -28,7 +28,7 @@ from tracejury.core.escalation import REASONS
 from tracejury.core.review import ITEM_STATES
 from tracejury.store.tokens import DEFAULT_IDENTITY_PREFIX, Principal
 
-__all__ = ["reviewer_name", "router"]
+__all__ = ["parse_cursor", "reviewer_name", "router"]
 
 router = APIRouter(prefix="/api/review", tags=["review"])
 
@@ -106,6 +106,7 @@ def me(principal: ReviewerDep) -> dict[str, Any]:
 def list_items(
     engine: EngineDep,
     _: ReviewerDep,
+    response: Response,
     state: _Filter = None,
     rubric: _Filter = None,
     reason: _Filter = None,
@@ -113,14 +114,37 @@ def list_items(
     release: _Filter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    after: Annotated[str | None, Query(max_length=40, description="A page's X-Next-Cursor.")] = None,
 ) -> list[dict[str, Any]]:
     """As ``tracejury review list --json``: priority high to low, then oldest first. ``state``
     reads as of now (an expired claim is ``pending``); ``segment`` is ``dim=value`` joined
-    by ``|``."""
+    by ``|``.
+
+    Paging: when more items follow, the ``X-Next-Cursor`` header holds a cursor; pass it as
+    ``after`` for the next page (keyset: any page costs what the first does, and an item
+    claimed meanwhile shifts nothing). ``offset`` still works, not together with ``after``."""
     from tracejury.store.review import list_items as query
 
-    return query(engine, state=state, rubric=rubric, reason=reason, segment=segment, release=release,
-                 limit=limit, offset=offset)  # fmt: skip
+    if after is not None and offset:
+        raise ApiError(400, "invalid_input", "after: page with a cursor or with offset, not both")
+    rows = query(engine, state=state, rubric=rubric, reason=reason, segment=segment, release=release,
+                 limit=limit + 1, offset=offset, after=None if after is None else parse_cursor(after))  # fmt: skip
+    if len(rows) > limit:
+        rows = rows[:limit]
+        response.headers["X-Next-Cursor"] = f"{rows[-1]['priority']}.{rows[-1]['itemId']}"
+    return rows
+
+
+def parse_cursor(cursor: str) -> tuple[int, int]:
+    """``X-Next-Cursor``'s ``<priority>.<item id>`` as a pair; anything else is a one-line 400."""
+    priority, dot, item_id = cursor.partition(".")
+    try:
+        if not dot:
+            raise ValueError
+        return int(priority), int(item_id)
+    except ValueError:
+        why = f"after: {cursor[:40]!r} is not a cursor (an X-Next-Cursor value such as 5.1234)"
+        raise ApiError(400, "invalid_input", why) from None
 
 
 @router.get("/items/{item_id}", summary="One review item with its trace, evaluations and labels")
