@@ -100,7 +100,8 @@ async def production_deps(
             http_clients.append(http)
             shared = (
                 RedisLimiter(redis, name, requests_per_minute=profile.requests_per_minute,
-                             tokens_per_minute=profile.tokens_per_minute, max_concurrency=profile.max_concurrency)
+                             tokens_per_minute=profile.tokens_per_minute, max_concurrency=profile.max_concurrency,
+                             adaptive=profile.concurrency_settings())
                 if redis is not None else None
             )  # fmt: skip
             if shared is not None:
@@ -108,7 +109,7 @@ async def production_deps(
             clients[name] = JudgeClient(
                 http, profile, base_url=settings.judge_base_url,
                 api_key=settings.api_key(profile.api_key_env),
-                limiter=shared, slot=shared.slot if shared else None,
+                limiter=shared, concurrency=shared,
             )  # fmt: skip
 
         async def direct_call(profile: str, request: JudgeRequest) -> JudgeOutcome:

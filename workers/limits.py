@@ -5,20 +5,27 @@
 * ``acquire(tokens)`` — requests/min and tokens/min as token buckets kept in Redis and
   updated atomically by a Lua script on Redis's own clock. Like the in-process bucket, a
   call reserves and is told how long to wait, so waiters are served in order.
-* ``slot()`` — a concurrency slot. The profile's ``max_concurrency`` is one budget in Redis,
+* ``slot()`` — a concurrency slot. The profile's concurrency limit is one budget in Redis,
   leased to holders (one per limiter: per process and profile) in blocks by one Lua script:
   a process takes as many free slots as its callers want in one round trip, hands them to
   its callers without Redis, and gives back idle ones in one call. Per judge call there is
   no round trip at all while a process holds slots; a 256-trace chunk costs a handful.
-  Guarantees: the slots held by all holders never exceed ``max_concurrency``; a holder's
+  Guarantees: the slots held by all holders never exceed the limit (but for slots in use
+  when a cut lowers it: they are given back as they end, none handed out); a holder's
   lease (``lease_s``) is renewed while it holds slots, so a crashed process's slots free
   themselves after the lease; a process gives back slots idle for ``linger_s``, and while
-  another process waits it keeps at most its fair share (``max_concurrency`` ÷ processes
-  wanting slots, rounded up), so nobody hoards. Between chunks nothing runs a worker's event
-  loop, so the pipeline calls ``settle()`` at the end of each chunk to give back idle slots.
+  another process waits it keeps at most its fair share (the limit ÷ processes wanting
+  slots, rounded up), so nobody hoards. Between chunks nothing runs a worker's event loop, so
+  the pipeline calls ``settle()`` at the end of each chunk to give back idle slots.
+* ``observe(latency_s, signal)`` — the limit adapts (:mod:`judges.llm.concurrency`), one
+  limit for all processes: each process keeps its calls' outcomes and, on its next round trip
+  (every ``check_s``, at once on an overload), applies them to the shared state in Redis
+  (read, update with the pure :class:`~judges.llm.concurrency.AdaptiveLimit`, compare and
+  swap). Every slot sync reads the shared limit, so a cut reaches all processes within one
+  ``check_s``. Times are wall-clock seconds (the processes may be on different machines).
 
 With the embedded broker (no Redis) the limits are per process (the client's own limiter
-and semaphore) — say so in the docs, as this does. If Redis is unreachable for a moment (a
+and adaptive slots) — say so in the docs, as this does. If Redis is unreachable for a moment (a
 restart), the limiter falls back to per-process limits (logged once per outage) and tries
 Redis again after ``retry_s``: a blip in the limiter must never fail a judgment.
 """
@@ -28,14 +35,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from judges.llm.concurrency import AdaptiveLimit, AdaptiveSettings, AdaptiveSlots, Signal
 from judges.llm.limiter import RateLimiter
 
 __all__ = ["RedisLimiter"]
@@ -59,18 +69,22 @@ return math.ceil(-level / rate * 1000)
 
 # The profile's concurrency slots, leased to holders (one per limiter, i.e. per process and
 # profile) in blocks. KEYS: held hash (holder -> slots it holds), want hash (holder -> slots it
-# wants: in use + waiting), lease zset (holder -> lease expiry). ARGV: holder, want, in use,
-# limit, lease seconds. Expired holders are dropped first (a crashed process's slots free
-# themselves). A holder is granted free slots up to what it wants; while another holder wants
-# more than it holds, each holder may keep at most its fair share (limit ÷ active holders,
-# rounded up) and gives back what it holds above that, but never slots in use. Returns
-# {slots the holder now holds, slots it may keep}.
+# wants: in use + waiting), lease zset (holder -> lease expiry), the shared adaptive limit.
+# ARGV: holder, want, in use, cap, lease seconds, the limit while none is shared yet. The limit
+# is the shared adaptive one (never above the cap). Expired holders are dropped first (a
+# crashed process's slots free themselves). A holder is granted free slots up to what it
+# wants; while another holder wants more than it holds, each holder may keep at most its fair
+# share (limit ÷ active holders, rounded up) and gives back what it holds above that, but
+# never slots in use; while all hold more than a cut limit, a holder gives back the excess it
+# does not use. Returns {slots the holder now holds, slots it may keep, the limit, slots held
+# by all holders}.
 _SYNC_SLOTS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local me = ARGV[1]
 local want, in_use = tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
+limit = math.min(limit, tonumber(redis.call('GET', KEYS[4]) or ARGV[6]))
 for _, h in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
   redis.call('HDEL', KEYS[1], h)
   redis.call('HDEL', KEYS[2], h)
@@ -96,12 +110,14 @@ if want > 0 then active = active + 1 end
 local keep = limit
 if others_short then keep = math.ceil(limit / active) end
 local target = math.min(want, keep)
+local excess = math.max(0, total - limit)
 local new
-if target >= cur then
+if target >= cur and excess == 0 then
   new = cur + math.max(0, math.min(target - cur, limit - total))
 else
-  new = math.max(target, math.min(in_use, cur))
+  new = math.max(math.min(target, cur - excess), math.min(in_use, cur))
 end
+total = total - cur + new
 if new > 0 or want > 0 then
   redis.call('HSET', KEYS[1], me, new)
   redis.call('HSET', KEYS[2], me, want)
@@ -112,8 +128,23 @@ else
   redis.call('HDEL', KEYS[2], me)
   redis.call('ZREM', KEYS[3], me)
 end
-return {new, keep}
+return {new, keep, limit, total}
 """
+
+# The shared adaptive limit's state, replaced only if nobody replaced it since it was read.
+# KEYS: state (JSON), limit. ARGV: the state read ('' = none), the new state, the new limit,
+# seconds both live (an endpoint idle that long starts afresh). Returns 1 if replaced.
+_SWAP_STATE = """
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], ARGV[3], 'EX', tonumber(ARGV[4]))
+return 1
+"""
+
+_MAX_SAMPLES = 100_000  # outcomes kept while Redis is slow to take them (oldest dropped)
+_SWAP_TRIES = 3
+_STATE_TTL_S = 600  # an endpoint idle this long starts afresh (slow start from the initial limit)
 
 _SHARED, _LOCAL = True, False
 """What a waiting caller is handed: one of this process's shared slots, or "use the
@@ -139,6 +170,7 @@ class RedisLimiter:
         requests_per_minute: int | None,
         tokens_per_minute: int | None,
         max_concurrency: int,
+        adaptive: AdaptiveSettings | None = None,
         burst_s: float = 5.0,
         lease_s: float = 30.0,
         poll_s: float = 0.01,
@@ -151,15 +183,21 @@ class RedisLimiter:
         self._key = f"tracejury:limits:{profile}"
         self._rpm, self._tpm = requests_per_minute, tokens_per_minute
         self._max = max_concurrency
+        self._adaptive = adaptive or AdaptiveSettings.fixed(max_concurrency)
+        self._limit = self._adaptive.start  # the shared limit, as the last sync read it
+        self._total = 0  # slots held by all holders, as the last sync read it
+        self._samples: deque[tuple[float, float, Signal, int]] = deque(maxlen=_MAX_SAMPLES)
         self._burst, self._lease, self._poll = burst_s, lease_s, poll_s
         self._check = min(check_s, lease_s / 3)  # renewals well inside the lease
         self._linger, self._block, self._retry = linger_s, block, retry_s
         self._reserve = redis.register_script(_RESERVE)
         self._sync_slots = redis.register_script(_SYNC_SLOTS)
-        self._slot_keys = [f"{self._key}:slots:{k}" for k in ("held", "want", "lease")]
+        self._swap_state = redis.register_script(_SWAP_STATE)
+        self._state_keys = [f"{self._key}:adaptive:state", f"{self._key}:adaptive:limit"]
+        self._slot_keys = [f"{self._key}:slots:{k}" for k in ("held", "want", "lease")] + self._state_keys[1:]
         self._holder = uuid.uuid4().hex
         self._local = RateLimiter(requests_per_minute, tokens_per_minute)
-        self._local_slots = asyncio.Semaphore(max_concurrency)
+        self._local_slots = AdaptiveSlots(self._adaptive)
         # this process's side of the shared slots
         self._held = 0  # granted by Redis to this holder
         self._keep = max_concurrency  # most it may use while another holder waits
@@ -207,7 +245,7 @@ class RedisLimiter:
             else:
                 shared = await self._wait(loop)
         if not shared:
-            async with self._local_slots:
+            async with self._local_slots.slot():
                 yield
             return
         try:
@@ -215,6 +253,28 @@ class RedisLimiter:
         finally:
             self._in_use -= 1
             self._serve(loop)
+
+    @property
+    def limit(self) -> int:
+        """The concurrency limit now: the shared one (the per-process one while Redis is down)."""
+        return self._local_slots.limit if self._down else self._limit
+
+    @property
+    def in_flight(self) -> int:
+        """Calls of this process holding a slot now."""
+        return self._in_use + self._local_slots.in_flight
+
+    def observe(self, latency_s: float, signal: Signal) -> None:
+        """An attempt made in a slot ended: its outcome goes to the shared limit on the next
+        round trip (at once for an overload)."""
+        if self._adaptive.floor == self._adaptive.cap:
+            return
+        if self._down:
+            self._local_slots.observe(latency_s, signal)
+            return
+        self._samples.append((time.time(), latency_s, signal, self._in_use))
+        if signal == "overload":
+            self._wake.set()
 
     async def settle(self) -> None:
         """Give back at once the slots this process holds but does not use (a chunk ended:
@@ -237,7 +297,8 @@ class RedisLimiter:
                 await task
         if self._held or self._in_use:
             try:
-                await self._sync_slots(keys=self._slot_keys, args=[self._holder, 0, 0, self._max, self._lease])
+                args = [self._holder, 0, 0, self._max, self._lease, self._adaptive.start]
+                await self._sync_slots(keys=self._slot_keys, args=args)
             except (RedisError, OSError):
                 log.warning("could not give back shared slots; their lease will free them")
             self._held = 0
@@ -301,8 +362,11 @@ class RedisLimiter:
             want = min(want, self._max)
             self._ceiling = in_use = self._in_use  # Redis may take back any slot not in use now
             try:
-                held, keep = await self._sync_slots(
-                    keys=self._slot_keys, args=[self._holder, want, in_use, self._max, self._lease]
+                if self._samples:
+                    await self._adapt()
+                held, keep, limit, total = await self._sync_slots(
+                    keys=self._slot_keys,
+                    args=[self._holder, want, in_use, self._max, self._lease, self._adaptive.start],
                 )
             except (RedisError, OSError) as exc:
                 if not self._down:
@@ -314,9 +378,27 @@ class RedisLimiter:
             if self._down:
                 log.warning("shared concurrency limit reachable again")
                 self._down, self._down_until = False, 0.0
-            self._held, self._keep = int(held), int(keep)
+            self._held, self._keep, self._limit, self._total = int(held), int(keep), int(limit), int(total)
             self._short = self._held < want
             self._serve(loop)
+
+    async def _adapt(self) -> None:
+        """Apply this process's outcomes to the shared limit (compare and swap: retried on a
+        race with another process; outcomes not applied wait for the next round trip)."""
+        for _ in range(_SWAP_TRIES):
+            raw = await self._redis.get(self._state_keys[0])
+            old = raw.decode() if isinstance(raw, bytes) else (raw or "")
+            limit = (AdaptiveLimit.from_dict(self._adaptive, orjson.loads(old)) if old
+                     else AdaptiveLimit.start(self._adaptive))  # fmt: skip
+            samples = list(self._samples)
+            for at, latency_s, signal, in_use in samples:
+                limit.observe(at, latency_s, signal, max(in_use, self._total))
+            new = orjson.dumps(limit.as_dict()).decode()
+            if await self._swap_state(keys=self._state_keys, args=[old, new, limit.current, _STATE_TTL_S]):
+                for _ in samples:
+                    self._samples.popleft()
+                self._limit = limit.current
+                return
 
     def _go_local(self, loop: asyncio.AbstractEventLoop) -> None:
         """Redis failed: callers use per-process slots for ``retry_s`` (and those waiting now)."""

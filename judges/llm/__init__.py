@@ -6,6 +6,15 @@ Everything a caller needs is re-exported here; the submodules hold one concept e
 from __future__ import annotations
 
 from judges.llm.client import JudgeClient
+from judges.llm.concurrency import (
+    OVERLOAD_STATUSES,
+    AdaptiveLimit,
+    AdaptiveSettings,
+    AdaptiveSlots,
+    Concurrency,
+    Signal,
+    signal_for,
+)
 from judges.llm.dialect import (
     FORMATS,
     LADDERS,
@@ -48,7 +57,12 @@ __all__ = [
     "DEFAULT_PROFILE_NAME",
     "FORMATS",
     "LADDERS",
+    "OVERLOAD_STATUSES",
     "TRANSPORTS",
+    "AdaptiveLimit",
+    "AdaptiveSettings",
+    "AdaptiveSlots",
+    "Concurrency",
     "FormatMemory",
     "FormatRefusal",
     "JudgeClient",
@@ -64,6 +78,7 @@ __all__ = [
     "RateLimiter",
     "ReplyProblem",
     "RetryDecision",
+    "Signal",
     "StructuredOutput",
     "TokenBucket",
     "TransportName",
@@ -82,5 +97,6 @@ __all__ = [
     "parse_completion",
     "parse_retry_after",
     "reply_validator",
+    "signal_for",
     "with_json_instruction",
 ]

@@ -15,9 +15,14 @@
 
 Retries are one tenacity loop (``_run``) whose attempts return results instead of raising, so
 nothing is unwrapped from a ``RetryError``; what to retry and how long to wait are the pure
-decisions of ``retry.py``. Calls in flight are bounded by ``profile.max_concurrency`` (an
-``asyncio.Semaphore``) and budgeted by a :class:`~judges.llm.limiter.Limiter` (in-process by
-default; a cross-process limiter can be passed in).
+decisions of ``retry.py``. Calls in flight are bounded by a
+:class:`~judges.llm.concurrency.Concurrency` whose limit adapts to the endpoint between the
+profile's ``min_concurrency`` and ``max_concurrency`` (in-process by default; the workers pass
+one shared through Redis): every attempt reports its latency from send and its load signal
+(429/503/504/timeout: overload). Calls are budgeted by a :class:`~judges.llm.limiter.Limiter`
+(in-process by default; a cross-process limiter can be passed in). A verdict's or failure's
+``latency_ms`` is the time its attempts spent on the wire, from send to reply: waits for a
+budget, a slot or a retry are not in it.
 
 How a call asks for JSON (``response_format`` or not, the reply cap, reasoning-model
 parameters) is ``dialect.py``'s: the client sends the wire format the endpoint's
@@ -42,6 +47,7 @@ import httpx
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
+from judges.llm.concurrency import AdaptiveSlots, Concurrency, signal_for
 from judges.llm.dialect import FORMATS, LADDERS, FormatMemory, WireFormat, is_format_refusal
 from judges.llm.limiter import Limiter, RateLimiter, estimate_tokens
 from judges.llm.parse import ParsedReply, billed_tokens, parse_completion, reply_validator
@@ -75,8 +81,9 @@ class JudgeClient:
     ``base_url`` is the profile's base URL, or the caller's default when the profile has none;
     ``api_key`` is the value of the profile's ``api_key_env`` (the caller reads it). ``sleep``,
     ``jitter`` and ``clock`` are injectable for tests; ``limiter`` replaces the in-process
-    requests/tokens-per-minute limiter and ``slot`` the in-process concurrency semaphore
-    (the seams for cross-process ones: ``workers.limits.RedisLimiter``); ``formats`` replaces
+    requests/tokens-per-minute limiter and ``concurrency`` the in-process adaptive concurrency
+    limit (the seams for cross-process ones: ``workers.limits.RedisLimiter``); ``slot`` alone
+    (no ``concurrency``) is a fixed bound that learns nothing; ``formats`` replaces
     the process-wide memory of what each endpoint's ``response_format`` accepts.
 
     With the profile's ``api_version`` set (Azure OpenAI) the URL carries ``?api-version=``
@@ -95,6 +102,7 @@ class JudgeClient:
         clock: Callable[[], float] = time.monotonic,
         limiter: Limiter | None = None,
         slot: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+        concurrency: Concurrency | None = None,
         formats: FormatMemory | None = None,
     ) -> None:
         self.profile = profile
@@ -120,8 +128,12 @@ class JudgeClient:
         self._jitter = jitter
         self._clock = clock
         self._limiter = limiter or RateLimiter.for_profile(profile, clock=clock, sleep=sleep)
-        semaphore = asyncio.Semaphore(profile.max_concurrency)
-        self._slot = slot or (lambda: semaphore)
+        if concurrency is None and slot is None:
+            concurrency = AdaptiveSlots(profile.concurrency_settings(), clock=clock)
+        self.concurrency = concurrency
+        """What bounds this client's calls in flight and learns from them (None: ``slot``)."""
+        self._slot = concurrency.slot if concurrency is not None else slot
+        assert self._slot is not None
         self._headers = {"content-type": "application/json", "accept": "application/json"}
         if api_key and profile.api_version:
             self._headers["api-key"] = api_key
@@ -141,28 +153,28 @@ class JudgeClient:
 
     async def judge(self, request: JudgeRequest) -> JudgeOutcome:
         """Ask the judge for a verdict on ``request``; a failure is returned, not raised."""
-        start = self._clock()
         problem = self._config_problem(request)
         if problem is not None:
-            return JudgeFailure("config_error", problem, None, 0, self._elapsed_ms(start))
+            return JudgeFailure("config_error", problem, None, 0, 0)
         if not (self._probed or self._formats.answered(self.endpoint)):
             async with self._probe:  # the first call probes; the others wait for it, then go
                 if not self._probed:
                     try:
-                        return await self._judge(request, start)
+                        return await self._judge(request)
                     finally:
                         self._probed = True
-        return await self._judge(request, start)
+        return await self._judge(request)
 
-    async def _judge(self, request: JudgeRequest, start: float) -> JudgeOutcome:
-        tokens, attempts, timeouts = estimate_tokens(request), 0, 0
+    async def _judge(self, request: JudgeRequest) -> JudgeOutcome:
+        tokens, attempts, timeouts, wire_s = estimate_tokens(request), 0, 0, 0.0
         for _ in self._ladder:  # each pass sends a lower rung, or ends
             wire = self.wire_format
             body = request.body(self.profile.model, wire=wire, max_tokens=self.profile.max_output_tokens,
                                 reasoning=self.profile.reasoning)  # fmt: skip
-            attempt, count, timed_out = await self._run(orjson.dumps(body), request, tokens, wire)
+            attempt, count, timed_out, sent_s = await self._run(orjson.dumps(body), request, tokens, wire)
             attempts += count
             timeouts += timed_out
+            wire_s += sent_s
             if not attempt.refused_format:
                 break
             assert attempt.http_status is not None
@@ -170,7 +182,7 @@ class JudgeClient:
                 break
         if attempt.answered:
             self._formats.mark_answered(self.endpoint)
-        latency_ms = self._elapsed_ms(start)
+        latency_ms = max(0, round(wire_s * 1000))
         if attempt.reply is not None:
             label, rationale, confidence, prompt_tokens, completion_tokens = attempt.reply
             return JudgeVerdict(
@@ -208,9 +220,6 @@ class JudgeClient:
             return f"the output schema {request.schema_name!r} is not a valid JSON Schema: {exc}"
         return None
 
-    def _elapsed_ms(self, start: float) -> int:
-        return max(0, round((self._clock() - start) * 1000))
-
     def _wait(self, state: RetryCallState) -> float:
         assert state.outcome is not None
         decision = state.outcome.result().decision
@@ -218,17 +227,26 @@ class JudgeClient:
 
     async def _run(
         self, payload: bytes, request: JudgeRequest, tokens: int, wire: WireFormat
-    ) -> tuple[_Attempt, int, int]:
+    ) -> tuple[_Attempt, int, int, float]:
         """The one retry loop: attempts until a result that needs no retry, or the budget.
-        Returns the last attempt, the attempts made and how many of them timed out."""
+        Returns the last attempt, the attempts made, how many of them timed out and the
+        seconds they spent from send to reply."""
         count = timeouts = 0
+        wire_s = 0.0
 
         async def attempt() -> _Attempt:
-            nonlocal count, timeouts
+            nonlocal count, timeouts, wire_s
             count += 1
             await self._limiter.acquire(tokens)
             async with self._slot():
+                sent = self._clock()
                 result = await self._attempt(payload, request, wire)
+                took = self._clock() - sent
+                if self.concurrency is not None:
+                    timed_out = result.kind == "timeout"
+                    status = 200 if result.answered else result.http_status
+                    self.concurrency.observe(took, signal_for(status, timed_out))
+            wire_s += took
             timeouts += result.kind == "timeout"
             return result
 
@@ -241,7 +259,7 @@ class JudgeClient:
             reraise=True,
         )
         last = await retrying(attempt)
-        return last, count, timeouts
+        return last, count, timeouts, wire_s
 
     async def _attempt(self, payload: bytes, request: JudgeRequest, wire: WireFormat) -> _Attempt:
         """One POST; every outcome becomes an :class:`_Attempt` (bugs still raise)."""

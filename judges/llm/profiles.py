@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from judges.llm.concurrency import AdaptiveSettings
 from tracejury.core.cost import Price
 
 __all__ = [
@@ -53,8 +54,19 @@ class JudgeProfile(BaseModel):
     """Wall-clock budget of one HTTP attempt (connect, send, wait, read)."""
     max_attempts: int = Field(default=4, ge=1)
     """HTTP attempts per judge call, the first included."""
-    max_concurrency: int = Field(default=64, ge=1)
-    """Calls in flight at once from one client (and the size of its connection pool)."""
+    max_concurrency: int = Field(default=1024, ge=1)
+    """The most calls in flight at once to this endpoint — a cap: the client learns the limit
+    below it (``adaptive_concurrency``) — and the size of each client's connection pool. Shared
+    by every worker with a Redis broker, per process with the embedded one."""
+    adaptive_concurrency: bool = True
+    """Learn the limit from the endpoint: grow while its latency holds and no 429/503/504 or
+    timeout comes back, cut on them (see :mod:`judges.llm.concurrency`). False: the limit is
+    ``max_concurrency``, fixed."""
+    min_concurrency: int = Field(default=4, ge=1)
+    """The learnt limit never goes below this (nor above ``max_concurrency``)."""
+    initial_concurrency: int = Field(default=32, ge=1)
+    """The learnt limit before the endpoint has answered (it doubles every round trip until
+    the first overload)."""
     requests_per_minute: int | None = Field(default=None, ge=1)
     """Request budget per minute of this process; None = unlimited."""
     tokens_per_minute: int | None = Field(default=None, ge=1)
@@ -81,6 +93,15 @@ class JudgeProfile(BaseModel):
     backoff_max_s: float = Field(default=20.0, ge=0)
     """Longest wait between attempts, ``Retry-After`` included."""
 
+    def concurrency_settings(self) -> AdaptiveSettings:
+        """How this profile's concurrency limit moves (fixed at ``max_concurrency`` when not
+        adaptive; the floor and start clamped under the cap, so old profiles load as they were)."""
+        cap = self.max_concurrency
+        if not self.adaptive_concurrency:
+            return AdaptiveSettings.fixed(cap)
+        return AdaptiveSettings(
+            initial=min(cap, self.initial_concurrency), floor=min(cap, self.min_concurrency), cap=cap
+        )
 
     @model_validator(mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from judges.mock.bias import BIAS_KEYS, Bias, flip_draw
 from judges.mock.dialects import DIALECTS, Dialect, check, is_reasoning_model
 from judges.mock.faults import FAULT_KINDS, HANG_S, FaultKind, FaultPlan, faulty_reply, parse_faults
 from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_list
-from judges.mock.server import MockJudge, build_app, running_mock_judge, serve, start_mock_judge
+from judges.mock.server import MockJudge, MockStats, build_app, running_mock_judge, serve, start_mock_judge
 from judges.mock.verdict import (
     CONFIDENCE,
     DEFAULT_LABELS,
@@ -39,6 +39,7 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "MockJudge",
+    "MockStats",
     "Outcome",
     "assess",
     "build_app",

@@ -8,6 +8,11 @@
                                 the same, for the ``azure`` dialect
     GET  /v1/models             the one model, ``mock-judge``
     GET  /health                ``{"status": "ok"}``
+    GET  /stats                 its own counts (:class:`MockStats`): requests, answered, 429s
+                                for ``max_inflight``, in flight now and at most
+
+With ``max_inflight`` N, a chat request that arrives while N are in flight gets an HTTP 429
+(``Retry-After: 1``) at once, as a server with N slots would: the test of adaptive concurrency.
 
 ``serve`` runs it in the foreground (``tracejury mock-judge``) until SIGINT or SIGTERM;
 ``start_mock_judge`` / ``running_mock_judge`` run it inside the caller's event loop (tests),
@@ -26,7 +31,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -39,18 +44,43 @@ from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_l
 from judges.mock.verdict import labels_of, reply_for
 from tracejury.core.errors import ConfigError
 
-__all__ = ["MockJudge", "build_app", "running_mock_judge", "serve", "start_mock_judge"]
+__all__ = ["MockJudge", "MockStats", "build_app", "running_mock_judge", "serve", "start_mock_judge"]
 
 _SEEN_MAX = 200_000  # distinct bodies remembered for fault draws; forgotten all at once past it
 _RETRY_AFTER_S = "1"
+
+
+@dataclass
+class MockStats:
+    """What the mock judge has seen (``GET /stats``; ``MockJudge.stats``)."""
+
+    requests: int = 0
+    """Chat requests received."""
+    answered: int = 0
+    """Chat requests answered 200 (a verdict, or a fault inside a 200 reply)."""
+    rate_limited: int = 0
+    """Chat requests refused with a 429 because ``max_inflight`` were in flight."""
+    in_flight: int = 0
+    """Chat requests in progress now."""
+    peak_in_flight: int = 0
+    """Most chat requests in progress at once."""
+
+    def as_json(self) -> dict[str, int]:
+        """The counts with camelCase keys, as ``GET /stats`` sends them."""
+        return {"".join(w.title() if i else w for i, w in enumerate(k.split("_"))): v for k, v in asdict(self).items()}
+
+
+_STATS = web.AppKey("stats", MockStats)
 
 
 class _Handlers:
     """The request handlers and the little state they share (latency draws, bodies seen)."""
 
     def __init__(self, plan: FaultPlan, bias: Bias, latency_ms: float, latency_sigma: float,
-                 dialect: str = "openai") -> None:  # fmt: skip
+                 dialect: str = "openai", max_inflight: int | None = None) -> None:  # fmt: skip
         self.plan = plan
+        self.max_inflight = max_inflight
+        self.stats = MockStats()
         self.dialect = dialect
         self.bias = bias
         self.latency_ms = latency_ms
@@ -75,6 +105,26 @@ class _Handlers:
         return self.plan.draw(digest, seen)
 
     async def chat(self, request: web.Request) -> web.Response:
+        stats = self.stats
+        stats.requests += 1
+        if self.max_inflight is not None and stats.in_flight >= self.max_inflight:
+            stats.rate_limited += 1
+            message = f"more than {self.max_inflight} requests in flight"
+            return _json(error_body(message, "rate_limit_error", "rate_limit"), 429,
+                         headers={"Retry-After": _RETRY_AFTER_S})  # fmt: skip
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            response = await self._chat(request)
+        finally:
+            stats.in_flight -= 1
+        stats.answered += response.status == 200
+        return response
+
+    async def stats_json(self, request: web.Request) -> web.Response:
+        return _json(self.stats.as_json(), 200)
+
+    async def _chat(self, request: web.Request) -> web.Response:
         raw = await request.read()
         try:
             body = orjson.loads(raw)
@@ -148,6 +198,11 @@ def _plan(latency_ms: float, latency_sigma: float, faults: str, seed: int) -> Fa
     return FaultPlan(parse_faults(faults), seed)
 
 
+def _check_max_inflight(max_inflight: int | None) -> None:
+    if max_inflight is not None and max_inflight < 1:
+        raise ConfigError(f"max in flight must be at least 1, got {max_inflight}", field="--max-inflight")
+
+
 def _check_dialect(dialect: str) -> None:
     if dialect not in DIALECTS:
         raise ConfigError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})", field="--dialect")
@@ -165,22 +220,27 @@ def build_app(
     seed: int = 0,
     bias: Bias | str = "",
     dialect: str = "openai",
+    max_inflight: int | None = None,
 ) -> web.Application:
     """The mock judge's aiohttp application (bad arguments raise :class:`ConfigError`).
 
     ``seed`` drives the fault draws and the bias flips; ``bias`` is a :class:`Bias` or its
     spec (``fail_to_pass=0.3,pass_to_fail=0.1``); ``dialect`` the server it imitates
-    (dialects.py; ``openai`` by default).
+    (dialects.py; ``openai`` by default); ``max_inflight`` N answers 429 to a request that
+    arrives while N are in flight (None: no limit).
     """
     plan = _plan(latency_ms, latency_sigma, faults, seed)
     _check_dialect(dialect)
-    handlers = _Handlers(plan, _bias(bias), latency_ms, latency_sigma, dialect)
+    _check_max_inflight(max_inflight)
+    handlers = _Handlers(plan, _bias(bias), latency_ms, latency_sigma, dialect, max_inflight)
     app = web.Application(client_max_size=8 * 2**20)
+    app[_STATS] = handlers.stats
     app.router.add_post("/v1/chat/completions", handlers.chat)
     if dialect == "azure":
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", handlers.chat)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/health", handlers.health)
+    app.router.add_get("/stats", handlers.stats_json)
     return app
 
 
@@ -194,6 +254,11 @@ class MockJudge:
     """The port it is bound to (the real one when port 0 was asked)."""
     runner: web.AppRunner
     """The aiohttp runner serving it."""
+
+    @property
+    def stats(self) -> MockStats:
+        """Its counts so far (live: read them again for later counts)."""
+        return self.runner.app[_STATS]
 
     @property
     def base_url(self) -> str:
@@ -215,10 +280,11 @@ async def start_mock_judge(
     seed: int = 0,
     bias: Bias | str = "",
     dialect: str = "openai",
+    max_inflight: int | None = None,
 ) -> MockJudge:
     """Start a mock judge in the running loop; port 0 picks a free port (see ``.port``)."""
     app = build_app(latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias,
-                    dialect=dialect)  # fmt: skip
+                    dialect=dialect, max_inflight=max_inflight)  # fmt: skip
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
     )
@@ -244,12 +310,13 @@ async def running_mock_judge(
     seed: int = 0,
     bias: Bias | str = "",
     dialect: str = "openai",
+    max_inflight: int | None = None,
 ) -> AsyncIterator[MockJudge]:
     """``async with running_mock_judge(...) as judge:`` — started, then stopped on exit."""
     judge = await start_mock_judge(
         host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias,
-        dialect=dialect,
-    )
+        dialect=dialect, max_inflight=max_inflight,
+    )  # fmt: skip
     try:
         yield judge
     finally:
@@ -266,6 +333,7 @@ def serve(
     seed: int = 0,
     bias: Bias | str = "",
     dialect: str = "openai",
+    max_inflight: int | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the mock judge until SIGINT or SIGTERM (blocking; ``tracejury mock-judge``).
@@ -275,6 +343,7 @@ def serve(
     """
     _plan(latency_ms, latency_sigma, faults, seed)  # fail before binding
     _check_dialect(dialect)
+    _check_max_inflight(max_inflight)
     bias = _bias(bias)
     say = announce or (lambda line: print(line, file=sys.stdout, flush=True))
 
@@ -285,11 +354,14 @@ def serve(
             loop.add_signal_handler(sig, stop.set)
         judge = await start_mock_judge(
             host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults,
-            seed=seed, bias=bias, dialect=dialect,
+            seed=seed, bias=bias, dialect=dialect, max_inflight=max_inflight,
         )  # fmt: skip
         try:
             say(f"mock judge listening on {judge.base_url}")
             await stop.wait()
+            stats = judge.stats
+            say(f"mock judge served {stats.requests} requests: {stats.answered} answered, {stats.rate_limited}"
+                f" rate limited for max in flight, at most {stats.peak_in_flight} in flight")  # fmt: skip
         finally:
             await judge.aclose()
             for sig in (signal.SIGINT, signal.SIGTERM):

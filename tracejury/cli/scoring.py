@@ -163,12 +163,14 @@ def mock_judge(
     bias: Annotated[str, typer.Option(help="Flip verdicts silently, e.g. fail_to_pass=0.3,pass_to_fail=0.1.")] = "",
     dialect: Annotated[str, typer.Option(help="Server to imitate: openai, vllm-old, llamacpp, ollama or azure"
                                          " (its request checks and error bodies).")] = "openai",  # fmt: skip
+    max_inflight: Annotated[int | None, typer.Option(help="Answer 429 to a request that arrives while this many"
+                                                     " are in flight (a server with N slots).")] = None,  # fmt: skip
 ) -> None:
-    """Serve an OpenAI-compatible mock judge whose verdicts follow the evidence."""
+    """Serve an OpenAI-compatible mock judge whose verdicts follow the evidence (its counts: GET /stats)."""
     from judges.mock.server import serve
 
     serve(host, port, latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias,
-          dialect=dialect)  # fmt: skip
+          dialect=dialect, max_inflight=max_inflight)  # fmt: skip
 
 
 @app.command()
