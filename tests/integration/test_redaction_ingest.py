@@ -22,13 +22,14 @@ from tests.integration.procs import EXE
 from tests.otlp_builder import RESOURCE, attributes, genai_trace, request
 from tracejury.api import create_app
 from tracejury.cli import app
+from tracejury.core.otlp_genai import content_hash
 from tracejury.core.otlp_spans import decode_spans
 from tracejury.core.redaction import META_KEY
 from tracejury.core.segments import default_segmentation
 from tracejury.core.validation import TraceValidator
 from tracejury.settings import Settings
 from tracejury.store import otlp_staging as st
-from tracejury.store.tables import QuarantinedLine, StoredTrace, TraceConflict
+from tracejury.store.tables import OtlpFragment, QuarantinedLine, StoredTrace, TraceConflict
 from tracejury.store.tokens import create_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,9 +64,7 @@ def _assert_clean(engine: Engine) -> list[bytes]:
     return stored
 
 
-def test_file_ingest_stores_no_personal_data(
-    engine: Engine, example_trace: dict[str, Any], tmp_path: Path
-) -> None:
+def test_file_ingest_stores_no_personal_data(engine: Engine, example_trace: dict[str, Any], tmp_path: Path) -> None:
     good = _personal(example_trace)
     conflict = {**_personal(example_trace), "releaseId": "r-other"}
     bad = {**good, "traceId": "bad-1", "runtime": {"latencyMs": EMAIL}}  # breaks the schema, quotes it
@@ -147,6 +146,72 @@ def test_otlp_traces_and_quarantine_store_no_personal_data(engine: Engine) -> No
     assert body["sample"]["finalAnswer"] == "Mail [EMAIL_1], card [CARD_1]."
     assert body["sample"]["toolSnapshots"][0]["snapshot"] == {"email": "[EMAIL_1]"}
     assert b"[EMAIL_1]" in raw and b"[CARD_1]" in raw
+
+
+def _with_attr(span: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    return {**span, "attributes": [*span["attributes"], {"key": key, "value": {"stringValue": value}}]}
+
+
+def test_otlp_staging_stores_no_personal_data_and_one_value_keeps_one_placeholder(engine: Engine) -> None:
+    """Fragments are redacted before they are staged: a value in two requests of one trace
+    (tool result, then the root's answer) gets one placeholder; session ids are hashed as the
+    mapping would; the stored counts include what staging found."""
+    trace = "c3" * 16
+    spans = _otlp_spans(trace)
+    root = next(s for s in spans if s.get("parentSpanId") is None)
+    children = [s for s in spans if s is not root]
+    root = _with_attr(root, "session.id", "sess-owner@example.org")
+    children[0] = _with_attr(children[0], "user.note", f"reach me at {EMAIL}")
+    for part in (children, [root]):  # two requests: the root span comes last
+        got, reports = decode_spans(request(part, RESOURCE))
+        assert not reports
+        st.stage(engine, "otlp:tok", got, [], max_items=100_000, now=1000.0)
+    with engine.connect() as conn:
+        staged = [bytes(b) for b in conn.execute(select(OtlpFragment.body)).scalars()]
+    assert len(staged) == 2
+    for blob in staged:
+        for secret in (*SECRETS, b"sess-owner@example.org"):
+            assert secret not in blob, blob[:300]
+    assert any(b"[EMAIL_#" in b for b in staged) and b"sha256:" in staged[1]
+    kw: dict[str, Any] = {"segmentation": default_segmentation(), "validator": TraceValidator(), "idle_s": 5.0,
+                          "max_wait_s": 600.0, "keep_s": 3600.0}  # fmt: skip
+    assert st.sweep(engine, now=1010.0, **kw).assembled == 1
+    _assert_clean(engine)
+    with engine.connect() as conn:
+        body = orjson.loads(conn.execute(select(StoredTrace.body)).scalar_one())
+        assert conn.execute(select(OtlpFragment.id)).first() is None
+    assert body["sample"]["finalAnswer"] == "Mail [EMAIL_1], card [CARD_1]."
+    assert body["sample"]["toolSnapshots"][0]["snapshot"] == {"email": "[EMAIL_1]"}
+    assert body["req"]["sessionIdHash"] == content_hash("sess-owner@example.org")
+    assert b"_#" not in orjson.dumps(body)
+    counts = body[META_KEY]["counts"]
+    assert counts["card"] >= 1 and counts["email"] >= 2, counts
+
+
+def test_staged_placeholders_do_not_depend_on_arrival_order(engine: Engine) -> None:
+    """Two e-mail addresses in two spans: numbered by span start time, whichever request came first."""
+    answers = []
+    for trace, order in (("d4" * 16, 1), ("e5" * 16, -1)):
+        spans = _otlp_spans(trace)
+        root = next(s for s in spans if s.get("parentSpanId") is None)
+        children = [s for s in spans if s is not root]
+        for c in children:  # the tool's result names another address than the answer
+            for a in c["attributes"]:
+                if a["key"] == "gen_ai.tool.call.result":
+                    a["value"] = {"stringValue": orjson.dumps({"email": "other@example.net"}).decode()}
+        for part in [[root], children][::order]:
+            st.stage(engine, "otlp:tok", decode_spans(request(part, RESOURCE))[0], [], max_items=100_000, now=1000.0)
+    kw: dict[str, Any] = {"segmentation": default_segmentation(), "validator": TraceValidator(), "idle_s": 5.0,
+                          "max_wait_s": 600.0, "keep_s": 3600.0}  # fmt: skip
+    assert st.sweep(engine, now=1010.0, **kw).assembled == 2
+    with engine.connect() as conn:
+        for raw in conn.execute(select(StoredTrace.body).order_by(StoredTrace.trace_id)).scalars():
+            body = orjson.loads(raw)
+            answers.append((body["sample"]["finalAnswer"], body["sample"]["toolSnapshots"][0]["snapshot"],
+                            body["outputs"]["finalAnswerHash"]))  # fmt: skip
+    assert answers[0] == answers[1]
+    # the tool span starts before the chat span that writes the answer
+    assert answers[0][:2] == ("Mail [EMAIL_2], card [CARD_1].", {"email": "[EMAIL_1]"})
 
 
 class _Recorder(http.server.ThreadingHTTPServer):

@@ -133,10 +133,13 @@ class Accepted:
 def _stage(engine: Engine, settings: Settings, source: str, spans: list[Span],
            logs: list[LogRecord]) -> list[SpanReport]:  # fmt: skip
     """Stage; the traces that could not be staged, as reports."""
+    from tracejury.core.redaction import load_policy
     from tracejury.store.otlp_staging import StagingFull, stage
 
+    redaction = load_policy(settings.redaction_path, hmac_key=settings.redaction_hmac_key)
     try:
-        return stage(engine, source, spans, logs, max_items=settings.otlp_max_staged_spans).reports
+        return stage(engine, source, spans, logs, max_items=settings.otlp_max_staged_spans,
+                     redaction=redaction).reports  # fmt: skip
     except StagingFull as exc:
         raise ApiError(503, "staging_full", str(exc), {"Retry-After": "5"}) from exc
 

@@ -32,7 +32,8 @@ from tracejury.core.otlp_genai import Unmappable
 from tracejury.core.otlp_spans import Span, SpanReport, decode_spans
 from tracejury.core.trace import SCHEMA_VERSION
 
-__all__ = ["TRACEJURY_ATTRIBUTES", "OtlpMapping", "SpanReport", "TraceOrigin", "map_export_request", "map_trace"]
+__all__ = ["HASHED_IDS", "MODEL_ATTRIBUTES", "TRACEJURY_ATTRIBUTES", "OtlpMapping", "SpanReport", "TraceOrigin",
+           "map_export_request", "map_trace"]  # fmt: skip
 
 TRACEJURY_ATTRIBUTES = (
     "tracejury.trace_id", "tracejury.release_id", "tracejury.input_text_hash", "tracejury.session_id_hash",
@@ -54,6 +55,10 @@ TRACEJURY_ATTRIBUTES = (
 
 _MODEL_NAME = ("gen_ai.request.model", "llm.request.model_name", "llm.model_name",
                "gen_ai.response.model", "llm.response.model_name")  # fmt: skip
+MODEL_ATTRIBUTES = _MODEL_NAME + ("embedding.model_name",)
+"""Attributes naming a model (config: never redacted)."""
+HASHED_IDS = ("session.id", "gen_ai.conversation.id")
+"""Attributes the mapping only hashes (``req.sessionIdHash``): hashed as soon as they are staged."""
 _MODEL_VERSION = ("gen_ai.response.model", "llm.response.model_name", "llm.model_name")
 _MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _LENGTH_REASONS = {"length", "max_tokens", "max_output_tokens"}
@@ -346,8 +351,9 @@ def _map(view: _View) -> tuple[dict[str, Any], list[SpanReport]]:
                          "outputs.rawModelTextHash", "set tracejury.raw_model_text_hash or record "
                          "gen_ai.output.messages / output.value on the final generation span", final)  # fmt: skip
     # no session recorded: the trace is its own session (clustering by session is then a no-op)
-    session = _coalesce(view.get("tracejury.session_id_hash"), _hash(view.get("session.id")),
-                        _hash(view.get("gen_ai.conversation.id")), _hash(f"otlp-trace:{root.trace_id}"))  # fmt: skip
+    session = _coalesce(view.get("tracejury.session_id_hash"), g.id_hash(view.get("session.id")),
+                        g.id_hash(view.get("gen_ai.conversation.id")),
+                        _hash(f"otlp-trace:{root.trace_id}"))  # fmt: skip
     release = _coalesce(view.get("tracejury.release_id"), view.get("service.version"))
     format_error = view.get("tracejury.format_error_code")
 

@@ -13,6 +13,10 @@ sweeper decides when a trace is whole:
                   expire:   no root after max wait ──► quarantined with every span
                   a fragment of a trace already assembled ──late──► duplicates | late spans
 
+Staged spans are redacted before they are stored (``redact_group``: keyed placeholders, the
+attributes the mapping reads as ids, config and hashes left as sent, session ids hashed), and
+numbered when the trace is assembled (``assemble(renumbering=)``), before it is mapped.
+
 This module holds the policy and the data shapes; ``tracejury.store.otlp_staging`` stores the
 fragments and sweeps, ``workers.otlp`` runs the sweepers.
 """
@@ -21,15 +25,16 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from tracejury.core.otlp import TraceOrigin, map_trace
-from tracejury.core.otlp_genai import Unmappable
+from tracejury.core.otlp import HASHED_IDS, MODEL_ATTRIBUTES, TRACEJURY_ATTRIBUTES, TraceOrigin, map_trace
+from tracejury.core.otlp_genai import Unmappable, id_hash
 from tracejury.core.otlp_spans import Event, LogRecord, Span, SpanReport
+from tracejury.core.redaction import Redactor, Renumbering
 
 __all__ = [
     "ASSEMBLE",
@@ -47,6 +52,7 @@ __all__ = [
     "late_spans",
     "load_fragment",
     "quarantine_raw",
+    "redact_group",
     "stage_groups",
 ]
 
@@ -78,6 +84,81 @@ class Fragment:
     """``otlp:<token id>`` of the request that brought it."""
     spans: tuple[Span, ...]
     logs: tuple[LogRecord, ...]
+
+
+# -- redaction at staging -------------------------------------------------------------------
+
+STAGING_KEEP = frozenset(TRACEJURY_ATTRIBUTES) | frozenset(MODEL_ATTRIBUTES) | {"service.version", "service.name"}
+"""Attributes the mapping reads as ids, config, hashes and facts (the v1 policy's ``keep``
+paths): staged as sent, never scanned."""
+
+
+def _attrs(attrs: Mapping[str, Any], value: Callable[[Any], Any], hash_ids: bool) -> dict[str, Any]:
+    out = {}
+    for k, v in attrs.items():
+        if k in STAGING_KEEP:
+            out[k] = v
+        elif k in HASHED_IDS and hash_ids and isinstance(v, str | int | float):
+            out[k] = id_hash(v)  # the mapping only hashes them: hashed before they are stored
+        else:
+            out[k] = value(v)
+    return out
+
+
+def _event_with(e: Event, value: Callable[[Any], Any], hash_ids: bool) -> Event:
+    return Event(e.name, e.time_ns, _attrs(e.attrs, value, hash_ids), value(e.body))
+
+
+class _Rewrite:
+    """Every text of spans and log records through ``value`` (each resource once)."""
+
+    def __init__(self, value: Callable[[Any], Any], *, hash_ids: bool) -> None:
+        self.value, self.hash_ids = value, hash_ids
+        self._resources: dict[int, dict[str, Any]] = {}
+
+    def resource(self, r: Mapping[str, Any]) -> dict[str, Any]:
+        if (done := self._resources.get(id(r))) is None:
+            done = self._resources[id(r)] = _attrs(r, self.value, self.hash_ids)
+        return done
+
+    def span(self, s: Span) -> Span:
+        v, h = self.value, self.hash_ids
+        return dataclasses.replace(s, name=v(s.name), attrs=_attrs(s.attrs, v, h), resource=self.resource(s.resource),
+                                   status_message=v(s.status_message),
+                                   events=tuple(_event_with(e, v, h) for e in s.events))  # fmt: skip
+
+    def log(self, r: LogRecord) -> LogRecord:
+        event = _event_with(r.event, self.value, self.hash_ids)
+        return LogRecord(r.trace_id, r.span_id, event, self.resource(r.resource))
+
+
+def redact_group(group: StagedGroup, redactor: Redactor) -> StagedGroup:
+    """A staged group as it may be stored: every text a detector finds replaced by a
+    placeholder keyed by its value (``Redactor.stage_value``), session and conversation ids
+    hashed, the attributes of ``STAGING_KEEP`` as sent."""
+    state = redactor.staging(group.trace_id)
+    if state is None:
+        return group
+    rw = _Rewrite(lambda v: redactor.stage_value(v, state), hash_ids=True)
+    return StagedGroup(group.trace_id, tuple(rw.span(s) for s in group.spans), tuple(rw.log(r) for r in group.logs))
+
+
+def _texts(value: Any, text: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        return {k: _texts(v, text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_texts(v, text) for v in value]
+    return value
+
+
+def _renumbered(spans: dict[str, Span], renumbering: Renumbering) -> dict[str, Span]:
+    """Spans with their staged placeholders numbered, met in time order (then span id): the
+    same trace gets the same numbers however its spans arrived."""
+    rw = _Rewrite(lambda v: _texts(v, renumbering.text), hash_ids=False)
+    done = {s.span_id: rw.span(s) for s in sorted(spans.values(), key=lambda s: (s.start_ns, s.span_id))}
+    return {span_id: done[span_id] for span_id in spans}
 
 
 def stage_groups(spans: Iterable[Span], logs: Iterable[LogRecord]) -> list[StagedGroup]:
@@ -220,14 +301,17 @@ def _home(fragments: list[Fragment]) -> Fragment:
     return next((f for f in fragments if any(s.parent_id is None for s in f.spans)), fragments[0])
 
 
-def assemble(trace_id: str, fragments: list[Fragment]) -> Assembled:
+def assemble(trace_id: str, fragments: list[Fragment], renumbering: Renumbering | None = None) -> Assembled:
     """One v1 trace from every fragment staged for ``trace_id`` (in arrival order): spans
-    de-duplicated by span id (the first copy kept), log records joined to their spans, then
-    ``map_trace``. A trace that cannot be mapped comes back with ``trace`` None and the
-    reason as its one rejecting report."""
+    de-duplicated by span id (the first copy kept), log records joined to their spans, staged
+    placeholders numbered by ``renumbering`` (which counts them), then ``map_trace``. A trace
+    that cannot be mapped comes back with ``trace`` None and the reason as its one rejecting
+    report."""
     spans, duplicates = _distinct_spans(fragments)
     home = _home(fragments)
     reports = _join_logs(spans, fragments, trace_id)
+    if renumbering is not None:
+        spans = _renumbered(spans, renumbering)
     span_ids = list(spans)
     if not spans:
         reason = "only log records arrived; no span of this trace"

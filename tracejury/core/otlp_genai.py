@@ -22,6 +22,7 @@ import orjson
 from tracejury.core.otlp_spans import STATUS_ERROR, Span
 
 __all__ = [
+    "id_hash",
     "DECISIONS",
     "DETAILS_EVENT",
     "INT64_MAX",
@@ -169,6 +170,19 @@ def flag(value: Any, key: str) -> bool | None:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise Unmappable(f"{key} must be a boolean, got {_short(value)}")
+
+
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def id_hash(value: Any) -> str | None:
+    """``content_hash`` of an id, None for None; an id already hashed (OTLP staging hashes
+    session ids before storing them) is kept as it is."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _SHA256.fullmatch(value):
+        return value
+    return content_hash(value)
 
 
 def content_hash(value: Any) -> str:

@@ -26,15 +26,24 @@ per detector, and the trace is walked exactly (``keep`` paths, field rules, plac
 when something was found or the policy has field rules (bench/ingest.py ``--prepare``).
 A quarantined line is not a valid trace, so its "ids" may hold anything: it is scanned whole,
 ``keep`` paths included. Dict keys are not scanned.
+
+OTLP spans are staged before their trace is whole (``otlp_assembly``), so they are redacted at
+staging, before they are stored, with placeholders keyed by value (``[EMAIL_#<16 hex>]``, an
+HMAC of the trace id and the value under ``TRACEJURY_REDACTION_HMAC_KEY``, else under a key of
+the receiving process): fragments of one trace staged apart agree on a value without holding
+it. The sweeper renumbers them (``Renumbering``) into ``[EMAIL_1]`` before the trace is mapped,
+so the hashes the mapping computes do not depend on the key.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -66,6 +75,8 @@ __all__ = [
     "BUILTIN_DETECTORS",
     "RedactionPolicy",
     "Redactor",
+    "Renumbering",
+    "STAGED_TOKEN",
     "default_policy",
     "load_policy",
     "luhn_ok",
@@ -122,7 +133,6 @@ _PROTECTED_TOP = {"schemaVersion", "traceId", "releaseId", "timestamp", "config"
 _PROTECTED_REQ = {"inputTextHash", "sessionIdHash", "channel", "locale", "sessionTurn", "intent", "toolRequired"}
 
 
-
 # ----------------------------------------------------------------------------------- paths
 
 _TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\*|\d+)\]")
@@ -173,6 +183,14 @@ _ACTION_RANK = {"drop": 0, "hash": 1, "redact": 2, "keep": 3}
 # ---------------------------------------------------------------------------------- redactor
 
 
+STAGED_TOKEN = re.compile(r"\[([A-Z][A-Z0-9_]*)_#([0-9a-f]{16})\]")
+"""A placeholder put in at OTLP staging: the detector's label and a keyed digest of the value."""
+_STAGED_TOKEN_BYTES = re.compile(STAGED_TOKEN.pattern.encode())
+_PROCESS_KEY = secrets.token_bytes(32)
+"""Staging's key when no HMAC key is set: the same value gets the same placeholder within the
+receiving process (fragments of one trace staged by two processes then number it twice)."""
+
+
 class _TraceState:
     """Placeholders and counts of one trace."""
 
@@ -193,6 +211,53 @@ class _TraceState:
 
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
+
+
+class _StagingState(_TraceState):
+    """Placeholders of a staged fragment: keyed by value, not numbered, so the fragments of one
+    trace staged apart agree."""
+
+    __slots__ = ("key", "scope")
+
+    def __init__(self, key: bytes, scope: str) -> None:
+        super().__init__()
+        self.key, self.scope = key, scope
+
+    def placeholder(self, detector: str, label: str, value: str) -> str:
+        self.counts[detector] = self.counts.get(detector, 0) + 1
+        digest = hmac.new(self.key, f"{self.scope}\x00{label}\x00{value}".encode(), hashlib.sha256).hexdigest()
+        return f"[{label}_#{digest[:16]}]"
+
+
+class Renumbering:
+    """Staged placeholders of one trace (``[EMAIL_#…]``) into numbered ones (``[EMAIL_1]``), in
+    the order they are first met; counts every one met, by detector (its label, lower-cased)."""
+
+    __slots__ = ("counts", "_numbers", "_seen")
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+        self._numbers: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def _one(self, m: re.Match[str]) -> str:
+        label = m.group(1)
+        detector = label.lower()
+        self.counts[detector] = self.counts.get(detector, 0) + 1
+        if (p := self._seen.get(m.group())) is None:
+            n = self._numbers[label] = self._numbers.get(label, 0) + 1
+            p = self._seen[m.group()] = f"[{label}_{n}]"
+        return p
+
+    def text(self, text: str) -> str:
+        """``text`` with its staged placeholders numbered."""
+        return STAGED_TOKEN.sub(self._one, text) if "_#" in text else text
+
+    def raw(self, raw: bytes) -> bytes:
+        """The same over bytes (a placeholder holds no character JSON escapes)."""
+        if b"_#" not in raw:
+            return raw
+        return _STAGED_TOKEN_BYTES.sub(lambda m: self._one(STAGED_TOKEN.fullmatch(m.group().decode())).encode(), raw)
 
 
 _DROP = object()
@@ -236,6 +301,7 @@ class Redactor:
         self._args = (policy, hmac_key, file)
         self.version = policy.version if policy else None
         self._key = hmac_key.encode() if hmac_key else None
+        self._prior: Mapping[str, int] = {}
         self._finders: list[tuple[str, Callable[[str, Runs], list[Finding]]]] = []
         self._root = _Node()
         self._raw_root = _Node()
@@ -382,9 +448,33 @@ class Redactor:
         for name, find in self._finders:
             if not runs and name in NUMERIC_DETECTORS and (name != "ip" or ":" not in joined):
                 continue
-            if any("\x00" not in joined[f[0]:f[1]] for f in find(joined, runs)):
+            if any("\x00" not in joined[f[0] : f[1]] for f in find(joined, runs)):
                 return True
         return False
+
+    # -- OTLP staging
+
+    def staging(self, trace_id: str) -> _StagingState | None:
+        """The placeholders of one staged OTLP fragment of ``trace_id`` (``stage_value``);
+        None when this redactor changes nothing."""
+        if self.policy is None:
+            return None
+        return _StagingState(self._key or _PROCESS_KEY, trace_id)
+
+    def stage_value(self, value: Any, state: _StagingState) -> Any:
+        """An attribute value (text, number, list, map) with every detector's findings
+        replaced by keyed placeholders (field rules and ``keep`` paths name places in a v1
+        trace: they apply when the trace is assembled)."""
+        if isinstance(value, str):
+            return self.redact_text(value, state)
+        return self._walk(value, [], state)
+
+    def after_staging(self, counts: Mapping[str, int]) -> Redactor:
+        """This redactor, adding ``counts`` (what staging redacted, ``Renumbering.counts``) to
+        the counts it stores with the trace."""
+        twin = copy.copy(self)
+        twin._prior = counts
+        return twin
 
     # -- traces
 
@@ -394,10 +484,12 @@ class Redactor:
         if self.policy is None:
             return doc, {}
         state = _TraceState()
+        for name, n in self._prior.items():
+            state.counts[name] = n
         body = {k: v for k, v in doc.items() if k != META_KEY}
         if not self._has_field_rules and not self._any_finding(self._collect(body)):
-            body[META_KEY] = {"policy": self.version, "counts": {}}
-            return body, {}
+            body[META_KEY] = {"policy": self.version, "counts": dict(sorted(state.counts.items()))}
+            return body, state.counts
         out = self._walk(body, [self._root], state)
         out[META_KEY] = {"policy": self.version, "counts": dict(sorted(state.counts.items()))}
         return out, state.counts
@@ -407,6 +499,7 @@ class Redactor:
         shape kept, every value scanned: ``keep`` is for validated traces), anything else as text."""
         if self.policy is None:
             return raw
+        raw = Renumbering().raw(raw)  # staged OTLP spans that never made a trace
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tracejury.core import otlp_assembly as asm
 from tracejury.core.ingest import IngestCounts, PreparedTrace, RejectedLine, escape_nul, prepare_chunk
 from tracejury.core.otlp_spans import LogRecord, Span, SpanReport
-from tracejury.core.redaction import Redactor, default_policy
+from tracejury.core.redaction import Redactor, Renumbering, default_policy
 from tracejury.core.segments import SegmentationConfig
 from tracejury.core.validation import TraceValidator
 from tracejury.store.engine import insert_ignoring_conflicts
@@ -92,12 +92,14 @@ def _upsert(conn: Connection):  # noqa: ANN202 - the dialect's INSERT
 
 
 def stage(engine: Engine, source: str, spans: Iterable[Span], logs: Iterable[LogRecord], *,
-          max_items: int, now: float | None = None) -> Staged:  # fmt: skip
-    """Stage a request's spans and log records, one fragment per trace id, committed before
-    returning; each trace's summary row follows (root seen, arrival times, size, late when the
-    trace was finished before). Raises ``StagingFull`` (nothing staged) when they would take the
-    staging past ``max_items``."""
-    groups = asm.stage_groups(spans, logs)
+          max_items: int, now: float | None = None, redaction: Redactor | None = None) -> Staged:  # fmt: skip
+    """Stage a request's spans and log records, one fragment per trace id, redacted by
+    ``redaction`` (None: the shipped default policy; ``otlp_assembly.redact_group``) and
+    committed before returning; each trace's summary row follows (root seen, arrival times,
+    size, late when the trace was finished before). Raises ``StagingFull`` (nothing staged)
+    when they would take the staging past ``max_items``."""
+    redactor = redaction or default_policy()
+    groups = [asm.redact_group(g, redactor) for g in asm.stage_groups(spans, logs)]
     if not groups:
         return Staged()
     now = time.time() if now is None else now
@@ -266,11 +268,13 @@ def _work_out(trace_id: str, action: str, fragments: list[asm.Fragment], segment
     if action == asm.EXPIRE and rootless:
         return _Plan(trace_id, action, fragments, asm.expired(trace_id, fragments, max_wait_s))
     try:  # ready; or its root arrived since the candidates were read
-        done = asm.assemble(trace_id, fragments)
+        numbers = Renumbering()  # staging redacted the spans: their placeholders numbered and counted
+        done = asm.assemble(trace_id, fragments, numbers)
         plan = _Plan(trace_id, asm.ASSEMBLE, fragments, done)
         if done.trace is not None:
+            redactor = (redaction or default_policy()).after_staging(numbers.counts)
             plan.prepared = prepare_chunk([(done.line_no, orjson.dumps(done.trace))], validator=validator,
-                                          segmentation=segmentation, redaction=redaction)  # fmt: skip
+                                          segmentation=segmentation, redaction=redactor)  # fmt: skip
         return plan
     except Exception as exc:  # a defect or input no reader foresaw: this trace is unmapped, never the round
         log.exception("OTLP trace %s could not be worked out", trace_id)
@@ -298,8 +302,7 @@ def sweep(engine: Engine, *, segmentation: SegmentationConfig, validator: TraceV
                  for t, fs in fragments.items()]  # fmt: skip
         if actions:
             with engine.begin() as conn:
-                _merge(total, _commit(conn, plans, list(actions), segmentation, validator, max_wait_s, when,
-                                            redaction))
+                _merge(total, _commit(conn, plans, list(actions), segmentation, validator, max_wait_s, when, redaction))
         if len(actions) < limit:
             _forget(engine, when - keep_s)
             return total
@@ -367,8 +370,9 @@ def _commit(conn: Connection, plans: list[_Plan], claimed: list[str], segmentati
                          "kept here, not in any trace"  # fmt: skip
                 report = SpanReport(trace_id, first.span_id if first else None, first.name if first else "",
                                     reason, len(late.late))  # fmt: skip
-                quarantine[fragments[0].source].append(_quarantine_line(fragments[0].id, report, late.late, late.logs,
-                                                                                redaction))
+                quarantine[fragments[0].source].append(
+                    _quarantine_line(fragments[0].id, report, late.late, late.logs, redaction)
+                )
                 log.warning("OTLP %s: %s", fragments[0].source, report)
                 if trace_id in tombs:
                     grown[trace_id] = tombs[trace_id] | {s.span_id for s in late.late}
