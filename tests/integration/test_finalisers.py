@@ -102,3 +102,17 @@ def test_the_suggested_rerun_clears_the_failure(populated: Any, monkeypatch: pyt
     rerun = runner.invoke(app, ["review", "escalate", b])
     assert rerun.exit_code == 0, rerun.output
     assert batch_status(populated, b)["finalisers"] == {"escalation": "ok"}
+
+
+def test_batch_wait_exits_non_zero_on_a_failed_finaliser(populated: Any, broken_escalation: None) -> None:
+    b = _queued_batch_ended(populated)
+    cli = runner.invoke(app, ["batch", "wait", b, "--timeout", "10"])
+    assert cli.exit_code == 1, cli.output
+    assert "escalation failed" in cli.stderr and f"tracejury review escalate {b}" in cli.stderr
+
+
+def test_batch_wait_exits_zero_when_the_finalisers_succeeded(populated: Any) -> None:
+    b = _queued_batch_ended(populated)
+    cli = runner.invoke(app, ["batch", "wait", b, "--timeout", "10"])
+    assert cli.exit_code == 0, cli.output
+    assert "done" in cli.stdout and "finaliser" not in cli.stderr and "escalat" not in cli.stderr

@@ -253,12 +253,17 @@ def batch_status(
         out.print(line, markup=False)
 
 
+FINALISER_GRACE_S = 30.0
+"""How long ``batch wait`` waits, after the batch ended, for its finalisers' outcomes."""
+
+
 @batch_app.command("wait")
 def batch_wait(
     batch_id: Annotated[str, typer.Argument(help="Batch id.")],
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600,
 ) -> None:
-    """Show a progress bar until the batch ends; exit 0 if done, 1 if failed or timed out."""
+    """Show a progress bar until the batch ends and its finalisers report; exit 0 if done, 1 if
+    failed, timed out, or a finaliser (escalation) failed."""
     import time
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -274,11 +279,20 @@ def batch_wait(
             time.sleep(0.5)
             data = _batch_status(batch_id)
         bar.update(task, completed=data["tracesDone"])
+        # the finalisers (escalation) run just after the batch ends: wait for their outcomes
+        grace = min(deadline, time.monotonic() + FINALISER_GRACE_S)
+        while data["state"] != "running" and not data["finalisers"] and time.monotonic() < grace:
+            time.sleep(0.5)
+            data = _batch_status(batch_id)
     out.print(f"batch {batch_id}: [bold]{data['state']}[/bold]"
               + (f" — {data['reason']}" if data["reason"] else ""))  # fmt: skip
     out.print("evaluations: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))
     if data["state"] != "done":
         raise typer.Exit(1)
+    if not data["finalisers"]:
+        err.print(f"batch {batch_id}: its finalisers (escalation) have not reported within "
+                  f"{FINALISER_GRACE_S:g} s; see `tracejury batch status {batch_id}`", markup=False)  # fmt: skip
+    _finalisers_failed(batch_id, {k: v for k, v in data["finalisers"].items() if v != "ok"})
 
 
 @batch_app.command("results")
