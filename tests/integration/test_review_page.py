@@ -145,7 +145,7 @@ def _open(browser: Any, served: Served) -> tuple[Watched, Any]:
     page.locator("#token").fill(served.token)
     page.locator("#login-button").click()
     page.locator("#who").filter(has_text=f"reviewing as {REVIEWER}").wait_for()
-    page.locator("#items-body tr").first.wait_for()
+    page.locator("#items .row").first.wait_for()
     return watched, response
 
 
@@ -158,7 +158,7 @@ def test_claim_and_label_with_the_keyboard(served: Served, browser: Any) -> None
     page = watched.page
     assert response.status == 200 and response.headers["content-security-policy"] == EXPECTED_CSP
     queue = review.list_items(served.engine, state="pending", limit=1000)
-    assert page.locator("#items-body tr").count() == len(queue) == 41
+    assert page.locator("#items .row").count() == len(queue) == 41
 
     # n claims the top of the queue
     page.locator("body").press("n")
@@ -204,7 +204,7 @@ def test_hostile_trace_renders_as_text_and_runs_nothing(served: Served, browser:
     assert response.headers["referrer-policy"] == "no-referrer"
     (hostile,) = [i for i in review.list_items(served.engine, limit=1000) if i["traceId"] == HOSTILE]
 
-    page.locator(f'#items-body tr[data-item-id="{hostile["itemId"]}"]').click()
+    page.locator(f'#items .row[data-item-id="{hostile["itemId"]}"]').click()
     page.locator("#trace-title").filter(has_text=HOSTILE).wait_for()
     text = " ".join(PAYLOADS)
     # the payloads are on the page as literal, visible text

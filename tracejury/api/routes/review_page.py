@@ -30,7 +30,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-"""Headers on every response of the page (the shell, its script and its style sheet)."""
+"""Headers on every response of the page (the shell, its scripts and its style sheet)."""
 
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 
@@ -52,8 +52,14 @@ def page() -> Response:
 
 @router.get("/review/review.js")
 def script() -> Response:
-    """The review page's script."""
+    """The review page's script: the API, the queue, the keys."""
     return _serve("review.js")
+
+
+@router.get("/review/review-view.js")
+def view_script() -> Response:
+    """The review page's rendering script (text nodes only)."""
+    return _serve("review-view.js")
 
 
 @router.get("/review/review.css")

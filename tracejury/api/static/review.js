@@ -1,64 +1,19 @@
-// tracejury review page. Talks to /api/review/* with the token kept in sessionStorage.
+// tracejury review page. Talks to /api/review/* with the token kept in sessionStorage;
+// review-view.js renders. Trace content is untrusted: it only ever becomes text nodes.
 //
-// Trace content is untrusted: every value reaches the page as a text node (textContent or
-// document.createTextNode), never as HTML. The page is served with a strict
-// Content-Security-Policy (no inline code, same-origin only), so this file is its only script.
-//
-// Shortcuts (not while typing in a field; Esc leaves a field):
-//   n  claim the next item (with the queue's rubric, reason and segment filters)
-//   p  label with the rubric's lowest passing label    (binary: pass)
-//   f  label with the rubric's highest failing label   (binary: fail)
-//   s  skip the item
-//   Enter in the label form saves the label chosen in the select.
+// The queue (left, a page of 50 by keyset cursor) and the item in view (right). Keys, not while
+// typing in a field (Esc leaves a field); `?` shows them:
+//   n claim the next item · p / f pass / fail label · 1-9 the nth label · s skip · r rationale
+//   q show or hide the queue · [ ] queue pages · ↑ ↓ Enter in the queue
+// After a label the item stays in view (a relabel appends); n brings the next.
 "use strict";
 
 (() => {
   const TOKEN_KEY = "tracejury.review.token";
+  const PAGE_SIZE = 50;
+  const V = window.TracejuryReviewView;
   const $ = (id) => document.getElementById(id);
-  const state = { me: null, item: null };
-
-  // --- DOM helpers: text only ------------------------------------------------------------
-
-  /** An element with text children (strings become text nodes) and a class. */
-  function el(tag, cls, ...children) {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    for (const child of children) {
-      if (child === null || child === undefined) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  /** A value as display text: JSON for objects, "—" for nothing. */
-  function show(value) {
-    if (value === null || value === undefined || value === "") return "—";
-    if (typeof value === "object") return JSON.stringify(value, null, 2);
-    return String(value);
-  }
-
-  /** Fill a <dl> with [term, value] pairs (a value may be a Node). */
-  function fillMeta(dl, pairs) {
-    dl.replaceChildren();
-    for (const [term, value] of pairs) {
-      dl.append(el("dt", null, term), el("dd", null, value instanceof Node ? value : show(value)));
-    }
-  }
-
-  function verdict(passed, text) {
-    const cls = passed === true ? "pass" : passed === false ? "fail" : null;
-    return el("span", cls, show(text));
-  }
-
-  function reasons(list) {
-    const span = el("span");
-    for (const r of list || []) span.append(el("span", "reason", r));
-    return span;
-  }
-
-  function emptyNote(list, text) {
-    list.replaceChildren(el("li", "empty", text));
-  }
+  const state = { me: null, item: null, cursors: [null], next: null, queueSeq: 0, busy: false };
 
   function say(text, bad = false) {
     const node = $("message");
@@ -82,7 +37,8 @@
     }
   }
 
-  async function api(method, path, body) {
+  /** JSON of a request, or ApiFailure; `withHeaders` also returns the response's headers. */
+  async function api(method, path, body, withHeaders = false) {
     const token = sessionStorage.getItem(TOKEN_KEY);
     const headers = { Accept: "application/json", Authorization: `Bearer ${token}` };
     const init = { method, headers, credentials: "omit", cache: "no-store", redirect: "error" };
@@ -102,7 +58,7 @@
       if (response.status === 401 && state.me) logout(`Logged out: ${failure.message}`);
       throw failure;
     }
-    return data;
+    return withHeaders ? { data, headers: response.headers } : data;
   }
 
   function query(params) {
@@ -118,7 +74,7 @@
     state.me = null;
     state.item = null;
     $("app").hidden = true;
-    $("logout").hidden = true;
+    $("top-tools").hidden = true;
     $("who").textContent = "";
     $("login").hidden = false;
     $("login-error").textContent = error;
@@ -141,7 +97,7 @@
     }
     $("login").hidden = true;
     $("app").hidden = false;
-    $("logout").hidden = false;
+    $("top-tools").hidden = false;
     $("who").textContent = `reviewing as ${state.me.reviewer} (${state.me.role})`;
     fillOptions($("f-state"), state.me.states);
     fillOptions($("f-reason"), state.me.reasons);
@@ -149,22 +105,23 @@
       $("f-state").value = "pending";
       $("f-state").dataset.ready = "1";
     }
+    $("claim").focus();
     await refreshQueue();
   }
 
   function fillOptions(select, values) {
     const keep = select.value;
-    select.replaceChildren(el("option", null, "any"));
+    select.replaceChildren(V.el("option", null, "any"));
     select.firstChild.value = "";
     for (const v of values) {
-      const option = el("option", null, v);
+      const option = V.el("option", null, v);
       option.value = v;
       select.append(option);
     }
     select.value = keep;
   }
 
-  // --- the queue -------------------------------------------------------------------------
+  // --- the queue: one page at a time -----------------------------------------------------
 
   function filters() {
     return {
@@ -176,227 +133,156 @@
     };
   }
 
+  /** Show the current page (the cursor on top of the stack); a newer refresh wins. */
   async function refreshQueue() {
-    let items;
+    const seq = ++state.queueSeq;
+    const after = state.cursors[state.cursors.length - 1];
+    let page;
     try {
-      items = await api("GET", `/api/review/items${query({ ...filters(), limit: "200" })}`);
+      page = await api("GET", `/api/review/items${query({ ...filters(), limit: String(PAGE_SIZE), after })}`, undefined, true);
     } catch (e) {
-      sayQueue(`Could not list items: ${e.message}`, true);
+      if (seq === state.queueSeq) sayQueue(`Could not list items: ${e.message}`, true);
       return;
     }
-    const body = $("items-body");
-    body.replaceChildren();
-    const rubrics = new Set();
-    for (const item of items) {
-      rubrics.add(item.rubric);
-      const row = el(
-        "tr", state.item && state.item.itemId === item.itemId ? "current" : null,
-        el("td", null, `#${item.itemId}`),
-        el("td", null, show(item.priority)),
-        el("td", "wrap", `${item.rubric} v${item.rubricVersion}`),
-        el("td", null, reasons(item.reasons)),
-        el("td", "wrap", show(item.segment)),
-        el("td", "wrap", show(item.release)),
-        el("td", null, show(item.state)),
-        el("td", null, show(item.claimedBy)),
-      );
-      row.dataset.itemId = String(item.itemId);
-      row.tabIndex = 0;
-      row.addEventListener("click", () => openItem(item.itemId));
-      row.addEventListener("keydown", (ev) => {
-        if (ev.key === "Enter") openItem(item.itemId);
-      });
-      body.append(row);
-    }
-    const list = $("rubric-list");
-    list.replaceChildren();
-    for (const r of [...rubrics].sort()) {
-      const option = el("option");
+    if (seq !== state.queueSeq) return;
+    const items = page.data;
+    state.next = page.headers.get("X-Next-Cursor");
+    const list = $("items");
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.itemId : null;
+    list.replaceChildren(...items.map((item) => V.queueRow(item, state.item && state.item.itemId === item.itemId)));
+    const rows = [...list.querySelectorAll(".row")];
+    const keep = rows.find((r) => r.dataset.itemId === focused) || rows.find((r) => r.classList.contains("current")) || rows[0];
+    if (keep) keep.tabIndex = 0;
+    if (keep && focused && keep.dataset.itemId === focused) keep.focus();
+    const rubrics = $("rubric-list");
+    rubrics.replaceChildren(...[...new Set(items.map((i) => i.rubric))].sort().map((r) => {
+      const option = V.el("option");
       option.value = r;
-      list.append(option);
-    }
-    sayQueue(items.length ? `${items.length} item(s)${items.length === 200 ? " (first 200)" : ""}` : "No items match.");
+      return option;
+    }));
+    const first = (state.cursors.length - 1) * PAGE_SIZE;
+    $("page-info").textContent = items.length ? `${first + 1}–${first + items.length}${state.next ? "" : " (end)"}` : "";
+    $("page-prev").disabled = state.cursors.length === 1;
+    $("page-next").disabled = !state.next;
+    sayQueue(items.length ? `${items.length} item(s) on this page${state.next ? ", more follow" : ""}` : "No items match.");
   }
 
+  function page(step) {
+    if (step > 0 && state.next) state.cursors.push(state.next);
+    else if (step < 0 && state.cursors.length > 1) state.cursors.pop();
+    else return;
+    refreshQueue();
+  }
+
+  function firstPage() {
+    state.cursors = [null];
+    refreshQueue();
+  }
+
+  /** Arrow keys move the focus along the queue rows (one tab stop for the whole list). */
+  function moveInQueue(ev) {
+    const rows = [...$("items").querySelectorAll(".row")];
+    const at = rows.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: rows.length - 1 }[ev.key];
+    if (to === undefined || to < 0 || to >= rows.length) return;
+    ev.preventDefault();
+    rows[at].tabIndex = -1;
+    rows[to].tabIndex = 0;
+    rows[to].focus();
+  }
+
+  // --- one item --------------------------------------------------------------------------
+
   async function claimNext() {
+    if (state.busy) return;
+    state.busy = true;
     const f = filters();
     const body = {};
     for (const k of ["rubric", "reason", "segment"]) if (f[k]) body[k] = f[k];
     try {
       const claimed = await api("POST", "/api/review/next", body);
-      await openItem(claimed.itemId);
-      say(`Claimed #${claimed.itemId} until ${claimed.leaseExpiresAt}.`);
+      if (await openItem(claimed.itemId)) say(`Claimed #${claimed.itemId} until ${claimed.leaseExpiresAt}.`);
     } catch (e) {
-      if (e.code === "queue_empty") {
-        sayQueue("Nothing to claim: the queue is empty for these filters.");
-        say("Nothing to claim: the queue is empty for these filters.");
-      } else {
-        say(`Could not claim: ${e.message}`, true);
-      }
+      if (e.code === "queue_empty") say("Nothing to claim: the queue is empty for these filters.");
+      else say(`Could not claim: ${e.message}`, true);
+    } finally {
+      state.busy = false;
     }
-    await refreshQueue();
+    refreshQueue();
   }
 
-  // --- one item --------------------------------------------------------------------------
-
+  /** Fetch and show an item; true when it is in view. */
   async function openItem(itemId) {
     let item;
     try {
       item = await api("GET", `/api/review/items/${encodeURIComponent(itemId)}`);
     } catch (e) {
       say(`Could not open #${itemId}: ${e.message}`, true);
-      return;
+      return false;
     }
     state.item = item;
-    renderItem(item);
-    for (const row of $("items-body").children) {
+    V.renderItem(item);
+    say("");
+    for (const row of $("items").querySelectorAll(".row")) {
       row.classList.toggle("current", row.dataset.itemId === String(item.itemId));
     }
-  }
-
-  function passLabel(scale) {
-    return scale.passing[0];
-  }
-
-  function failLabel(scale) {
-    const failing = scale.labels.filter((l) => !scale.passing.includes(l));
-    return failing[failing.length - 1];
-  }
-
-  function renderItem(item) {
-    $("trace").hidden = false;
-    say("");
-    $("trace-title").textContent = `#${item.itemId} · ${item.rubric} v${item.rubricVersion} · trace ${item.traceId}`;
-    const lease = item.leaseExpiresAt ? ` until ${item.leaseExpiresAt}` : "";
-    fillMeta($("item-meta"), [
-      ["state", item.state],
-      ["claimed by", item.claimedBy ? `${item.claimedBy}${lease}` : null],
-      ["release", item.release],
-      ["segment", item.segment],
-    ]);
-
-    const view = item.view || {};
-    $("input-text").textContent = show(view.inputText);
-    $("final-answer").textContent = show(view.finalAnswer);
-    const retrieval = view.retrieval;
-    fillMeta($("flags"), [
-      ["truncated", view.truncated],
-      ["format valid", view.formatValid],
-      ["tool required", view.toolRequired],
-      ["intent", view.intent],
-      ["retrieval", retrieval ? `${retrieval.empty ? "empty" : `${retrieval.docIds.length} doc(s)`}; used in answer: ${show(retrieval.usedInFinalAnswer)}` : "none"],
-      ["guardrails", guardrails(view.guardrails)],
-      ["latency ms", view.latencyMs],
-      ["timestamp", view.timestamp],
-    ]);
-
-    const chunks = $("chunks");
-    chunks.replaceChildren();
-    for (const c of view.retrievedChunks || []) {
-      chunks.append(el("li", null, el("div", "title", show(c.docId)), el("pre", "text", show(c.text))));
-    }
-    if (!chunks.children.length) emptyNote(chunks, "no retrieved chunks stored");
-
-    const tools = $("tools");
-    tools.replaceChildren();
-    for (const t of view.toolCalls || []) {
-      tools.append(el("li", null,
-        el("div", "title", `${show(t.toolName)} · ${show(t.status)} · ${show(t.latencyMs)} ms`),
-        el("pre", "text", t.snapshot === null || t.snapshot === undefined ? "no snapshot stored" : show(t.snapshot))));
-    }
-    if (!tools.children.length) emptyNote(tools, "no tool calls");
-
-    fillMeta($("escalation"), [
-      ["reasons", reasons(item.reasons)],
-      ["priority", item.priority],
-      ["evaluations", (item.evaluationIds || []).join(", ")],
-      ["batch", item.batchId],
-      ["escalated at", item.createdAt],
-    ]);
-
-    const judge = item.judge || {};
-    fillMeta($("judge"), [
-      ["evaluator", judge.evaluator ? `${judge.evaluator} v${judge.evaluatorVersion}` : null],
-      ["status", judge.status],
-      ["label", verdict(judge.passed, judge.label)],
-      ["confidence", judge.confidence],
-      ["rationale", judge.rationale],
-      ["samples", (judge.sampleLabels || []).join(", ")],
-      ["failure", judge.failureKind ? `${judge.failureKind}: ${show(judge.error)}` : null],
-      ["model", judge.judgeModel],
-    ]);
-
-    const checkers = $("checkers");
-    checkers.replaceChildren();
-    for (const c of item.checkers || []) {
-      checkers.append(el("li", null,
-        el("div", "title", `${c.evaluator} v${c.evaluatorVersion}`),
-        el("div", null, verdict(c.passed, c.label), ` · ${show(c.status)}`),
-        el("div", null, show(c.rationale))));
-    }
-    if (!checkers.children.length) emptyNote(checkers, "none");
-
-    const history = $("history");
-    history.replaceChildren();
-    for (const l of item.labels || []) {
-      history.append(el("li", null,
-        el("div", "title", `${l.reviewer} · ${l.createdAt}`),
-        el("div", null, verdict(l.passed, l.label)),
-        l.rationale ? el("div", null, l.rationale) : null));
-    }
-    if (!history.children.length) emptyNote(history, "no human label yet");
-
-    $("raw-trace").textContent = JSON.stringify(item.trace, null, 2);
-
-    const select = $("label-select");
-    select.replaceChildren();
-    for (const label of item.scale.labels) {
-      const option = el("option", null, `${label}${item.scale.passing.includes(label) ? " (passes)" : ""}`);
-      option.value = label;
-      select.append(option);
-    }
-    const last = (item.labels || [])[item.labels.length - 1];
-    select.value = last ? last.label : passLabel(item.scale) || item.scale.labels[0];
-    $("btn-pass").textContent = "";
-    $("btn-pass").append(`Pass: ${show(passLabel(item.scale))} `, el("kbd", null, "p"));
-    $("btn-fail").textContent = "";
-    $("btn-fail").append(`Fail: ${show(failLabel(item.scale))} `, el("kbd", null, "f"));
-  }
-
-  function guardrails(list) {
-    if (!list || !list.length) return "none";
-    return list.map((g) => `${show(g.ruleId)}: ${show(g.decision)}${g.reasonCode ? ` (${g.reasonCode})` : ""}`).join("; ");
+    return true;
   }
 
   async function label(value) {
     const item = state.item;
-    if (!item) return say("Open or claim an item first (n).", true);
+    if (!item) return say("Claim an item first (n).", true);
     if (!value) return say("This rubric has no such label.", true);
+    if (state.busy) return;
+    state.busy = true;
     const body = { label: value };
     const rationale = $("rationale").value.trim();
     if (rationale) body.rationale = rationale;
     try {
       const stored = await api("POST", `/api/review/items/${item.itemId}/label`, body);
       $("rationale").value = "";
-      await openItem(item.itemId);
+      if (state.item === item) {
+        item.labels = [...(item.labels || []), stored];
+        Object.assign(item, { state: "labelled", claimedBy: null, leaseExpiresAt: null });
+        V.renderHead(item);
+        V.renderLabels(item);
+        $("label-select").value = stored.label;
+      }
       say(`Labelled #${stored.itemId} as ${stored.label} (${stored.passed ? "passes" : "fails"}). Press n for the next.`);
     } catch (e) {
       say(`Could not label #${item.itemId}: ${e.message}`, true);
+    } finally {
+      state.busy = false;
     }
-    await refreshQueue();
+    refreshQueue();
   }
 
   async function skip() {
     const item = state.item;
-    if (!item) return say("Open or claim an item first (n).", true);
+    if (!item) return say("Claim an item first (n).", true);
     try {
-      await api("POST", `/api/review/items/${item.itemId}/skip`, {});
-      await openItem(item.itemId);
+      const skipped = await api("POST", `/api/review/items/${item.itemId}/skip`, {});
+      if (state.item === item) {
+        Object.assign(item, skipped);
+        V.renderHead(item);
+      }
       say(`Skipped #${item.itemId}. Press n for the next.`);
     } catch (e) {
       say(`Could not skip #${item.itemId}: ${e.message}`, true);
     }
-    await refreshQueue();
+    refreshQueue();
+  }
+
+  function toggleQueue() {
+    const hidden = $("app").classList.toggle("queue-hidden");
+    $("toggle-queue").setAttribute("aria-expanded", String(!hidden));
+    if (!hidden) (($("items").querySelector('.row[tabindex="0"]')) || $("f-state")).focus();
+  }
+
+  function showHelp() {
+    if (!$("help").open) $("help").showModal();
+    $("help-close").focus();
   }
 
   // --- wiring ----------------------------------------------------------------------------
@@ -406,19 +292,27 @@
   }
 
   document.addEventListener("keydown", (ev) => {
-    if (!state.me || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (!state.me || ev.ctrlKey || ev.metaKey || ev.altKey || $("help").open) return;
     if (typing(ev.target)) {
       if (ev.key === "Escape") ev.target.blur();
       return;
     }
+    if (ev.target instanceof HTMLElement && ev.target.classList.contains("row")) moveInQueue(ev);
+    if (ev.defaultPrevented) return;
     const scale = state.item && state.item.scale;
     const actions = {
       n: claimNext,
-      p: () => label(scale && passLabel(scale)),
-      f: () => label(scale && failLabel(scale)),
+      p: () => label(scale && V.passLabel(scale)),
+      f: () => label(scale && V.failLabel(scale)),
       s: skip,
+      q: toggleQueue,
+      r: () => state.item && $("rationale").focus(),
+      "?": showHelp,
+      "[": () => page(-1),
+      "]": () => page(1),
     };
-    const action = actions[ev.key];
+    let action = actions[ev.key];
+    if (!action && /^[1-9]$/.test(ev.key) && scale) action = () => label(scale.labels[Number(ev.key) - 1]);
     if (action) {
       ev.preventDefault();
       action();
@@ -437,13 +331,22 @@
     $("logout").addEventListener("click", () => logout());
     $("filters").addEventListener("submit", (ev) => {
       ev.preventDefault();
-      refreshQueue();
+      firstPage();
     });
+    $("items").addEventListener("click", (ev) => {
+      const row = ev.target instanceof Element ? ev.target.closest(".row") : null;
+      if (row) openItem(Number(row.dataset.itemId));
+    });
+    $("page-prev").addEventListener("click", () => page(-1));
+    $("page-next").addEventListener("click", () => page(1));
     $("claim").addEventListener("click", claimNext);
     $("btn-next").addEventListener("click", claimNext);
     $("btn-skip").addEventListener("click", skip);
-    $("btn-pass").addEventListener("click", () => state.item && label(passLabel(state.item.scale)));
-    $("btn-fail").addEventListener("click", () => state.item && label(failLabel(state.item.scale)));
+    $("btn-pass").addEventListener("click", () => state.item && label(V.passLabel(state.item.scale)));
+    $("btn-fail").addEventListener("click", () => state.item && label(V.failLabel(state.item.scale)));
+    $("toggle-queue").addEventListener("click", toggleQueue);
+    $("help-button").addEventListener("click", showHelp);
+    $("help-close").addEventListener("click", () => $("help").close());
     $("label-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       label($("label-select").value);
