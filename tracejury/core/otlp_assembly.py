@@ -34,7 +34,7 @@ import orjson
 from tracejury.core.otlp import HASHED_IDS, MODEL_ATTRIBUTES, TRACEJURY_ATTRIBUTES, TraceOrigin, map_trace
 from tracejury.core.otlp_genai import Unmappable, id_hash
 from tracejury.core.otlp_spans import Event, LogRecord, Span, SpanReport
-from tracejury.core.redaction import Redactor, Renumbering
+from tracejury.core.redaction import Redactor, Renumbering, collect_strings
 
 __all__ = [
     "ASSEMBLE",
@@ -67,6 +67,8 @@ class StagedGroup:
     trace_id: str
     spans: tuple[Span, ...]
     logs: tuple[LogRecord, ...]
+    redacted: bool = False
+    """Staging put placeholders in (``redact_group``): the assembly numbers them."""
 
     @property
     def has_root(self) -> bool:
@@ -84,6 +86,8 @@ class Fragment:
     """``otlp:<token id>`` of the request that brought it."""
     spans: tuple[Span, ...]
     logs: tuple[LogRecord, ...]
+    redacted: bool = False
+    """Holds placeholders staging put in."""
 
 
 # -- redaction at staging -------------------------------------------------------------------
@@ -132,15 +136,50 @@ class _Rewrite:
         return LogRecord(r.trace_id, r.span_id, event, self.resource(r.resource))
 
 
+def _scanned(attrs: Mapping[str, Any], out: list[str]) -> None:
+    for k, v in attrs.items():
+        if k not in STAGING_KEEP:
+            collect_strings(v, out)
+
+
+def _texts_of(group: StagedGroup) -> tuple[list[str], bool]:
+    """What the detectors would scan in ``group``; whether it holds an id to hash."""
+    out: list[str] = []
+    seen: set[int] = set()
+    ids = False
+    events = [e for s in group.spans for e in s.events] + [r.event for r in group.logs]
+    resources = [s.resource for s in group.spans] + [r.resource for r in group.logs]
+    for s in group.spans:
+        out += (s.name, s.status_message)
+        _scanned(s.attrs, out)
+        ids = ids or any(k in s.attrs for k in HASHED_IDS)
+    for e in events:
+        _scanned(e.attrs, out)
+        collect_strings(e.body, out)
+        ids = ids or any(k in e.attrs for k in HASHED_IDS)
+    for r in resources:
+        if id(r) not in seen:
+            seen.add(id(r))
+            _scanned(r, out)
+            ids = ids or any(k in r for k in HASHED_IDS)
+    return out, ids
+
+
 def redact_group(group: StagedGroup, redactor: Redactor) -> StagedGroup:
     """A staged group as it may be stored: every text a detector finds replaced by a
     placeholder keyed by its value (``Redactor.stage_value``), session and conversation ids
-    hashed, the attributes of ``STAGING_KEEP`` as sent."""
+    hashed, the attributes of ``STAGING_KEEP`` as sent. Most groups hold nothing to redact:
+    they are scanned once, joined, and rewritten only when something was found."""
     state = redactor.staging(group.trace_id)
     if state is None:
         return group
-    rw = _Rewrite(lambda v: redactor.stage_value(v, state), hash_ids=True)
-    return StagedGroup(group.trace_id, tuple(rw.span(s) for s in group.spans), tuple(rw.log(r) for r in group.logs))
+    texts, ids = _texts_of(group)
+    found = redactor.finds_any(texts)
+    if not found and not ids:
+        return group
+    rw = _Rewrite((lambda v: redactor.stage_value(v, state)) if found else (lambda v: v), hash_ids=True)
+    spans, logs = tuple(rw.span(s) for s in group.spans), tuple(rw.log(r) for r in group.logs)
+    return StagedGroup(group.trace_id, spans, logs, redacted=found)
 
 
 def _texts(value: Any, text: Callable[[str], str]) -> Any:
@@ -225,6 +264,8 @@ def dump_fragment(group: StagedGroup) -> bytes:
     doc = {"spans": [_span_doc(s, place(s.resource)) for s in group.spans],
            "logs": [[r.span_id, _event_doc(r.event), place(r.resource)] for r in group.logs],
            "resources": resources}  # fmt: skip
+    if group.redacted:
+        doc["redacted"] = True
     return orjson.dumps(doc, default=_jsonable)
 
 
@@ -234,7 +275,7 @@ def load_fragment(fragment_id: int, source: str, trace_id: str, body: bytes) -> 
     resources = doc["resources"]
     spans = tuple(_span(trace_id, d, resources) for d in doc["spans"])
     logs = tuple(LogRecord(trace_id, d[0], _event(d[1]), resources[d[2]]) for d in doc["logs"])
-    return Fragment(fragment_id, source, spans, logs)
+    return Fragment(fragment_id, source, spans, logs, doc.get("redacted", False))
 
 
 # -- assembling ----------------------------------------------------------------------------
@@ -310,7 +351,7 @@ def assemble(trace_id: str, fragments: list[Fragment], renumbering: Renumbering 
     spans, duplicates = _distinct_spans(fragments)
     home = _home(fragments)
     reports = _join_logs(spans, fragments, trace_id)
-    if renumbering is not None:
+    if renumbering is not None and any(f.redacted for f in fragments):
         spans = _renumbered(spans, renumbering)
     span_ids = list(spans)
     if not spans:

@@ -76,6 +76,7 @@ __all__ = [
     "RedactionPolicy",
     "Redactor",
     "Renumbering",
+    "collect_strings",
     "STAGED_TOKEN",
     "default_policy",
     "load_policy",
@@ -272,6 +273,12 @@ def _text(value: str, out: list[str]) -> None:
         out.append(value)
 
 
+def collect_strings(value: Any, out: list[str]) -> None:
+    """Append every string in ``value`` that a detector could match (and large integers, as
+    text) to ``out``: what ``Redactor.finds_any`` takes."""
+    _strings(value, out)
+
+
 def _strings(value: Any, out: list[str]) -> None:
     """Append every string in ``value`` (and large integers, as text) to ``out``."""
     t = type(value)
@@ -437,6 +444,10 @@ class Redactor:
             if node is None or node.action != "keep":
                 _strings(v, out)
         return out
+
+    def finds_any(self, texts: list[str]) -> bool:
+        """Whether any detector finds anything in ``texts`` (``collect_strings``)."""
+        return self.policy is not None and self._any_finding(texts)
 
     def _any_finding(self, texts: list[str]) -> bool:
         """Whether any detector finds anything in ``texts`` (one pass over them all, joined
