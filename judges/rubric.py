@@ -156,6 +156,16 @@ class Escalation(_Strict):
     """Escalate judge failures (after retries) on this rubric."""
     audit_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     """Random audit sample per segment."""
+    max_items_per_batch: int | None = Field(default=None, ge=0)
+    """Review budget: items of this rubric one batch may enqueue (None: no cap of its own;
+    the overall cap still holds). Filled in order of value, audit first (docs/review.md)."""
+    max_items_per_day: int | None = Field(default=None, ge=0)
+    """Review budget: items of this rubric all batches may enqueue per UTC day."""
+
+
+BUDGET_FIELDS = ("max_items_per_batch", "max_items_per_day")
+"""The escalation block's review-budget caps: how many people can review, not what a verdict
+means, so they are left out of the fingerprint (change them without a new version)."""
 
 
 class Rubric(_Strict):
@@ -224,7 +234,10 @@ class Rubric(_Strict):
     @cached_property
     def fingerprint(self) -> str:
         """sha256 of the canonical content (and the checker's own version)."""
-        content: dict[str, Any] = {"rubric": self.model_dump(mode="json")}
+        rubric = self.model_dump(mode="json")
+        for cap in BUDGET_FIELDS:  # operational, not content: fingerprints stay as they were
+            rubric["escalation"].pop(cap, None)
+        content: dict[str, Any] = {"rubric": rubric}
         if self.checker is not None:
             content["checker"] = checker_fingerprint(CHECKERS[self.checker], self.params)
         canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)

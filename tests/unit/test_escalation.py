@@ -75,15 +75,17 @@ def test_audit_is_a_deterministic_share_of_traces() -> None:
     assert all(0.0 <= audit_draw("r", "1", t) < 1.0 for t in ids[:100])
 
 
-def test_priority_orders_reasons_and_counts_extra_ones() -> None:
+def test_priority_orders_reasons_by_value_and_counts_extra_ones() -> None:
     order = [priority([r]) for r in REASONS]
     assert order == sorted(order, reverse=True) and len(set(order)) == len(order)
-    assert priority(["checker_disagrees"]) > priority(["low_confidence", "samples_disagree", "audit"])
-    assert priority(["low_confidence", "samples_disagree"]) == priority(["low_confidence"]) + 1
+    assert REASONS[0] == "audit"  # the audit share is worth most: it measures the judge
+    assert priority(["audit"]) > priority(["judge_failed", "checker_disagrees", "low_confidence"])
+    assert priority(["checker_disagrees"]) > priority(["samples_disagree", "low_confidence"])
+    assert priority(["samples_disagree", "low_confidence"]) == priority(["samples_disagree"]) + 1
     assert priority([]) == 0
     policy = Escalation(confidence_below=0.7, on_checker_disagreement=["c"], audit_rate=1.0)
     judged = Judgment(1, "scored", passed=True, confidence=0.5, sample_labels=("pass", "fail", "pass"))
     got = _run(policy, judged, {"c": Judgment(2, "scored", passed=False)})
     assert got is not None
-    assert got.reasons == ("checker_disagrees", "low_confidence", "samples_disagree", "audit")
-    assert got.priority == 40 + 3
+    assert got.reasons == ("audit", "checker_disagrees", "samples_disagree", "low_confidence")
+    assert got.priority == 50 + 3
