@@ -3,10 +3,11 @@
 The mock judge runs in its own process on 127.0.0.1, one per latency (0 and 200 ms by
 default). For each latency, number of calls in flight and transport (the chosen aiohttp one
 and httpx's default, httpcore), this process runs ``JudgeClient.judge`` from that many
-concurrent tasks, back to back, for ``--seconds`` after a short warm-up, on requests built
-from simulated traces. Each cell reports calls/s, p50/p99 latency of a call, the client's CPU
-per call (``time.process_time``), the mock's CPU per call (from /proc) and failures, beside
-the ceiling (in flight ÷ latency). A cell lasts at most ``--seconds`` plus one call timeout.
+concurrent tasks (the profile's concurrency fixed at that number, not adaptive), back to
+back, for ``--seconds`` after a short warm-up, on requests built from simulated traces.
+Each cell reports calls/s, p50/p99 latency of a call, the client's CPU per call
+(``time.process_time``), the mock's CPU per call (from /proc) and failures, beside the
+ceiling (in flight ÷ latency). A cell lasts at most ``--seconds`` plus one call timeout.
 
     .venv/bin/python bench/judges.py [--seconds 4] [--inflight 1,16,64,256] [--latency 0,200]
 
@@ -124,7 +125,7 @@ async def run_cell(
     reqs: list[JudgeRequest], structured_output: str = "auto", expect_format: str | None = None,
 ) -> Cell:  # fmt: skip
     """``inflight`` tasks calling the judge back to back for ``seconds``."""
-    profile = JudgeProfile(name="bench", model="mock-judge", max_concurrency=inflight,
+    profile = JudgeProfile(name="bench", model="mock-judge", max_concurrency=inflight, adaptive_concurrency=False,
                            timeout_s=30, max_attempts=1, structured_output=structured_output)  # type: ignore[arg-type]  # fmt: skip
     latencies: list[float] = []
     failures = 0
