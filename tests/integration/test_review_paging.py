@@ -1,6 +1,7 @@
 """Keyset paging of ``GET /api/review/items`` over a queue of 2,500 items (SQLite and
 PostgreSQL, as ``db_url``): every item once, in queue order, whatever is claimed between pages;
-the cursor's bad input in one line."""
+the cursor's bad input in one line. And the review page's claim: ``POST /api/review/next`` with
+``detail`` answers with the claimed item's detail."""
 
 from __future__ import annotations
 
@@ -88,3 +89,18 @@ def test_a_bad_cursor_is_one_line(api: tuple[TestClient, dict[str, str]], params
     got = client.get("/api/review/items", params=params, headers=headers)
     assert got.status_code == 400 and got.json()["code"] == "invalid_input"
     assert got.json()["message"].startswith(words) and "\n" not in got.json()["message"]
+
+
+def test_a_claim_with_detail_answers_with_the_item(api: tuple[TestClient, dict[str, str]], engine: Engine) -> None:
+    client, headers = api
+    top = review.list_items(engine, state="pending", limit=2)
+    plain = client.post("/api/review/next", json={}, headers=headers).json()
+    assert set(plain) == {"itemId", "traceId", "rubric", "reasons", "leaseExpiresAt"}
+    assert plain["itemId"] == top[0]["itemId"]
+    got = client.post("/api/review/next", json={"detail": True}, headers=headers)
+    assert got.status_code == 200, got.text
+    detail = got.json()
+    assert detail["itemId"] == top[1]["itemId"] and detail["state"] == "claimed" and detail["claimedBy"] == "ana"
+    assert detail == client.get(f"/api/review/items/{detail['itemId']}", headers=headers).json()
+    assert detail["question"]["description"] and "Rubric: answer correctness" in detail["question"]["prompt"]
+    assert detail["view"]["finalAnswer"] and detail["scale"] == {"labels": ["pass", "fail"], "passing": ["pass"]}

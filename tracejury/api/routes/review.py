@@ -70,6 +70,9 @@ class ClaimRequest(BaseModel):
     """Only items escalated for this reason."""
     segment: Annotated[str, Field(min_length=1, max_length=512, pattern=_NAME)] | None = None
     """Only items whose segment key holds every ``dim=value`` of this ``|``-joined list."""
+    detail: bool = False
+    """Answer with the claimed item's detail (as ``GET /api/review/items/{id}``), saving the
+    review page a round trip."""
 
 
 class LabelRequest(BaseModel):
@@ -163,8 +166,10 @@ def claim_next(
     engine: EngineDep, principal: ReviewerDep, req: Annotated[ClaimRequest | None, Body()] = None
 ) -> dict[str, Any]:
     """As ``tracejury review next --json``: ``{"itemId", "traceId", "rubric", "reasons",
-    "leaseExpiresAt"}``. Nothing claimable is 404 with code ``queue_empty``."""
+    "leaseExpiresAt"}``; with ``detail``, the item's detail instead (a superset). Nothing
+    claimable is 404 with code ``queue_empty``."""
     from tracejury.store.review import claim_next as claim
+    from tracejury.store.review import get_item as read
 
     req = req or ClaimRequest()
     reviewer = reviewer_name(principal, req.reviewer)
@@ -172,6 +177,8 @@ def claim_next(
                  segment=req.segment, token_id=principal.token_id)  # fmt: skip
     if item is None:
         raise ApiError(404, "queue_empty", "no pending review item matches (the queue is empty for these filters)")
+    if req.detail:
+        return read(engine, item["itemId"])
     return {k: item[k] for k in ("itemId", "traceId", "rubric", "reasons", "leaseExpiresAt")}
 
 

@@ -198,11 +198,12 @@
     if (state.busy) return;
     state.busy = true;
     const f = filters();
-    const body = {};
+    const body = { detail: true };
     for (const k of ["rubric", "reason", "segment"]) if (f[k]) body[k] = f[k];
     try {
       const claimed = await api("POST", "/api/review/next", body);
-      if (await openItem(claimed.itemId)) say(`Claimed #${claimed.itemId} until ${claimed.leaseExpiresAt}.`);
+      show(claimed);
+      say(`Claimed #${claimed.itemId} until ${claimed.leaseExpiresAt}.`);
     } catch (e) {
       if (e.code === "queue_empty") say("Nothing to claim: the queue is empty for these filters.");
       else say(`Could not claim: ${e.message}`, true);
@@ -212,7 +213,7 @@
     refreshQueue();
   }
 
-  /** Fetch and show an item; true when it is in view. */
+  /** Fetch and show an item (opening is not claiming). */
   async function openItem(itemId) {
     let item;
     try {
@@ -221,13 +222,18 @@
       say(`Could not open #${itemId}: ${e.message}`, true);
       return false;
     }
+    show(item);
+    say("");
+    return true;
+  }
+
+  /** Put an item's detail in view and mark its queue row. */
+  function show(item) {
     state.item = item;
     V.renderItem(item);
-    say("");
     for (const row of $("items").querySelectorAll(".row")) {
       row.classList.toggle("current", row.dataset.itemId === String(item.itemId));
     }
-    return true;
   }
 
   async function label(value) {
