@@ -6,6 +6,8 @@ reviewer tokens and starts ``tracejury serve`` on a free 127.0.0.1 port; ``--url
 ``--token`` (repeatable: the first drives the page, the load phase uses them in turn) target a
 running server instead, whose queue must hold enough pending items.
 
+0. **The queue's pages**: the first page of 50 pending items (15 times), every page by cursor
+   (``after=``), and ``offset=`` at the last page (15 times): what a deep page costs each way.
 1. **The page** (Debian's Chromium through Playwright, 1366x768): ``--steps`` times, press
    ``n`` (claim → the item visible), then ``p`` (label → saved on the page), then ``n`` again.
    Times are the page's own clock, from the keydown to the animation frame after the DOM
@@ -174,6 +176,43 @@ def _press(page: Any, key: str, what: str, prefix: str | None) -> dict[str, Any]
     return found
 
 
+def paging(url: str, token: str, items: int) -> None:
+    """Time the first page of 50 pending items 15 times, walk the queue by cursor (every page
+    timed), then time ``offset`` at the last page 15 times; print bytes and latencies. The
+    queue is read, not changed."""
+    lat: list[float] = []
+    sizes: list[int] = []
+    cursor = None
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0) as client:
+        client.get("/api/review/me").raise_for_status()  # the server's first request pays its start-up
+        first = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            client.get("/api/review/items", params={"state": "pending", "limit": "50"}).raise_for_status()
+            first.append((time.perf_counter() - t0) * 1000)
+        for _ in range(items // 50 + 2):
+            params = {"state": "pending", "limit": "50", **({"after": cursor} if cursor else {})}
+            t0 = time.perf_counter()
+            got = client.get("/api/review/items", params=params)
+            lat.append((time.perf_counter() - t0) * 1000)
+            got.raise_for_status()
+            sizes.append(len(got.content))
+            cursor = got.headers.get("x-next-cursor")
+            if cursor is None:
+                break
+        deep = max(0, (len(lat) - 1) * 50)
+        offset = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            client.get("/api/review/items", params={"state": "pending", "limit": "50", "offset": str(deep)})
+            offset.append((time.perf_counter() - t0) * 1000)
+    print(f"the queue by cursor, {len(lat)} pages of 50 (first page {sizes[0]:,} bytes):")
+    print("  " + _summary("a page by cursor (after=)", lat))
+    print("  " + _summary("the first page (15 times)", first))
+    print("  " + _summary(f"the last pages (after item {deep:,})", lat[-5:]))
+    print("  " + _summary(f"offset={deep:,}", offset))
+
+
 def load(url: str, tokens: list[str], reviewers: int, claims: int, deadline: float) -> tuple[int, float, list[float]]:
     """``reviewers`` threads claiming and labelling ``claims`` items each; (claims, seconds,
     claim latencies in ms). Raises when an item was claimed twice."""
@@ -248,6 +287,7 @@ def main() -> None:
             else:
                 proc, url, tokens = build_and_serve(Path(tmp), args.items, args.reviewers + 1)
             print(f"load: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs", flush=True)
+            paging(url, tokens[0], args.items)
             page = drive_page(url, tokens[0], args.steps)
             print(f"the page, {args.steps} items by keyboard at 1366x768:")
             for name, values in page.items():
