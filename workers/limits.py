@@ -187,6 +187,8 @@ class RedisLimiter:
         self._limit = self._adaptive.start  # the shared limit, as the last sync read it
         self._total = 0  # slots held by all holders, as the last sync read it
         self._samples: deque[tuple[float, float, Signal, int]] = deque(maxlen=_MAX_SAMPLES)
+        self._overloaded = False  # an overload among the samples: apply them on the next round trip
+        self._adapted = 0.0  # loop time the samples were last applied
         self._burst, self._lease, self._poll = burst_s, lease_s, poll_s
         self._check = min(check_s, lease_s / 3)  # renewals well inside the lease
         self._linger, self._block, self._retry = linger_s, block, retry_s
@@ -255,6 +257,11 @@ class RedisLimiter:
             self._serve(loop)
 
     @property
+    def holder(self) -> str:
+        """This limiter's id in Redis (one per process and profile)."""
+        return self._holder
+
+    @property
     def limit(self) -> int:
         """The concurrency limit now: the shared one (the per-process one while Redis is down)."""
         return self._local_slots.limit if self._down else self._limit
@@ -273,7 +280,8 @@ class RedisLimiter:
             self._local_slots.observe(latency_s, signal)
             return
         self._samples.append((time.time(), latency_s, signal, self._in_use))
-        if signal == "overload":
+        if signal == "overload" and not self._overloaded:
+            self._overloaded = True
             self._wake.set()
 
     async def settle(self) -> None:
@@ -362,7 +370,8 @@ class RedisLimiter:
             want = min(want, self._max)
             self._ceiling = in_use = self._in_use  # Redis may take back any slot not in use now
             try:
-                if self._samples:
+                if self._samples and (self._overloaded or loop.time() - self._adapted >= self._check):
+                    self._adapted, self._overloaded = loop.time(), False  # at most every check_s, but overloads at once
                     await self._adapt()
                 held, keep, limit, total = await self._sync_slots(
                     keys=self._slot_keys,
