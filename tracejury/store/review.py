@@ -350,8 +350,8 @@ def get_item(engine: Engine, item_id: int) -> dict[str, Any]:
     ``judge`` (the rubric's evaluation: label, confidence, rationale, sample labels, or its
     failure), ``checkers`` (evaluations of the checkers that disagreed), ``scale`` (allowed
     and passing labels), ``question`` (what the rubric asks: its ``description`` and the
-    judge's ``prompt``, null for a checker) and ``labels`` (every human label on this trace and rubric, oldest
-    first; the last is the one gates use)."""
+    judge's ``prompt``, null for a checker) and ``labels`` (every human label on this trace
+    and rubric, oldest first; the last is the one gates use)."""
     now = _now()
     with engine.connect() as conn:
         row = _one(conn, item_id)
