@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -92,3 +93,17 @@ class Settings(BaseSettings):
     quarantine); unset: the shipped default (``tracejury/core/defaults/redaction.yaml``)."""
     redaction_hmac_key: str | None = None
     """Key of the redaction policy's ``hash`` field rules (HMAC-SHA256); required when it has any."""
+    review_max_items_per_batch: int | None = Field(default=100, ge=0)
+    """Review budget over all rubrics: review items one batch may enqueue when it ends, filled
+    in order of value, the audit first (each rubric's ``escalation.max_items_per_batch`` caps
+    its own share); ``none``: no overall cap. What the budget leaves out is counted
+    (``batch status``, ``/metrics``). 100 is a queue one person works through in a sitting."""
+    review_max_items_per_day: int | None = Field(default=500, ge=0)
+    """Review budget over all rubrics: review items all batches may enqueue per UTC day;
+    ``none``: no cap."""
+
+    @field_validator("review_max_items_per_batch", "review_max_items_per_day", mode="before")
+    @classmethod
+    def _no_cap(cls, value: object) -> object:
+        """``none`` (or empty) in the environment means no cap."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value

@@ -6,6 +6,10 @@ every path that ends a batch — inline ``tracejury score``, a worker's last chu
 sweeper — goes through it). It escalates with the rubrics frozen in the batch's config
 snapshot, so the policy is the one the batch was scored under, and it runs whether the
 batch ended ``done`` or ``failed`` (the evaluations stored before a failure are real).
+
+The overall review budget comes from the settings (``TRACEJURY_REVIEW_MAX_ITEMS_PER_BATCH``,
+``TRACEJURY_REVIEW_MAX_ITEMS_PER_DAY``) when the batch is first escalated; the batch records
+the caps it ran under, and a rerun keeps them, so it decides as the first run did.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from sqlalchemy import Engine
 
 from judges.rubric import Rubric
 from tracejury.core.errors import NotFound
+from tracejury.core.escalation import Caps
+from tracejury.settings import Settings
 from tracejury.store.batches import batch_config, record_finalisers
-from tracejury.store.review import escalate_batch
+from tracejury.store.escalation import escalate_batch, recorded_caps
 from workers.hooks import register_finaliser
 
 __all__ = ["escalate_again", "escalate_finished_batch"]
@@ -34,7 +40,11 @@ def escalate_finished_batch(engine: Engine, batch_id: str, state: str) -> int:
     if config is None:
         raise NotFound(f"no batch {batch_id!r}")
     rubrics = [Rubric.model_validate(d) for d in config.get("rubrics", [])]
-    n = escalate_batch(engine, batch_id, rubrics)
+    overall = recorded_caps(config)
+    if overall is None:
+        settings = Settings()
+        overall = Caps(settings.review_max_items_per_batch, settings.review_max_items_per_day)
+    n = escalate_batch(engine, batch_id, rubrics, overall=overall)
     log.info("batch %s (%s): %d review item(s) enqueued", batch_id, state, n)
     return n
 

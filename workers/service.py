@@ -127,7 +127,8 @@ def run_gate_specs(engine: Engine, settings: Settings, release: str, *, baseline
 
 def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
     """A batch's state, counts by status and failure kind, progress, rate and ETA, and what
-    its finalisers did (``finalisers``: name → ``ok`` or ``failed: …``; {} while running)."""
+    its finalisers did (``finalisers``: name → ``ok`` or ``failed: …``; {} while running) and what
+    its escalation enqueued and the review budget left out (``escalation``; null until then)."""
     from tracejury.core.evaluation import EVALUATION_STATUSES
     from tracejury.store.batches import batch_progress
     from tracejury.store.spend import usage
@@ -152,6 +153,7 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
         "usage": usage(engine, batch_id),
         "costCap": config.get("costCap"),
         "finalisers": config.get("finalisers", {}),
+        "escalation": config.get("escalation"),
     }  # fmt: skip
 
 

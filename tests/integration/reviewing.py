@@ -46,8 +46,11 @@ def populate(
     seed: int = 3,
 ) -> None:
     """Simulate and ingest release r1 (half the tool answers contradict the tool), and point
-    the CLI at the judge and the rubrics."""
+    the CLI at the judge and the rubrics. No overall review budget: these tests check the
+    policy and the queue (``test_review_budget.py`` sets the caps it checks)."""
     monkeypatch.setenv("TRACEJURY_JUDGE_BASE_URL", judge_url)
+    monkeypatch.setenv("TRACEJURY_REVIEW_MAX_ITEMS_PER_BATCH", "none")
+    monkeypatch.setenv("TRACEJURY_REVIEW_MAX_ITEMS_PER_DAY", "none")
     monkeypatch.setenv("TRACEJURY_RUBRICS_DIR", str(rubrics_dir))
     path = tmp_path / "r1.jsonl"
     invoke("simulate", "--release", "r1", "--traces", str(traces), "--seed", str(seed), "-o", str(path),

@@ -36,6 +36,8 @@ class Policy:
     on_checker_disagreement: tuple[str, ...] = ()
     high_risk: bool = False
     audit_rate: float = 0.1
+    max_items_per_batch: int | None = None
+    max_items_per_day: int | None = None
 
 
 @dataclass(frozen=True)

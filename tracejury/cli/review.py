@@ -182,14 +182,16 @@ def review_skip(
 def review_escalate(batch_id: Annotated[str, typer.Argument(help="Batch id.")]) -> None:
     """Run a batch's escalation again (idempotent: only items not yet enqueued are added) — for
     a batch whose end-of-batch escalation failed, or one that ended before escalation existed."""
-    from tracejury.store.batches import batch_progress
+    from tracejury.store.batches import batch_config, batch_progress
     from workers.review import escalate_again
 
     engine = _engine(_settings())
     progress = batch_progress(engine, batch_id)
     state = progress["batch"].state if progress else "unknown"
     n = escalate_again(engine, batch_id, state)
-    out.print(f"batch {batch_id}: {n} review item(s) enqueued", markup=False)
+    esc = (batch_config(engine, batch_id) or {}).get("escalation") or {}
+    left = f"; {esc['leftOutTotal']} left out by the review budget (batch status shows which)" if esc else ""
+    out.print(f"batch {batch_id}: {n} review item(s) enqueued{left}", markup=False)
 
 
 @review_app.command("agreement")

@@ -248,9 +248,21 @@ def batch_status(
     if data["failures"]:
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in data["failures"].items()))
     out.print(usage_line(data["usage"], data["costCap"]))
+    if data.get("escalation"):
+        out.print(_escalation_line(data["escalation"]), markup=False)
     failed = {k: v for k, v in data["finalisers"].items() if v != "ok"}
     for line in _finaliser_lines(data["batchId"], failed):
         out.print(line, markup=False)
+
+
+def _escalation_line(esc: dict) -> str:
+    """What the batch's escalation enqueued and what the review budget left out, one line."""
+    left = "; ".join(f"{rubric} " + ", ".join(f"{reason} {n}" for reason, n in reasons.items())
+                     for rubric, reasons in esc["leftOut"].items())  # fmt: skip
+    caps = esc["caps"]["overall"]
+    line = (f"review items: {esc['enqueued']} enqueued, {esc['leftOutTotal']} left out by the review budget"
+            f" (overall caps: {caps['maxItemsPerBatch']} a batch, {caps['maxItemsPerDay']} a day)")  # fmt: skip
+    return line + (f": {left}" if left else "")
 
 
 FINALISER_GRACE_S = 30.0

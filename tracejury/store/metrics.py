@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, and_, case, func, select
 
 from tracejury.store import otlp_staging
+from tracejury.store.escalation import left_out_totals
 from tracejury.store.tables import (
     BatchChunk,
     EvaluationRow,
@@ -42,6 +43,8 @@ class StoreMetrics:
     judge_retries: int = 0
     cache_hits: int = 0
     review: dict[str, int] = field(default_factory=dict)
+    review_left_out: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(rubric, reason) → escalated judgments the review budget left out, over every batch."""
     gate_outcomes: dict[str, int] = field(default_factory=dict)
     gate_runs: dict[str, int] = field(default_factory=dict)
     otlp_staged_items: int = 0
@@ -89,6 +92,7 @@ def store_metrics(engine: Engine) -> StoreMetrics:
         state = case((and_(r.c.state == "claimed", r.c.lease_expires_at < datetime.now(UTC)), "pending"),
                      else_=r.c.state)  # fmt: skip
         m.review = _grouped(conn, state, r)
+        m.review_left_out = left_out_totals(conn)
         m.gate_outcomes = _grouped(conn, GateOutcome.__table__.c.decision, GateOutcome.__table__)
         m.gate_runs = _grouped(conn, GateRun.__table__.c.decision, GateRun.__table__)
         m.otlp_staged_items, m.otlp_staged_traces = otlp_staging.staged(conn)

@@ -1,5 +1,6 @@
-"""The human-review queue in the store: escalating a batch's judgments into review items,
-claiming them with a lease, labelling and skipping them, and reading them back.
+"""The human-review queue in the store: escalating a batch's judgments into review items
+(``tracejury.store.escalation``, re-exported here), claiming them with a lease, labelling and
+skipping them, and reading them back.
 
 Every function takes the engine, does its own transaction, and returns plain JSON-ready
 dicts (camelCase keys, ISO-8601 UTC times), the shapes the CLI prints and the API serves:
@@ -36,18 +37,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, bindparam, func, literal, or_, select, update
 
 from tracejury.core.errors import Conflict, InvalidInput, NotFound
-from tracejury.core.escalation import REASONS, EscalationPolicy, Judgment, escalate
+from tracejury.core.escalation import REASONS
 from tracejury.core.review import ITEM_STATES, LabelScale, trace_view
 from tracejury.store.agreement import labelled_pairs
-from tracejury.store.engine import insert_ignoring_conflicts
+from tracejury.store.escalation import EscalatingRubric, escalate_batch  # re-exported: escalation lives there
 from tracejury.store.tables import Batch, EvaluationRow, ReviewItem, ReviewLabel, StoredTrace
 
 __all__ = [
@@ -74,18 +74,6 @@ _L = ReviewLabel.__table__
 _E = EvaluationRow.__table__
 _B = Batch.__table__
 _T = StoredTrace.__table__
-_INSERT_ROWS = 500
-
-
-class EscalatingRubric(Protocol):
-    """What escalation needs of a rubric (``judges.rubric.Rubric`` has this shape)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def escalation(self) -> EscalationPolicy: ...
 
 
 def _now() -> datetime:
@@ -94,82 +82,6 @@ def _now() -> datetime:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-# --- escalation -------------------------------------------------------------------------
-
-
-def _judgment(row: Any) -> Judgment:
-    labels = tuple(row.sample_labels.split(",")) if row.sample_labels else ()
-    return Judgment(row.id, row.status, passed=row.passed, confidence=row.confidence, sample_labels=labels)
-
-
-def _checker_judgments(conn: Connection, batch_id: str, checker_ids: set[str]) -> dict[tuple[str, str], Judgment]:
-    """The newest evaluation of each named checker on each trace of the batch (from any batch:
-    a checker scored earlier still counts)."""
-    if not checker_ids:
-        return {}
-    traces = select(_E.c.trace_id).where(_E.c.batch_id == batch_id).distinct()
-    stmt = (
-        select(_E.c.id, _E.c.trace_id, _E.c.evaluator_id, _E.c.status, _E.c.passed, _E.c.confidence,
-               _E.c.sample_labels)
-        .where(_E.c.evaluator_id.in_(bindparam("checkers", expanding=True)), _E.c.trace_id.in_(traces))
-        .order_by(_E.c.id)
-    )  # fmt: skip
-    found: dict[tuple[str, str], Judgment] = {}
-    for row in conn.execute(stmt, {"checkers": sorted(checker_ids)}):
-        found[(row.trace_id, row.evaluator_id)] = _judgment(row)  # ascending ids: the newest wins
-    return found
-
-
-def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRubric]) -> int:
-    """Apply each rubric's escalation policy to its evaluations in the batch and enqueue the
-    review items; returns how many new items were enqueued.
-
-    Idempotent: one item per (trace, rubric) ever (the table's unique key), so running it
-    twice, or over two batches of the same traces, never enqueues a pair twice — the first
-    escalation's item stands. Rubrics without evaluations in the batch contribute nothing.
-    """
-    policies = {r.id: r for r in rubrics}
-    if not policies:
-        return 0
-    checker_ids = {c for r in rubrics for c in r.escalation.on_checker_disagreement}
-    stmt = select(
-        _E.c.id, _E.c.trace_id, _E.c.evaluator_id, _E.c.evaluator_version, _E.c.status, _E.c.passed,
-        _E.c.confidence, _E.c.sample_labels, _E.c.release_id, _E.c.segment_key, _E.c.weight,
-    ).where(_E.c.batch_id == batch_id, _E.c.evaluator_id.in_(bindparam("ids", expanding=True)))  # fmt: skip
-    now = _now()
-    rows: list[dict[str, Any]] = []
-    with engine.connect() as conn:
-        checkers = _checker_judgments(conn, batch_id, checker_ids)
-        for e in conn.execute(stmt, {"ids": sorted(policies)}):
-            rubric = policies[e.evaluator_id]
-            if e.evaluator_version != rubric.version:
-                continue
-            mine = {c: checkers[(e.trace_id, c)] for c in rubric.escalation.on_checker_disagreement
-                    if (e.trace_id, c) in checkers}  # fmt: skip
-            found = escalate(rubric.escalation, rubric_id=rubric.id, rubric_version=rubric.version,
-                             trace_id=e.trace_id, judgment=_judgment(e), checkers=mine)  # fmt: skip
-            if found is None:
-                continue
-            audit_rate = rubric.escalation.audit_rate if "audit" in found.reasons else None
-            rows.append({
-                "trace_id": e.trace_id, "evaluator_id": e.evaluator_id, "evaluator_version": e.evaluator_version,
-                "batch_id": batch_id, "release_id": e.release_id or "", "segment_key": e.segment_key or "",
-                "reasons": orjson.dumps(list(found.reasons)).decode(), "priority": found.priority,
-                "evaluation_ids": orjson.dumps(list(found.evaluation_ids)).decode(), "state": "pending",
-                "audit_rate": audit_rate,
-                "inclusion_p": audit_rate / e.weight if audit_rate is not None and e.weight else None,
-                "created_at": now, "updated_at": now,
-            })  # fmt: skip
-    inserted = 0
-    with engine.begin() as conn:
-        for start in range(0, len(rows), _INSERT_ROWS):
-            part = rows[start : start + _INSERT_ROWS]
-            stmt_ins = insert_ignoring_conflicts(_R, engine.dialect).values(part).returning(_R.c.id)
-            inserted += len(conn.execute(stmt_ins).all())
-    log.info("batch %s: %d judgment(s) escalated, %d new review item(s)", batch_id, len(rows), inserted)
-    return inserted
 
 
 # --- reading items ----------------------------------------------------------------------

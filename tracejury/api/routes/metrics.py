@@ -66,6 +66,12 @@ def _families(m: StoreMetrics) -> Iterator[Metric]:
     for state in ("pending", "claimed", "labelled", "skipped"):
         review.add_metric([state], m.review.get(state, 0))
     yield review
+    left_out = CounterMetricFamily("tracejury_review_left_out", "Escalated judgments the review budget left out"
+                                   " (not enqueued), by rubric and strongest reason",
+                                   labels=["rubric", "reason"])  # fmt: skip
+    for (rubric, reason), n in sorted(m.review_left_out.items()):
+        left_out.add_metric([rubric, reason], n)
+    yield left_out
     outcomes = CounterMetricFamily("tracejury_gate_outcomes", "Gate outcomes by decision", labels=["decision"])
     runs = CounterMetricFamily("tracejury_gate_runs", "Gate runs by decision", labels=["decision"])
     for decision in ("pass", "block", "inconclusive", "insufficient_data"):
