@@ -136,50 +136,40 @@ class _Rewrite:
         return LogRecord(r.trace_id, r.span_id, event, self.resource(r.resource))
 
 
-def _scanned(attrs: Mapping[str, Any], out: list[str]) -> None:
-    for k, v in attrs.items():
-        if k not in STAGING_KEEP:
-            collect_strings(v, out)
-
-
-def _texts_of(group: StagedGroup) -> tuple[list[str], bool]:
-    """What the detectors would scan in ``group``; whether it holds an id to hash."""
-    out: list[str] = []
+def _texts_of(group: StagedGroup) -> list[str]:
+    """What the detectors would scan in ``group`` (``STAGING_KEEP`` left out)."""
+    values: list[Any] = []
     seen: set[int] = set()
-    ids = False
-    events = [e for s in group.spans for e in s.events] + [r.event for r in group.logs]
-    resources = [s.resource for s in group.spans] + [r.resource for r in group.logs]
     for s in group.spans:
-        out += (s.name, s.status_message)
-        _scanned(s.attrs, out)
-        ids = ids or any(k in s.attrs for k in HASHED_IDS)
-    for e in events:
-        _scanned(e.attrs, out)
-        collect_strings(e.body, out)
-        ids = ids or any(k in e.attrs for k in HASHED_IDS)
-    for r in resources:
-        if id(r) not in seen:
-            seen.add(id(r))
-            _scanned(r, out)
-            ids = ids or any(k in r for k in HASHED_IDS)
-    return out, ids
+        values += (s.name, s.status_message)
+        values += [v for k, v in s.attrs.items() if k not in STAGING_KEEP]
+        for e in s.events:
+            values += [v for k, v in e.attrs.items() if k not in STAGING_KEEP]
+            values.append(e.body)
+    for r in group.logs:
+        values += [v for k, v in r.event.attrs.items() if k not in STAGING_KEEP]
+        values.append(r.event.body)
+    for res in [s.resource for s in group.spans] + [r.resource for r in group.logs]:
+        if id(res) not in seen:
+            seen.add(id(res))
+            values += [v for k, v in res.items() if k not in STAGING_KEEP]
+    out: list[str] = []
+    collect_strings(values, out)
+    return out
 
 
 def redact_group(group: StagedGroup, redactor: Redactor) -> StagedGroup:
     """A staged group as it may be stored: every text a detector finds replaced by a
-    placeholder keyed by its value (``Redactor.stage_value``), session and conversation ids
-    hashed, the attributes of ``STAGING_KEEP`` as sent. Most groups hold nothing to redact:
-    they are scanned once, joined, and rewritten only when something was found."""
+    placeholder keyed by its value (``Redactor.stage_value``), the attributes of
+    ``STAGING_KEEP`` as sent. Most groups hold nothing to redact: their texts are scanned once,
+    joined, and the spans rewritten only when something was found; then session and
+    conversation ids are hashed too (as the mapping would: ``req.sessionIdHash`` is the same)."""
     state = redactor.staging(group.trace_id)
-    if state is None:
+    if state is None or not redactor.finds_any(_texts_of(group)):
         return group
-    texts, ids = _texts_of(group)
-    found = redactor.finds_any(texts)
-    if not found and not ids:
-        return group
-    rw = _Rewrite((lambda v: redactor.stage_value(v, state)) if found else (lambda v: v), hash_ids=True)
+    rw = _Rewrite(lambda v: redactor.stage_value(v, state), hash_ids=True)
     spans, logs = tuple(rw.span(s) for s in group.spans), tuple(rw.log(r) for r in group.logs)
-    return StagedGroup(group.trace_id, spans, logs, redacted=found)
+    return StagedGroup(group.trace_id, spans, logs, redacted=True)
 
 
 def _texts(value: Any, text: Callable[[str], str]) -> Any:
