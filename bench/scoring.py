@@ -1,12 +1,17 @@
-"""Benchmark: scoring batches end to end through Celery + Redis, beside what bounds them.
+"""Benchmark: scoring batches end to end through Celery (Redis or the embedded SQLite broker),
+beside what bounds them.
 
 Everything is real and on 127.0.0.1, all in one run:
 
-* its own ``redis-server`` on a free port (no persistence), the broker of every cell;
+* its own ``redis-server`` on a free port (no persistence), the broker of every cell unless
+  ``--broker embedded`` (then each cell has a fresh embedded SQLite broker file: the default
+  a user gets with no ``TRACEJURY_BROKER_URL``);
 * per judge latency, one ``tracejury mock-judge --latency-ms L`` process;
 * per cell (latency x worker processes), a fresh SQLite store in a temp dir, simulated
-  traces ingested with ``tracejury simulate`` / ``tracejury ingest``, N ``tracejury worker
-  --concurrency 1`` processes (one prefork child each), then ``tracejury batch create
+  traces ingested with ``tracejury simulate`` / ``tracejury ingest`` (``--distinct-evidence``:
+  each trace's input text names its trace id, so no two traces share evidence and the judge
+  cache saves nothing — the simulator repeats evidence), N ``tracejury worker`` processes
+  started with no flags (one prefork child each), then ``tracejury batch create
   --release bench --rubric answer_correctness --rubric helpfulness --sample-size S --json``
   (2 judge rubrics per trace), timed from the create command's start until the batch
   leaves ``running`` (the batch row is polled in the SQLite file every 0.1 s; a ``tracejury
@@ -22,7 +27,8 @@ Everything is real and on 127.0.0.1, all in one run:
   and with a Redis broker the judge profile's ``max_concurrency`` is one budget shared by all
   worker processes (``workers/limits.py``: leased slots in Redis).
 
-Judge calls are the evaluations with ``evaluator_kind='rubric'``, status ``scored`` or
+CPU per call is reported for the workers alone and end to end (workers + the ``batch create``
+command). Judge calls are the evaluations with ``evaluator_kind='rubric'``, status ``scored`` or
 ``judge_failed`` and ``cached`` false. Worker CPU is utime + stime of each worker's process
 tree (from /proc, children included) between the create command and the end; worker memory is
 sampled every 0.2 s (RSS of the prefork child that scores, PSS of the whole worker tree).
@@ -34,6 +40,7 @@ cells run with a copy of ``rubrics/`` whose ``profiles.yaml`` sets ``max_concurr
 
     .venv/bin/python bench/scoring.py [--runs 1] [--traces-0ms 8000] [--traces-200ms 8000]
         [--workers 1,2] [--latency 0,200] [--max-concurrency 512] [--flat 100000]
+        [--broker redis|embedded] [--distinct-evidence]
 """
 
 from __future__ import annotations
@@ -193,6 +200,12 @@ def machine_cpu() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def cli_cpu_s() -> float:
+    """CPU of the child processes this process has waited for (the CLI commands)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
 def own_cpu_s() -> float:
     """CPU of this process and of its children it has waited for (the CLI commands)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -284,7 +297,7 @@ def start_mock(procs: Processes, latency_ms: int) -> tuple[subprocess.Popen[byte
 
 def start_workers(procs: Processes, n: int, env: dict[str, str], tag: str
                   ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
-    workers = [procs.start(f"{tag}-worker{i}", [TRACEJURY, "worker", "--concurrency", "1"], env)
+    workers = [procs.start(f"{tag}-worker{i}", [TRACEJURY, "worker"], env)  # no flags: as a user starts it
                for i in range(n)]  # fmt: skip
     for w in workers:
         log = procs.logs / f"{w.name}.log"  # type: ignore[attr-defined]
@@ -413,6 +426,9 @@ class CellResult:
     machine_busy: float
     foreign: float
     samples: list[tuple[float, int]] = field(default_factory=list)
+    cli_cpu_s: float = 0.0
+    """CPU of this bench process and the CLI commands it ran (batch create) during the cell."""
+    broker: str = "redis"
 
     @property
     def traces_per_s(self) -> float:
@@ -425,6 +441,11 @@ class CellResult:
     @property
     def cpu_ms_per_call(self) -> float:
         return 1000 * self.worker_cpu_s / max(self.calls, 1)
+
+    @property
+    def e2e_cpu_ms_per_call(self) -> float:
+        """Worker and CLI (and this bench's polling) CPU per judge call."""
+        return 1000 * (self.worker_cpu_s + self.cli_cpu_s) / max(self.calls, 1)
 
 
 def make_rubrics_dir(tmp: Path, max_concurrency: int | None) -> Path:
@@ -451,12 +472,28 @@ def shipped_max_concurrency() -> int:
     return next(p["max_concurrency"] for p in data["profiles"] if p["name"] == "default")
 
 
-def traces_file(tmp: Path, n: int) -> Path:
+def traces_file(tmp: Path, n: int, distinct: bool = False) -> Path:
+    """``n`` simulated traces; with ``distinct``, each trace's input text names its trace id,
+    so no two traces share evidence (the simulator repeats evidence, which flatters the cache)."""
     path = tmp / f"traces-{n}.jsonl"
     if not path.exists():
         run([TRACEJURY, "simulate", "--release", RELEASE, "--traces", str(n), "--seed", "7",
              "-o", str(path)], dict(os.environ), timeout=600)  # fmt: skip
-    return path
+    if not distinct:
+        return path
+    out = tmp / f"traces-{n}-distinct.jsonl"
+    if not out.exists():
+        import hashlib
+
+        with path.open("rb") as src, out.open("wb") as dst:
+            for line in src:
+                trace = json.loads(line)
+                sample = trace.setdefault("sample", {})
+                text = f"{sample.get('inputText') or ''} (ref {trace['traceId']})".strip()
+                sample["inputText"] = text
+                trace["req"]["inputTextHash"] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+                dst.write(json.dumps(trace, separators=(",", ":")).encode() + b"\n")
+    return out
 
 
 def batch_row(db: Path, batch_id: str) -> tuple[str, str, str | None]:
@@ -503,8 +540,11 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
              judge_url: str, latency_ms: int, n_workers: int, traces: int, rubrics_dir: Path,
              max_concurrency: int, profile: str, tag: str, timeout: float,
              track_progress: bool = False, py_spy: Path | None = None,
-             quiet: tuple[float, float] = (0.1, 60.0)) -> CellResult:  # fmt: skip
-    """One cell: fresh store, ingest, workers, one batch timed from create to done."""
+             quiet: tuple[float, float] = (0.1, 60.0), broker: str = "redis",
+             distinct: bool = False) -> CellResult:  # fmt: skip
+    """One cell: fresh store, ingest, workers, one batch timed from create to done.
+    ``broker``: ``redis`` (the bench's redis-server) or ``embedded`` (the default SQLite
+    broker, a fresh file in the cell's directory)."""
     import redis
 
     r = redis.Redis(host="127.0.0.1", port=redis_port)
@@ -512,14 +552,16 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
     store = tmp / tag
     store.mkdir()
     db = store / "tracejury.db"
+    broker_url = (f"redis://127.0.0.1:{redis_port}/0" if broker == "redis"
+                  else f"sqla+sqlite:///{store / 'broker.db'}")  # fmt: skip
     env = {
         **os.environ,
         "TRACEJURY_DATABASE_URL": f"sqlite:///{db}",
-        "TRACEJURY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "TRACEJURY_BROKER_URL": broker_url,
         "TRACEJURY_JUDGE_BASE_URL": judge_url,
         "TRACEJURY_RUBRICS_DIR": str(rubrics_dir),
     }
-    counts = json.loads(run([TRACEJURY, "ingest", str(traces_file(tmp, traces)), "--json"],
+    counts = json.loads(run([TRACEJURY, "ingest", str(traces_file(tmp, traces, distinct)), "--json"],
                             env, timeout=900))  # fmt: skip
     if counts["ingested"] != traces:
         raise RuntimeError(f"ingest: {counts}")
@@ -538,7 +580,7 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
         time.sleep(0.5)  # let the workers' post-ready setup settle before the clock starts
         cpu0 = sum(tree_cpu_s(w.pid) for w in workers)
         mock0, redis0, machine0 = tree_cpu_s(mock_pid), tree_cpu_s(redis_pid), machine_cpu()
-        own0 = own_cpu_s()
+        own0, cli0 = own_cpu_s(), cli_cpu_s()
         progress_holder: dict[str, object] = {}
         sampler = MemorySampler(
             [w.pid for w in workers],
@@ -583,7 +625,7 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
         wall = time.perf_counter() - t0
         cpu = sum(tree_cpu_s(w.pid) for w in workers) - cpu0
         mock_cpu, redis_cpu = tree_cpu_s(mock_pid) - mock0, tree_cpu_s(redis_pid) - redis0
-        machine1, own = machine_cpu(), own_cpu_s() - own0
+        machine1, own, cli = machine_cpu(), own_cpu_s() - own0, cli_cpu_s() - cli0
         busy = (machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1)
         capacity_s = (machine1[1] - machine0[1]) / TICK
         # CPU of processes that are not this cell's (other people's work on the shared machine)
@@ -607,7 +649,7 @@ def run_cell(procs: Processes, tmp: Path, *, redis_port: int, redis_pid: int, mo
         _seconds(created_at, finished_at), cpu, mock_cpu, redis_cpu, sampler.peak_child_rss,
         sampler.peak_tree_pss, status["status"], status["failures"], created["chunks"], busy,
         foreign,
-        sampler.samples,
+        sampler.samples, cli, broker,
     )  # fmt: skip
     shutil.rmtree(store, ignore_errors=True)
     return result
@@ -655,6 +697,17 @@ def main() -> None:
         action="store_true",
         help="skip the 200 ms, 2-worker cell with the shipped profile",
     )
+    parser.add_argument(
+        "--broker",
+        choices=("redis", "embedded"),
+        default="redis",
+        help="the cells' broker: the bench's redis-server, or the embedded SQLite one",
+    )
+    parser.add_argument(
+        "--distinct-evidence",
+        action="store_true",
+        help="no two traces share evidence (each input text names its trace id)",
+    )
     parser.add_argument("--noop-tasks", type=int, default=5000)
     parser.add_argument("--client-seconds", type=float, default=3.0)
     parser.add_argument(
@@ -693,6 +746,7 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; chunk size"
           f" {settings.chunk_size}, TRACEJURY_SCORE_CONCURRENCY {settings.score_concurrency};"
           f" shipped profile max_concurrency {shipped}, bench profile {args.max_concurrency};"
+          f" broker {args.broker}; {'distinct' if args.distinct_evidence else 'simulated'} evidence;"
           f" {args.runs} run(s)", flush=True)  # fmt: skip
 
     tmp = Path(tempfile.mkdtemp(prefix="tracejury-bench-scoring-"))
@@ -745,7 +799,8 @@ def main() -> None:
                                         traces=traces, rubrics_dir=rubrics_dir,
                                         max_concurrency=mc, profile=profile, tag=tag,
                                         timeout=args.cell_timeout, py_spy=args.py_spy,
-                                        quiet=quiet)  # fmt: skip
+                                        quiet=quiet, broker=args.broker,
+                                        distinct=args.distinct_evidence)  # fmt: skip
                         except Exception as exc:  # report it, keep the rest of the run
                             print(f"[run {run_no + 1}] {tag}: FAILED: {exc}", flush=True)
                             continue
@@ -754,7 +809,8 @@ def main() -> None:
                               f" max_concurrency {mc}: {cell.sampled} traces in"
                               f" {cell.wall_s:.1f} s = {cell.traces_per_s:,.0f} traces/s,"
                               f" {cell.calls_per_s:,.0f} judge calls/s;"
-                              f" CPU {cell.cpu_ms_per_call:.2f} ms/call;"
+                              f" CPU {cell.cpu_ms_per_call:.2f} ms/call"
+                              f" ({cell.e2e_cpu_ms_per_call:.2f} with the CLI);"
                               f" machine busy {cell.machine_busy:.0%}"
                               f" (other processes {cell.foreign:.0%});"
                               f" peak child RSS {mib(cell.peak_child_rss)} MiB;"
@@ -771,7 +827,8 @@ def main() -> None:
                                     n_workers=2, traces=args.flat, rubrics_dir=bench_rubrics,
                                     max_concurrency=args.max_concurrency, profile="bench",
                                     tag="flat", timeout=max(args.cell_timeout, 1800),
-                                    track_progress=True, quiet=quiet)  # fmt: skip
+                                    track_progress=True, quiet=quiet, broker=args.broker,
+                                    distinct=args.distinct_evidence)  # fmt: skip
                 finally:
                     procs.stop(mock)
         except Exception as exc:  # report it, keep the rest of the run
@@ -784,11 +841,12 @@ def main() -> None:
     print()
     print(
         "| judge latency | workers | profile max_concurrency | traces | wall s | traces/s"
-        " | judge calls/s | I/O ceiling calls/s | worker CPU ms/call | mock CPU µs/call"
+        " | judge calls/s | I/O ceiling calls/s | worker CPU ms/call | worker + CLI CPU ms/call"
+        " | mock CPU µs/call"
         " | redis CPU µs/call | machine CPU busy | peak child RSS MiB | peak worker PSS MiB"
         " | judge_failed | other processes' CPU |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     medians: dict[tuple[int, int, str], CellResult] = {}
     for key in sorted(cells):
         c = median_cell(cells[key])
@@ -799,7 +857,8 @@ def main() -> None:
                    f" ({inflight}/{c.latency_ms / 1000:g} s)" if c.latency_ms else "—")  # fmt: skip
         print(f"| {c.latency_ms} ms | {c.workers} | {c.max_concurrency} | {c.sampled:,} |"
               f" {c.wall_s:.1f} | {c.traces_per_s:,.0f} | **{c.calls_per_s:,.0f}** | {ceiling} |"
-              f" {c.cpu_ms_per_call:.2f} | {1e6 * c.mock_cpu_s / max(c.calls, 1):.0f} |"
+              f" {c.cpu_ms_per_call:.2f} | {c.e2e_cpu_ms_per_call:.2f} |"
+              f" {1e6 * c.mock_cpu_s / max(c.calls, 1):.0f} |"
               f" {1e6 * c.redis_cpu_s / max(c.calls, 1):.0f} | {c.machine_busy:.0%} |"
               f" {mib(c.peak_child_rss)} | {mib(c.peak_tree_pss)} |"
               f" {c.status.get('judge_failed', 0)} | {c.foreign:.0%} |")  # fmt: skip

@@ -1,12 +1,15 @@
 """Turning one trace into one evaluation per rubric: scope, evidence, checker or judge,
 self-consistency, cache — with every failure recorded as a ``judge_failed`` evaluation.
 
-Single flight: an (evidence, rubric) pair is judged once per ``JudgeAccess`` (one chunk) even
-when several traces of the chunk share it. The first evaluation calls the judge; the others
-wait for that call and are recorded as cache hits (``cached``, no attempts, no cost, what it
-would have cost as ``saved_usd``). A failed first call is never shared as a verdict: each
-waiter records the same failure as its own, marked "not sent" with ``attempts=0`` and no cost,
-so a judge that is down costs one call per pair, not one per trace, and the next run retries.
+Single flight: an (evidence, rubric) pair is judged once per ``SingleFlight`` — one per worker
+process, shared by every chunk it runs at once — even when several traces share it. The first
+evaluation calls the judge; the others wait for that call (or find its verdict among the
+process's recent ones) and are recorded as cache hits (``cached``, no attempts, no cost, what
+it would have cost as ``saved_usd``). Across processes, ``SharedClaims`` (optional) does the
+same through the store: a question another process is asking right now waits for that
+verdict in the cache. A failed first call is never shared as a verdict: each in-process waiter
+records the same failure as its own, marked "not sent" with ``attempts=0`` and no cost, so a
+judge that is down costs one call per pair, not one per trace, and the next run retries.
 
 Pure apart from the judge calls, which come in through ``JudgeAccess`` (the pipeline wires
 the real HTTP client; tests pass a fake).
@@ -17,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from judges.checks import CHECKERS, invalid_result
 from judges.evidence import Evidence
@@ -29,10 +32,45 @@ from judges.rubric import Rubric
 from tracejury.core.cost import Price, call_cost
 from tracejury.core.evaluation import Evaluation
 
-__all__ = ["CacheKey", "JudgeAccess", "cache_keys", "evaluate"]
+__all__ = ["CacheKey", "JudgeAccess", "SharedClaims", "SingleFlight", "cache_keys", "evaluate"]
 
 CacheKey = tuple[str, str, str, int]
 """(model, rubric fingerprint, evidence hash, sample index)."""
+
+
+class SingleFlight:
+    """The judge calls under way in one process, and its recent verdicts, by cache key: shared
+    by every ``JudgeAccess`` (chunk) of the process, so a question asked twice while the first
+    call is in flight — or just after, before the cache write — is paid once."""
+
+    def __init__(self, recent: int = 16_384) -> None:
+        self.in_flight: dict[CacheKey, asyncio.Future[JudgeOutcome | None]] = {}
+        """Calls under way: a second evaluation of the same key waits for the first (None:
+        the first call raised, and the waiter calls the judge itself)."""
+        self.recent: OrderedDict[CacheKey, JudgeVerdict] = OrderedDict()
+        """Verdicts of this process's latest calls (bounded: the cache holds them all)."""
+        self._limit = recent
+
+    def remember(self, key: CacheKey, verdict: JudgeVerdict) -> None:
+        """Keep a fresh verdict for the chunks running beside the one that asked."""
+        self.recent[key] = verdict
+        if len(self.recent) > self._limit:
+            self.recent.popitem(last=False)
+
+
+class SharedClaims(Protocol):
+    """Single flight across processes: a claim per cache key on the judge call."""
+
+    async def acquire(self, key: CacheKey) -> JudgeVerdict | None:
+        """None: this process holds the claim and calls the judge; else the verdict another
+        process's call produced while this one waited (a cache hit)."""
+
+    def release(self, key: CacheKey, verdict: JudgeVerdict | None) -> None:
+        """The call of a claim ``acquire`` gave ended: its verdict (published to the others
+        through the cache), or None (it failed: the next asker calls the judge itself)."""
+
+    def flush(self) -> None:
+        """Publish what ``release`` queued now."""
 
 
 @dataclass
@@ -49,9 +87,10 @@ class JudgeAccess:
     """Verdicts known before this run."""
     fresh: list[tuple[CacheKey, JudgeVerdict]] = field(default_factory=list)
     """Verdicts obtained during this run (the caller stores them)."""
-    in_flight: dict[CacheKey, asyncio.Future[JudgeOutcome | None]] = field(default_factory=dict)
-    """Calls under way, by cache key: a second evaluation of the same key waits for the first
-    (None: the first call raised, and the waiter calls the judge itself)."""
+    flight: SingleFlight = field(default_factory=SingleFlight)
+    """Calls under way and recent verdicts: pass the process's one to share it across chunks."""
+    claims: SharedClaims | None = None
+    """Single flight across processes (None: within this process only)."""
 
 
 def cache_keys(rubric: Rubric, ev: Evidence, models: Mapping[str, str]) -> list[CacheKey]:
@@ -117,9 +156,7 @@ def _check(rubric: Rubric, ev: Evidence, base: dict[str, Any]) -> Evaluation:
     )  # fmt: skip
 
 
-async def _judge(
-    rubric: Rubric, ev: Evidence, base: dict[str, Any], judges: JudgeAccess
-) -> Evaluation:
+async def _judge(rubric: Rubric, ev: Evidence, base: dict[str, Any], judges: JudgeAccess) -> Evaluation:
     spec = rubric.judge
     assert spec is not None
     base = {**base, "judge_profile": spec.profile}
@@ -133,25 +170,40 @@ async def _judge(
     messages = rubric.messages(ev)
     keys = cache_keys(rubric, ev, judges.models)
 
+    flight = judges.flight
+
     async def sample(i: int) -> tuple[JudgeOutcome, bool]:
-        hit = judges.cached.get(keys[i])
+        key = keys[i]
+        hit = judges.cached.get(key) or flight.recent.get(key)
         if hit is not None:
             return hit, True
-        while (first := judges.in_flight.get(keys[i])) is not None:
+        while (first := flight.in_flight.get(key)) is not None:
             shared = await asyncio.shield(first)
             if isinstance(shared, JudgeVerdict):
                 return shared, True
             if isinstance(shared, JudgeFailure):
                 return _not_sent(shared), False
         future: asyncio.Future[JudgeOutcome | None] = asyncio.get_running_loop().create_future()
-        judges.in_flight[keys[i]] = future
+        flight.in_flight[key] = future
+        claimed = False
+        outcome: JudgeOutcome | None = None
         try:
+            if judges.claims is not None:
+                elsewhere = await judges.claims.acquire(key)
+                if elsewhere is not None:  # another process asked first: its verdict, a cache hit
+                    flight.remember(key, elsewhere)
+                    future.set_result(elsewhere)
+                    return elsewhere, True
+                claimed = True
             outcome = await call(i)
             future.set_result(outcome)
         finally:
-            del judges.in_flight[keys[i]]
+            del flight.in_flight[key]
             if not future.done():  # the call raised: waiters make their own
                 future.set_result(None)
+            if claimed:
+                verdict = outcome if isinstance(outcome, JudgeVerdict) else None
+                judges.claims.release(key, verdict)  # type: ignore[union-attr]
         return outcome, False
 
     async def call(i: int) -> JudgeOutcome:
@@ -172,6 +224,7 @@ async def _judge(
             )  # fmt: skip
         if isinstance(outcome, JudgeVerdict):
             judges.fresh.append((keys[i], outcome))
+            flight.remember(keys[i], outcome)
         return outcome
 
     start = time.perf_counter()

@@ -13,15 +13,18 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine
 
 from judges.catalog import Catalog
+from judges.evaluate import SingleFlight
 from judges.evidence import evidence_from_trace
 from judges.llm.limiter import COMPLETION_ALLOWANCE
 from judges.llm.profiles import JudgeProfile
@@ -36,6 +39,7 @@ from tracejury.store import batches as store
 from tracejury.store import evaluations as evaluation_store
 from tracejury.store import spend as spend_store
 from workers.deps import ScoringDeps, production_deps
+from workers.flight import StoreClaims
 from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
 from workers.planning import GateNeeds, gate_needs, shortfalls, size_for_gates
@@ -253,6 +257,16 @@ def _frozen_rubrics(config: dict[str, Any]) -> list[Rubric]:
     return rubrics
 
 
+@dataclass
+class _Scope:
+    """What every chunk a worker process scores with the same judge profiles shares: the
+    deps (judge clients), the in-process single flight, and the claims across processes."""
+
+    deps: ScoringDeps
+    flight: SingleFlight
+    claims: StoreClaims
+
+
 class _ProcessScoring:
     """One event loop and one set of judge clients per worker process, reused by every chunk:
     a new HTTP client, SSL context and connection pool per chunk cost ~10% of a worker's time
@@ -262,27 +276,35 @@ class _ProcessScoring:
     def __init__(self) -> None:
         self._runner = asyncio.Runner()
         self._stack = AsyncExitStack()
-        self._deps: dict[tuple[int, bytes], ScoringDeps] = {}
+        self._scopes: dict[tuple[int, bytes], _Scope] = {}
 
     def run(
         self,
         engine: Engine,
         settings: Settings,
         profiles: dict[str, JudgeProfile],
-        fn: Callable[[ScoringDeps], Awaitable[None]],
+        fn: Callable[[_Scope], Awaitable[None]],
     ) -> None:
         key = (id(engine), orjson.dumps({n: p.model_dump(mode="json") for n, p in profiles.items()},
                                         option=orjson.OPT_SORT_KEYS))  # fmt: skip
 
         async def go() -> None:
-            if key not in self._deps:
-                self._deps[key] = await self._stack.enter_async_context(production_deps(engine, settings, profiles))
-            deps = self._deps[key]
+            if key not in self._scopes:
+                deps = await self._stack.enter_async_context(production_deps(engine, settings, profiles))
+                claims = StoreClaims(
+                    owner=worker_id(), ttl_s=settings.chunk_lease_s,
+                    claim=partial(evaluation_store.claim_keys, engine),
+                    release=partial(evaluation_store.release_keys, engine),
+                    renew=partial(evaluation_store.renew_claims, engine),
+                    cache_get=deps.cache_get, cache_put=deps.cache_put,
+                )  # fmt: skip
+                self._scopes[key] = _Scope(deps, SingleFlight(), claims)
+            scope = self._scopes[key]
             try:
-                await fn(deps)
+                await fn(scope)
             finally:
-                if deps.settle is not None:  # shared judge slots idle until the next chunk: give them back
-                    await deps.settle()
+                if scope.deps.settle is not None:  # shared judge slots idle until the next task: give them back
+                    await scope.deps.settle()
 
         self._runner.run(go())
 
@@ -297,13 +319,30 @@ def _process_scoring() -> _ProcessScoring:
     return _scoring[0]
 
 
-def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) -> str:
+CHAIN_DEPTH = 2
+"""Chunks a worker process scores at once when it chains (``run_chunk(..., requeue=...)``):
+the batch's next chunk is claimed, its traces read and its calls started while the current
+chunk's calls are in flight, so the judge does not idle at chunk boundaries (a chunk's tail,
+its writes, the broker's hand-off of the next message)."""
+CHAIN_S = 600.0
+"""A task stops taking further chunks after this long; the rest wait for their messages."""
+
+
+def run_chunk(
+    engine: Engine, settings: Settings, batch_id: str, chunk_no: int, *, requeue: Enqueue | None = None
+) -> str:
     """Run one chunk if this worker can claim it; end the batch if it was the last.
+
+    With ``requeue`` (the Celery task passes it), the worker also chains: while a chunk's
+    calls are in flight it claims the batch's next pending chunk and scores it too, up to
+    ``CHAIN_DEPTH`` at once, until none is left; the messages of chunks it took find them
+    taken (a no-op). A chained chunk that raises is given back and sent again through
+    ``requeue``, so its own task applies the retry policy.
 
     Returns ``done``; ``capped`` (not run: the batch's cost cap has no room for it);
     ``skipped`` (already done, held by a live worker, or out of attempts);
     ``lost`` (this worker's lease ran out and another took the chunk over: its result stands);
-    or ``missing`` (no such batch).
+    or ``missing`` (no such batch). The status is that of ``chunk_no``.
     """
     config = store.batch_config(engine, batch_id)
     if config is None:
@@ -312,52 +351,98 @@ def run_chunk(engine: Engine, settings: Settings, batch_id: str, chunk_no: int) 
     if not store.claim_chunk(engine, batch_id, chunk_no, worker, settings.chunk_lease_s):
         finish(engine, batch_id)  # cheap, and ends a batch whose ending was interrupted
         return "skipped"
-    beat = _Heartbeat(engine, batch_id, chunk_no, worker, settings.chunk_lease_s)
-    beat.start()
     try:
         rubrics = _frozen_rubrics(config)
         profiles = {n: JudgeProfile.model_validate(p) for n, p in config["judgeProfiles"].items()}
-        trace_ids = store.chunk_trace_ids(engine, batch_id, chunk_no)
+    except Exception:
+        store.release_claim(engine, batch_id, chunk_no, worker)
+        raise
+    job = _ChunkJob(engine, settings, batch_id, worker, config, rubrics)
+    result: list[str] = []
 
-        cap = config.get("costCap")
-        capped = False
+    async def chain(scope: _Scope) -> None:
+        first = asyncio.create_task(job.score(scope, chunk_no))
+        running = {first}
+        deadline = time.monotonic() + CHAIN_S
+        while running:
+            while requeue is not None and len(running) < CHAIN_DEPTH and time.monotonic() < deadline:
+                taken = store.claim_next_chunk(engine, batch_id, worker, settings.chunk_lease_s)
+                if taken is None:
+                    break
+                running.add(asyncio.create_task(job.score_chained(scope, taken, requeue)))
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            if first in done and first.exception() is not None:
+                deadline = 0.0  # the task's own chunk failed: take no more, let the others end
+        result.append(first.result())
 
-        async def score(deps: ScoringDeps) -> None:
-            nonlocal capped
-            if cap is None:
-                await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
-                return
-            if deps.ledger is None:
-                raise ConfigError(f"batch {batch_id} has a cost cap, and its judge profiles no price")
-            key, expected = batch_key(batch_id), nano(cap["estimatePerTraceUsd"] * len(trace_ids))
-            if not await deps.ledger.admit(key, expected, nano(cap["maxCostUsd"])):
-                capped = True  # whole chunks only: this one and, as the cap fills, the rest
-                return
-            guard = BatchCap(batch_id, cap["maxCostUsd"])
-            token = BATCH_CAP.set(guard)
-            try:
-                await score_chunk(deps, batch_id, trace_ids, rubrics, concurrency=settings.score_concurrency)
-            finally:
-                BATCH_CAP.reset(token)
-                await deps.ledger.dismiss(key, expected)
-            if guard.refused:  # the cap ran out inside the chunk: cut it whole, as if never run
-                dropped = spend_store.drop_evaluations(engine, batch_id, trace_ids)
-                log.info("batch %s chunk %d: its cost cap refused a call; %d evaluations set aside",
-                         batch_id, chunk_no, dropped)  # fmt: skip
-                capped = True
+    _process_scoring().run(engine, settings, profiles, chain)
+    return result[0]
 
-        _process_scoring().run(engine, settings, profiles, score)
-    finally:
-        beat.stopped.set()
-    if capped:
-        if not store.cap_chunk(engine, batch_id, chunk_no, worker):
-            return "lost"
+
+class _ChunkJob:
+    """Scoring the claimed chunks of one batch in this process."""
+
+    def __init__(self, engine: Engine, settings: Settings, batch_id: str, worker: str,
+                 config: dict[str, Any], rubrics: list[Rubric]) -> None:  # fmt: skip
+        self.engine, self.settings, self.batch_id, self.worker = engine, settings, batch_id, worker
+        self.cap: dict[str, Any] | None = config.get("costCap")
+        self.rubrics = rubrics
+
+    async def score_chained(self, scope: _Scope, chunk_no: int, requeue: Enqueue) -> str:
+        """A chunk this worker took itself: on an error it goes back to the queue."""
+        try:
+            return await self.score(scope, chunk_no)
+        except Exception:
+            log.warning("chunk %s/%d (chained) failed; sent again", self.batch_id, chunk_no, exc_info=True)
+            store.release_claim(self.engine, self.batch_id, chunk_no, self.worker)
+            requeue(self.batch_id, chunk_no)
+            return "requeued"
+
+    async def score(self, scope: _Scope, chunk_no: int) -> str:
+        """Score a chunk this worker holds, then mark it done (or capped) and maybe end the batch."""
+        engine, settings, batch_id = self.engine, self.settings, self.batch_id
+        beat = _Heartbeat(engine, batch_id, chunk_no, self.worker, settings.chunk_lease_s)
+        beat.start()
+        try:
+            trace_ids = store.chunk_trace_ids(engine, batch_id, chunk_no)
+            capped = await self._score(scope, chunk_no, trace_ids)
+        finally:
+            beat.stopped.set()
+        if capped:
+            if not store.cap_chunk(engine, batch_id, chunk_no, self.worker):
+                return "lost"
+            finish(engine, batch_id)
+            return "capped"
+        if not store.complete_chunk(engine, batch_id, chunk_no, self.worker):
+            return "lost"  # our lease expired and another worker took over: its result stands
         finish(engine, batch_id)
-        return "capped"
-    if not store.complete_chunk(engine, batch_id, chunk_no, worker):
-        return "lost"  # our lease expired and another worker took over: its result stands
-    finish(engine, batch_id)
-    return "done"
+        return "done"
+
+    async def _score(self, scope: _Scope, chunk_no: int, trace_ids: list[str]) -> bool:
+        """Score the chunk; True if the batch's cost cap stopped it (nothing of it kept)."""
+        deps, cap, batch_id = scope.deps, self.cap, self.batch_id
+        kwargs = {"concurrency": self.settings.score_concurrency, "flight": scope.flight, "claims": scope.claims}
+        if cap is None:
+            await score_chunk(deps, batch_id, trace_ids, self.rubrics, **kwargs)  # type: ignore[arg-type]
+            return False
+        if deps.ledger is None:
+            raise ConfigError(f"batch {batch_id} has a cost cap, and its judge profiles no price")
+        key, expected = batch_key(batch_id), nano(cap["estimatePerTraceUsd"] * len(trace_ids))
+        if not await deps.ledger.admit(key, expected, nano(cap["maxCostUsd"])):
+            return True  # whole chunks only: this one and, as the cap fills, the rest
+        guard = BatchCap(batch_id, cap["maxCostUsd"])
+        token = BATCH_CAP.set(guard)
+        try:
+            await score_chunk(deps, batch_id, trace_ids, self.rubrics, **kwargs)  # type: ignore[arg-type]
+        finally:
+            BATCH_CAP.reset(token)
+            await deps.ledger.dismiss(key, expected)
+        if guard.refused:  # the cap ran out inside the chunk: cut it whole, as if never run
+            dropped = spend_store.drop_evaluations(self.engine, batch_id, trace_ids)
+            log.info("batch %s chunk %d: its cost cap refused a call; %d evaluations set aside",
+                     batch_id, chunk_no, dropped)  # fmt: skip
+            return True
+        return False
 
 
 def sweep_expired(engine: Engine, enqueue: Enqueue, *, stale_pending_s: float = 300) -> int:

@@ -16,6 +16,12 @@ Error policy of the queue, in one place:
     worker killed (kill -9): the broker redelivers (acks_late + reject_on_worker_lost), and
     every worker's sweeper re-enqueues chunks whose lease expired: redone within
     lease + sweep interval (30 s + 5 s by default), whatever the broker's visibility timeout.
+
+A task also chains (``workers.batches.run_chunk``): while its chunk's calls are in flight it
+claims the batch's next pending chunk itself, so a worker keeps its judge busy across chunk
+boundaries; the messages of chunks taken that way are no-ops when they arrive. The embedded
+broker (``sqla+`` URLs) is ``workers.embedded_broker``: it polls as work flows, not once a
+second between chunks.
 """
 
 from __future__ import annotations
@@ -32,7 +38,12 @@ QUEUE = "tracejury"
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app on the configured broker, with the tracejury tasks registered."""
     settings = settings or Settings()
-    app = Celery("tracejury", broker=settings.broker_url, include=["workers.tasks"])
+    broker, transport = settings.broker_url, None
+    if broker.startswith("sqla+"):  # the embedded broker: kombu's SQLAlchemy transport, polling as work flows
+        broker, transport = broker.removeprefix("sqla+"), "workers.embedded_broker:Transport"
+    app = Celery("tracejury", broker=broker, include=["workers.tasks"])
+    if transport is not None:
+        app.conf.broker_transport = transport
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from judges.catalog import Catalog
-from judges.evaluate import JudgeAccess, cache_keys, evaluate
+from judges.evaluate import JudgeAccess, SharedClaims, SingleFlight, cache_keys, evaluate
 from judges.evidence import evidence_from_trace
 from judges.rubric import Rubric
 from tracejury.core.evaluation import EVALUATION_STATUSES, Evaluation
@@ -41,13 +41,20 @@ async def score_chunk(
     rubrics: Sequence[Rubric],
     *,
     concurrency: int = 256,
+    flight: SingleFlight | None = None,
+    claims: SharedClaims | None = None,
 ) -> list[Evaluation]:
     """Evaluate a chunk of traces with every rubric and store the results; ids no longer in
-    the store are skipped (a redelivered chunk of deleted traces is a no-op)."""
+    the store are skipped (a redelivered chunk of deleted traces is a no-op).
+
+    ``flight``: the process's single flight, shared with the chunks running beside this one
+    (default: this chunk's own). ``claims``: single flight across processes; its verdicts go
+    to the cache as they come, so the chunk's end does not write them again."""
     traces = deps.load_traces(trace_ids)
     evidence = {tid: evidence_from_trace(body) for tid, (body, _) in traces.items()}
     keys = [k for tid in traces for r in rubrics for k in cache_keys(r, evidence[tid], deps.models)]
-    access = JudgeAccess(call=deps.judge_call, models=deps.models, prices=deps.prices, cached=deps.cache_get(keys))
+    access = JudgeAccess(call=deps.judge_call, models=deps.models, prices=deps.prices, cached=deps.cache_get(keys),
+                         flight=flight or SingleFlight(), claims=claims)  # fmt: skip
     slots = asyncio.Semaphore(concurrency)
 
     async def one(trace_id: str, rubric: Rubric) -> Evaluation:
@@ -56,7 +63,10 @@ async def score_chunk(
             return await evaluate(body, segment_key, evidence[trace_id], rubric, access)
 
     evaluations = await asyncio.gather(*(one(t, r) for t in traces for r in rubrics))
-    deps.cache_put(access.fresh)
+    if claims is None:
+        deps.cache_put(access.fresh)
+    else:
+        claims.flush()
     deps.save(batch_id, evaluations)
     return list(evaluations)
 

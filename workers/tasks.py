@@ -50,7 +50,7 @@ def score_chunk_task(self, batch_id: str, chunk_no: int) -> str:  # noqa: ANN001
     """Score one chunk of a batch (idempotent: a redelivered or duplicate message is a no-op)."""
     engine, settings = _runtime()
     try:
-        return run_chunk(engine, settings, batch_id, chunk_no)
+        return run_chunk(engine, settings, batch_id, chunk_no, requeue=enqueue_chunk)
     except (OperationalError, InterfaceError):  # transient: give the chunk back, then retry
         if self.request.retries >= self.max_retries:
             _give_up(engine, batch_id, chunk_no, "database unavailable after retries")

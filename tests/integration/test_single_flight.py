@@ -1,16 +1,23 @@
-"""Identical (evidence, rubric) pairs within one chunk are judged once, end to end: a release
-whose traces repeat evidence, scored inline against the real mock judge over loopback. The
-judge calls made are the evaluations that were not cache hits and made attempts."""
+"""Identical (evidence, rubric) pairs are judged once, end to end: within one chunk (a release
+whose traces repeat evidence, scored inline against the real mock judge over loopback; the
+judge calls made are the evaluations that were not cache hits and made attempts), and across
+chunks and worker processes (a queued batch, two workers, calls counted at a proxy)."""
 
 from __future__ import annotations
 
+import http.server
 import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import orjson
+import yaml
 from sqlalchemy import create_engine, text
 
-from tests.integration.procs import EXE
+from tests.integration.procs import EXE, start, stop
 
 COPIES = 3
 
@@ -58,3 +65,112 @@ def test_repeated_evidence_in_one_chunk_is_judged_once(
     assert judged > 0
     assert calls == judged, f"{calls} judge calls for {judged} distinct (evidence, rubric) pairs"
     assert shared == judged * (COPIES - 1)
+
+
+class _CountingProxy(http.server.ThreadingHTTPServer):
+    """Counts the chat completions that reach the judge: a proxy in front of the real mock."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/").removesuffix("/v1")
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=256))
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path.endswith("/chat/completions"):
+                    with proxy.lock:
+                        proxy.calls += 1
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                r = proxy.client.post(proxy.upstream + self.path, content=body, headers=headers)
+                self.send_response(r.status_code)
+                self.send_header("content-type", r.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+def test_two_workers_judge_each_distinct_question_once(
+    tmp_path: Path, base_env: dict[str, str], fast_rubrics: Path, mock_judge: str
+) -> None:
+    """1,000 traces holding 250 distinct evidences (each four times, in different chunks), a
+    queued batch on the embedded broker, two worker processes: the judge, counted at a proxy
+    in front of the real mock, answers exactly one call per distinct (evidence, rubric) pair;
+    every other evaluation of a pair is a cache hit (cost 0), in whichever process it ran."""
+    profiles = yaml.safe_load((fast_rubrics / "profiles.yaml").read_text())
+    profiles["profiles"][0]["timeout_s"] = 30.0  # a loaded machine must not turn into retried calls
+    (fast_rubrics / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    simulated = tmp_path / "sim.jsonl"
+    sim = _run("simulate", "--release", "r1", "--traces", "250", "--seed", "5", "-o", str(simulated), env=base_env)
+    assert sim.returncode == 0, sim.stderr
+    repeated = [orjson.dumps({**orjson.loads(line), "traceId": f"{n}-{orjson.loads(line)['traceId']}"}).decode()
+                for line in simulated.read_text().splitlines() for n in range(4)]  # fmt: skip
+    traces = tmp_path / "repeated.jsonl"
+    traces.write_text("\n".join(repeated) + "\n")
+    assert _run("ingest", str(traces), env=base_env).returncode == 0
+
+    proxy = _CountingProxy(mock_judge)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    env = {**base_env, "TRACEJURY_JUDGE_BASE_URL": proxy.url, "TRACEJURY_CHUNK_SIZE": "100"}
+    workers = [start([EXE, "worker"], env, tmp_path / f"worker{i}.log") for i in range(2)]
+    try:
+        for i in range(2):
+            _wait_for(lambda i=i: " ready." in (tmp_path / f"worker{i}.log").read_text(errors="replace"), 60)
+        created = _run("batch", "create", "--release", "r1", "--rubric", "answer_correctness", "--rubric",
+                       "helpfulness", "--json", env=env)  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        batch = orjson.loads(created.stdout)
+        assert batch["sampled"] == 1000 and batch["chunks"] == 10
+
+        def done() -> bool:
+            out = _run("batch", "status", batch["batchId"], "--json", env=env)
+            return orjson.loads(out.stdout)["state"] != "running"
+
+        _wait_for(done, 180)
+    finally:
+        for w in workers:
+            stop(w)
+        proxy.shutdown()
+        proxy.client.close()
+
+    engine = create_engine(base_env["TRACEJURY_DATABASE_URL"])
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "select evidence_hash, evaluator_id, cached, attempts, cost_usd, status from evaluation"
+            " where batch_id = :b and evaluator_kind = 'rubric' and status in ('scored', 'judge_failed')"
+        ), {"b": batch["batchId"]}).all()  # fmt: skip
+        state = conn.execute(text("select state from batch where id = :b"), {"b": batch["batchId"]}).scalar_one()
+    engine.dispose()
+    assert state == "done"
+    distinct = {(r.evidence_hash, r.evaluator_id) for r in rows}
+    assert len(distinct) > 100 and all(r.status == "scored" for r in rows)
+    assert proxy.calls == len(distinct), f"{proxy.calls} judge calls for {len(distinct)} distinct pairs"
+    assert sum(1 for r in rows if not r.cached and r.attempts > 0) == len(distinct)
+    hits = [r for r in rows if r.cached]
+    assert len(hits) == len(rows) - len(distinct) and all(r.attempts == 0 for r in hits)
+    logs = "".join((tmp_path / f"worker{i}.log").read_text(errors="replace") for i in range(2))
+    assert "Traceback" not in logs, logs[-3000:]
+
+
+def _wait_for(ready: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not ready after {timeout} s")

@@ -28,6 +28,7 @@ __all__ = [
     "batch_results",
     "chunk_trace_ids",
     "claim_chunk",
+    "claim_next_chunk",
     "complete_chunk",
     "exhausted_chunks",
     "expired_chunks",
@@ -119,6 +120,24 @@ def claim_chunk(engine: Engine, batch_id: str, chunk_no: int, worker: str, lease
     )
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount == 1
+
+
+def claim_next_chunk(engine: Engine, batch_id: str, worker: str, lease_s: float) -> int | None:
+    """Take the lowest-numbered pending chunk of a batch (a worker keeping its judge busy
+    across chunk boundaries takes the next one itself, while its current chunk's calls are in
+    flight); None when no pending chunk is left. Its queued message then finds it taken (a
+    no-op). Claims are compare-and-set, so two workers never take the same chunk."""
+    stmt = select(_BC.c.chunk_no).where(_BC.c.batch_id == batch_id, _BC.c.state == "pending",
+                                        _BC.c.attempts < MAX_ATTEMPTS).order_by(_BC.c.chunk_no).limit(8)  # fmt: skip
+    for _ in range(3):  # another worker may take the ones we see first
+        with engine.connect() as conn:
+            pending = list(conn.execute(stmt).scalars())
+        if not pending:
+            return None
+        for chunk_no in pending:
+            if claim_chunk(engine, batch_id, chunk_no, worker, lease_s):
+                return chunk_no
+    return None
 
 
 def renew_lease(engine: Engine, batch_id: str, chunk_no: int, worker: str, lease_s: float) -> bool:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.evaluation import Evaluation
@@ -23,6 +23,7 @@ from tracejury.store.tables import (
     EvaluationRow,
     EvaluatorVersion,
     JudgeCacheEntry,
+    JudgeClaim,
     StoredTrace,
 )
 
@@ -33,11 +34,14 @@ __all__ = [
     "batch_evaluator_summary",
     "cache_get",
     "cache_put",
+    "claim_keys",
     "create_batch",
     "finish_batch",
     "load_traces",
     "register_evaluator_versions",
+    "release_keys",
     "release_trace_ids",
+    "renew_claims",
     "reported_models",
     "save_evaluations",
     "seen_fingerprints",
@@ -47,6 +51,8 @@ _E = EvaluationRow.__table__
 _B = Batch.__table__
 _C = JudgeCacheEntry.__table__
 _V = EvaluatorVersion.__table__
+_J = JudgeClaim.__table__
+_KEY = (_J.c.model, _J.c.evaluator_fingerprint, _J.c.evidence_hash, _J.c.sample_index)
 _T = StoredTrace.__table__
 _BT = BatchTrace.__table__
 
@@ -193,6 +199,50 @@ def cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, CachedVerdict]])
     ]  # fmt: skip
     with engine.begin() as conn:
         conn.execute(insert_ignoring_conflicts(_C, engine.dialect), rows)
+
+
+def claim_keys(engine: Engine, keys: Sequence[CacheKey], owner: str, ttl_s: float) -> set[CacheKey]:
+    """Claim judge calls by cache key for ``owner`` (a worker process): keys no one holds, or
+    whose claim expired, become ``owner``'s for ``ttl_s``. Returns the keys ``owner`` now
+    holds (its earlier claims included); the others are in flight in another process."""
+    if not keys:
+        return set()
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=ttl_s)
+    wanted = list(dict.fromkeys(keys))
+    held: set[CacheKey] = set()
+    with engine.begin() as conn:
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            conn.execute(insert_ignoring_conflicts(_J, engine.dialect), [
+                {"model": k[0], "evaluator_fingerprint": k[1], "evidence_hash": k[2], "sample_index": k[3],
+                 "owner": owner, "expires_at": until} for k in part
+            ])  # fmt: skip
+            conn.execute(update(_J).where(tuple_(*_KEY).in_(part), _J.c.expires_at < now, _J.c.owner != owner)
+                         .values(owner=owner, expires_at=until))  # fmt: skip
+            held.update(
+                tuple(r) for r in conn.execute(select(*_KEY).where(tuple_(*_KEY).in_(part), _J.c.owner == owner))
+            )
+    return held
+
+
+def release_keys(engine: Engine, keys: Sequence[CacheKey], owner: str) -> None:
+    """End ``owner``'s claims on these keys (its calls ended: the verdicts are in the cache,
+    or the calls failed and the next asker calls the judge itself)."""
+    wanted = list(dict.fromkeys(keys))
+    with engine.begin() as conn:
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            conn.execute(delete(_J).where(tuple_(*_KEY).in_(part), _J.c.owner == owner))
+
+
+def renew_claims(engine: Engine, owner: str, ttl_s: float) -> None:
+    """Extend every claim ``owner`` holds by ``ttl_s`` from now (its calls are still under way),
+    and drop claims that expired more than a minute ago (their process died)."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(update(_J).where(_J.c.owner == owner).values(expires_at=now + timedelta(seconds=ttl_s)))
+        conn.execute(delete(_J).where(_J.c.expires_at < now - timedelta(seconds=60)))
 
 
 def seen_fingerprints(engine: Engine) -> dict[tuple[str, str], str]:

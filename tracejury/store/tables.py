@@ -18,6 +18,7 @@ __all__ = [
     "GateOutcome",
     "GateRun",
     "JudgeCacheEntry",
+    "JudgeClaim",
     "OtlpAssembled",
     "OtlpCounter",
     "OtlpFragment",
@@ -229,6 +230,23 @@ class JudgeCacheEntry(SQLModel, table=True):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     created_at: datetime
+
+
+class JudgeClaim(SQLModel, table=True):
+    """A judge call in flight in some worker process, by cache key: another process about to
+    ask the same question waits for that call's verdict in ``judge_cache`` instead (single
+    flight across workers, ``workers/flight.py``). Deleted when the call ends; a claim whose
+    process died expires."""
+
+    __tablename__ = "judge_claim"
+
+    model: str = Field(primary_key=True, max_length=128)
+    evaluator_fingerprint: str = Field(primary_key=True, max_length=80)
+    evidence_hash: str = Field(primary_key=True, max_length=80)
+    sample_index: int = Field(primary_key=True)
+    owner: str = Field(max_length=256)
+    """The worker process (host:pid) making the call."""
+    expires_at: datetime = Field(index=True)
 
 
 class EvaluatorVersion(SQLModel, table=True):

@@ -1,0 +1,60 @@
+"""The embedded broker: kombu's SQLAlchemy transport on a SQLite file, polling as work flows.
+
+kombu's virtual transports sleep ``polling_interval`` (1 s) whenever nothing was delivered:
+both when the queue is empty and when the worker may not take a message yet (its prefetch
+limit is reached while its child runs a chunk). The second case cost up to a second at every
+chunk boundary — the worker's child sat idle between chunks with the next message waiting.
+This transport tells the two apart: while the prefetch limit holds it checks again every
+``BUSY_S`` (an in-memory check, no query), and while the queue is empty it backs off from
+``MIN_S`` to ``polling_interval``, starting over after each delivery. An idle worker still
+queries the broker file about once a second.
+
+``workers.celery_app`` selects it for ``sqla+`` broker URLs (``TRACEJURY_BROKER_URL``).
+"""
+
+from __future__ import annotations
+
+from time import monotonic, sleep
+
+from kombu.transport import sqlalchemy
+
+__all__ = ["Transport"]
+
+BUSY_S = 0.005
+"""Re-check interval while the prefetch limit holds (no query is made)."""
+MIN_S = 0.01
+"""First poll interval after a delivery; doubles on every empty poll up to ``polling_interval``."""
+
+
+class Transport(sqlalchemy.Transport):
+    """kombu's SQLAlchemy transport, with the polling described above."""
+
+    polling_interval = 1.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._backoff = MIN_S
+
+    def drain_events(self, connection: object, timeout: float | None = None) -> None:
+        """Deliver one message, or raise ``socket.timeout`` after ``timeout`` seconds."""
+        start = monotonic()
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+            except sqlalchemy.Empty:
+                waited = monotonic() - start
+                if timeout is not None and waited >= timeout:
+                    raise TimeoutError from None
+                if self._blocked():
+                    pause = BUSY_S
+                else:
+                    pause, self._backoff = self._backoff, min(self._backoff * 2, self.polling_interval)
+                sleep(pause if timeout is None else max(0.0, min(pause, timeout - waited)))
+            else:
+                self._backoff = MIN_S
+                return
+
+    def _blocked(self) -> bool:
+        """True when no channel may take a message now (prefetch limit reached)."""
+        consuming = [c for c in self.channels if c._consumers]
+        return bool(consuming) and not any(c.qos.can_consume() for c in consuming)

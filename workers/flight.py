@@ -1,0 +1,146 @@
+"""Single flight across worker processes, through the store: one judge call per question.
+
+A process about to call the judge for a cache key claims it (``judge_claim``); a key another
+live process holds is waited on — its verdict appears in ``judge_cache`` — and recorded as a
+cache hit. A failed call releases its claim without a verdict: the next asker calls the judge
+itself. A process that dies leaves claims that expire (``ttl_s``), and then anyone takes over.
+
+A holder writes its verdict to the cache before it ends its claim, so a process that wins a
+claim reads the cache once more: a verdict found then was written by the holder it just
+followed. The store sees batches, not calls: the coroutines of a process queue their claims, releases and
+verdicts, and one ticker writes them every ``tick_s`` (one claim statement, one cache write and
+one release per tick) and polls the cache for the keys waited on. Within a process,
+``judges.evaluate.SingleFlight`` already shares calls; this is the step between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from judges.evaluate import CacheKey
+from judges.llm.types import JudgeVerdict
+
+__all__ = ["StoreClaims"]
+
+log = logging.getLogger(__name__)
+
+
+class StoreClaims:
+    """``judges.evaluate.SharedClaims`` on the store, for one worker process (``owner``)."""
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        claim: Callable[[Sequence[CacheKey], str, float], set[CacheKey]],
+        release: Callable[[Sequence[CacheKey], str], None],
+        renew: Callable[[str, float], None],
+        cache_get: Callable[[Sequence[CacheKey]], Mapping[CacheKey, JudgeVerdict]],
+        cache_put: Callable[[Sequence[tuple[CacheKey, JudgeVerdict]]], None],
+        ttl_s: float = 30.0,
+        tick_s: float = 0.02,
+        poll_s: float = 0.1,
+    ) -> None:
+        self.owner = owner
+        self._claim, self._release, self._renew = claim, release, renew
+        self._cache_get, self._cache_put = cache_get, cache_put
+        self.ttl_s, self.tick_s, self.poll_s = ttl_s, tick_s, poll_s
+        self._asked: dict[CacheKey, list[asyncio.Future[JudgeVerdict | None]]] = {}
+        self._waiting: dict[CacheKey, list[asyncio.Future[JudgeVerdict | None]]] = {}
+        self._done: list[tuple[CacheKey, JudgeVerdict | None]] = []
+        self._held = 0
+        self._ticker: asyncio.Task[None] | None = None
+        self._polled = self._renewed = 0.0
+        self.shared = 0
+        """Verdicts this process took from another's call (for tests and reports)."""
+
+    async def acquire(self, key: CacheKey) -> JudgeVerdict | None:
+        """None: ours to call (release it after); else another process's verdict."""
+        future: asyncio.Future[JudgeVerdict | None] = asyncio.get_running_loop().create_future()
+        self._asked.setdefault(key, []).append(future)
+        self._wake()
+        verdict = await future
+        if verdict is None:
+            self._held += 1
+        else:
+            self.shared += 1
+        return verdict
+
+    def release(self, key: CacheKey, verdict: JudgeVerdict | None) -> None:
+        """Our call for ``key`` ended (``verdict`` None: it failed)."""
+        self._held -= 1
+        self._done.append((key, verdict))
+        self._wake()
+
+    def flush(self) -> None:
+        """Write the verdicts of ended calls to the cache and end their claims now (a chunk's
+        end: nothing may wait for a tick of a loop that is about to stop)."""
+        if self._done:
+            done, self._done = self._done, []
+            self._cache_put([(k, v) for k, v in done if v is not None])
+            self._release([k for k, _ in done], self.owner)
+
+    def _wake(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_while_busy())
+
+    async def _tick_while_busy(self) -> None:
+        while self._asked or self._waiting or self._done or self._held:
+            try:
+                self._tick()
+            except Exception as exc:  # the store failed: nobody waits on it forever
+                log.warning("judge claims: %s; calling the judge without them", exc, exc_info=True)
+                self._fail_open()
+            await asyncio.sleep(self.tick_s)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.flush()  # verdicts into the cache first, then the claims go
+        if self._held and now - self._renewed > self.ttl_s / 3:
+            self._renew(self.owner, self.ttl_s)
+            self._renewed = now
+        poll = bool(self._waiting) and now - self._polled >= self.poll_s
+        keys = list(dict.fromkeys([*self._asked, *(self._waiting if poll else ())]))
+        if not keys:
+            return
+        found = self._cache_get(keys)  # a verdict may have landed since the local check
+        ours = self._claim([k for k in keys if k not in found], self.owner, self.ttl_s)
+        if ours:  # a claim ended between our cache read and our claim: its verdict is in the cache now
+            late = self._cache_get(list(ours))
+            if late:
+                self._release(list(late), self.owner)
+                found = {**found, **late}
+                ours -= set(late)
+        # the store answered: hand the futures out (nothing below raises)
+        pending = self._asked
+        self._asked = {}
+        if poll:
+            self._polled = now
+            for key, futures in self._waiting.items():
+                pending.setdefault(key, []).extend(futures)
+            self._waiting = {}
+        for key, futures in pending.items():
+            futures = [f for f in futures if not f.done()]  # an asker cancelled meanwhile
+            if not futures:
+                continue
+            if key in found:
+                for f in futures:
+                    f.set_result(found[key])
+            elif key in ours:
+                first, *others = futures
+                first.set_result(None)  # one caller; any other asker here waits in SingleFlight
+                if others:
+                    self._waiting.setdefault(key, []).extend(others)
+            else:
+                self._waiting.setdefault(key, []).extend(futures)
+
+    def _fail_open(self) -> None:
+        """The store is unreachable: every asker calls the judge (a duplicate call at worst)."""
+        for futures in (*self._asked.values(), *self._waiting.values()):
+            for f in futures:
+                if not f.done():
+                    f.set_result(None)
+        self._asked, self._waiting, self._done = {}, {}, []
