@@ -169,3 +169,43 @@ def test_rerunning_the_escalation_adds_and_counts_nothing_twice(
     )
     left = [line for line in _metrics(db_url).splitlines() if line.startswith("tracejury_review_left_out_total{")]
     assert left == [line for line in metrics.splitlines() if line.startswith("tracejury_review_left_out_total{")]
+
+
+def test_within_a_class_the_segment_nearest_its_gate_margin_goes_first(
+    engine: Engine, populated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gate run of r1 (rows shaped as the reducer stores them) where answer_correctness on
+    rag=off sits on its margin and rag=on far from it: the budget takes rag=off first."""
+    from tracejury.store.tables import GateOutcome, GateRun
+
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(GateRun.__table__.insert().values(id="g_test", release_id="r1", decision="block",
+                                                       config_hash="x", created_at=now))  # fmt: skip
+        for segment, interval in (("rag=off", [0.002, 0.03]), ("rag=on", [0.06, 0.09])):
+            audit = {"spec": {"id": "answer_correctness", "metric": {"evaluator": "answer_correctness"}},
+                     "outcome": {"interval": interval, "margin": 0.01, "segment": segment, "slice": None}}  # fmt: skip
+            conn.execute(GateOutcome.__table__.insert().values(
+                run_id="g_test", gate_id="answer_correctness", segment=segment, decision="pass", reason="r",
+                audit=orjson.dumps(audit)))  # fmt: skip
+    monkeypatch.setenv("TRACEJURY_REVIEW_MAX_ITEMS_PER_BATCH", "45")
+    batch = score("answer_correctness")["batchId"]
+    assert batch_config(engine, batch)["escalation"]["order"].startswith("gate run g_test")
+    kept = {(i.trace_id, i.evaluator_id) for i in _items(engine, batch)}
+    # every candidate, for comparison: the same batch escalated again with no cap
+    with engine.begin() as conn:
+        conn.execute(_R.delete().where(_R.c.batch_id == batch))
+    escalate_batch(engine, batch, load_catalog(populated).select(["answer_correctness"]))
+    order = ("audit", "judge_failed", "checker_disagrees", "samples_disagree", "low_confidence")
+    every = [(order.index(orjson.loads(i.reasons)[0]), "rag=off" in i.segment_key.split("|"), (i.trace_id,
+              i.evaluator_id)) for i in _items(engine, batch)]  # fmt: skip
+    assert len(every) > 45 == len(kept)
+    cut = max(cls for cls, _, pair in every if pair in kept)  # the class the cap cut into
+    assert all(pair in kept for cls, _, pair in every if cls < cut)
+    in_cut = [(near, pair in kept) for cls, near, pair in every if cls == cut]
+    assert any(near and chosen for near, chosen in in_cut)
+    # never a rag=on item kept while a rag=off one of the same class is left out
+    assert not (
+        any(not near and chosen for near, chosen in in_cut) and any(near and not chosen for near, chosen in in_cut)
+    )
+    assert any(not near and not chosen for near, chosen in in_cut)  # and the cap did cut rag=on
