@@ -245,6 +245,19 @@ def test_the_keys_are_one_key_away(served: Served, browser: Any) -> None:
     page.locator("#queue").wait_for(state="visible")
 
 
+def test_nothing_to_claim_is_said(served: Served, browser: Any) -> None:
+    page = _open(browser, served).page
+    page.locator("#f-rubric").fill("no_such_rubric")
+    page.locator("#f-rubric").press("Enter")
+    page.locator("#queue-status").filter(has_text="No items match.").wait_for()
+    page.locator("#items .row").first.wait_for(state="detached")
+    page.keyboard.press("Escape")  # leave the field: keys do not act while typing
+    page.keyboard.press("n")
+    page.locator("#message").filter(has_text="Nothing to claim: the queue is empty for these filters.").wait_for()
+    _in_view(page, "#message")
+    assert page.locator("#item").is_hidden()
+
+
 def _luminance(rgb: tuple[float, ...]) -> float:
     def channel(c: float) -> float:
         c /= 255
