@@ -86,18 +86,16 @@ def _checker_judgments(conn: Connection, batch_id: str, checker_ids: set[str]) -
 
 def gate_margins(conn: Connection, release: str | None) -> tuple[list[GateMargin], str | None]:
     """How near its margin each evaluator gate group was in the newest gate run of
-    ``release`` (else the newest run of any release), and that run's id; ([], None) when no
+    ``release`` (else the newest run of any release), and which run it was; ([], None) when no
     gate has run. Outcomes without an interval (too few samples, signal or agreement gates)
     say nothing about labels and are skipped."""
     runs = GateRun.__table__
-    run = None
-    if release is not None:
-        run = conn.execute(select(runs.c.id).where(runs.c.release_id == release)
-                           .order_by(runs.c.created_at.desc()).limit(1)).scalar_one_or_none()  # fmt: skip
-    if run is None:
-        run = conn.execute(select(runs.c.id).order_by(runs.c.created_at.desc()).limit(1)).scalar_one_or_none()
-    if run is None:
+    newest = select(runs.c.id, runs.c.release_id).order_by(runs.c.created_at.desc()).limit(1)
+    found = conn.execute(newest.where(runs.c.release_id == release)).first() if release is not None else None
+    found = found or conn.execute(newest).first()
+    if found is None:
         return [], None
+    run = found.id
     o = GateOutcome.__table__
     margins: list[GateMargin] = []
     for segment, raw in conn.execute(select(o.c.segment, o.c.audit).where(o.c.run_id == run)):
@@ -110,7 +108,7 @@ def gate_margins(conn: Connection, release: str | None) -> tuple[list[GateMargin
         group = (outcome.get("slice") or segment or "").split("|")
         dims = dict(p.split("=", 1) for p in group) if all("=" in p for p in group) else {}
         margins.append(GateMargin(evaluator, dims, margin_distance(interval, float(margin))))
-    return margins, run
+    return margins, f"{run} (release {found.release_id})"
 
 
 def day_counts(conn: Connection, day: datetime) -> dict[str, int]:
@@ -145,9 +143,9 @@ def _lock_budget(conn: Connection, batch_id: str) -> None:
 
 
 def _candidates(engine: Engine, batch_id: str, rubrics: dict[str, EscalatingRubric],
-                ) -> tuple[list[dict[str, Any]], list[Candidate], str | None, str | None]:  # fmt: skip
+                ) -> tuple[list[dict[str, Any]], list[Candidate], str | None]:  # fmt: skip
     """Every judgment of the batch its rubric's policy escalates, as item rows and budget
-    candidates (same index), the gate run that ordered them and the batch's release."""
+    candidates (same index), and the gate run that ordered them."""
     checker_ids = {c for r in rubrics.values() for c in r.escalation.on_checker_disagreement}
     stmt = select(
         _E.c.id, _E.c.trace_id, _E.c.evaluator_id, _E.c.evaluator_version, _E.c.status, _E.c.passed,
@@ -184,7 +182,7 @@ def _candidates(engine: Engine, batch_id: str, rubrics: dict[str, EscalatingRubr
                 gate_distance=nearest_margin(rubric.id, e.segment_key or "", margins),
                 weight=e.weight or 1.0, tiebreak=order_hash(rubric.id, e.trace_id),
             ))  # fmt: skip
-    return rows, found, run, release
+    return rows, found, run
 
 
 def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRubric], *,
@@ -209,7 +207,7 @@ def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRu
     overall = overall or Caps()
     now = now or datetime.now(UTC)
     day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows, candidates, run, release = _candidates(engine, batch_id, policies)
+    rows, candidates, run = _candidates(engine, batch_id, policies)
     caps = {r.id: Caps(r.escalation.max_items_per_batch, r.escalation.max_items_per_day) for r in rubrics}
     inserted = 0
     with engine.begin() as conn:
@@ -248,7 +246,7 @@ def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRu
             "leftOutTotal": sum(chosen.left_out.values()),
             "auditRate": {r: {"configured": policies[r].escalation.audit_rate, "applied": round(a, 6)}
                           for r, a in sorted(rate.items())},  # fmt: skip
-            "order": (f"gate run {run}" + ("" if release is None else f" (newest for {release} or any release)")
+            "order": (f"gate run {run}: segments nearest a gate margin first, then estimate weight, then a seeded hash"
                       if run else "no gate run yet: by estimate weight, then a seeded hash"),
         }  # fmt: skip
         raw = conn.execute(select(_B.c.config).where(_B.c.id == batch_id)).scalar_one_or_none()
