@@ -25,6 +25,8 @@ from tracejury.core.cost import Price
 from tracejury.core.evaluation import Evaluation
 from tracejury.settings import Settings
 from tracejury.store import evaluations as store
+from tracejury.store import judge_concurrency as concurrency_store
+from workers.judge_concurrency import ConcurrencyPublisher
 from workers.limits import RedisLimiter
 from workers.spend import Ledger, RedisLedger, SpendGuard, StoreLedger
 
@@ -52,8 +54,9 @@ class ScoringDeps:
     ledger: Ledger | None = None
     """The cost caps' ledger (present when a profile has a price)."""
     settle: Callable[[], Awaitable[None]] | None = None
-    """Give back shared resources held but idle (judge concurrency slots leased from Redis);
-    called when a chunk ends, as nothing runs the worker's event loop between chunks."""
+    """Give back shared resources held but idle (judge concurrency slots leased from Redis) and
+    report the judge concurrency limits; called when a chunk ends, as nothing runs the worker's
+    event loop between chunks."""
 
 
 def _cache_get(engine: Engine, keys: Sequence[CacheKey]) -> dict[CacheKey, JudgeVerdict]:
@@ -89,11 +92,14 @@ async def production_deps(
     With a Redis broker, each profile's requests/min, tokens/min and concurrency are shared
     by every worker process through Redis; with the embedded broker they hold per process.
     Cost caps (a batch's, a profile's daily) hold across every process either way: their
-    ledger is Redis with a Redis broker, else the store (``workers.spend``)."""
+    ledger is Redis with a Redis broker, else the store (``workers.spend``). Each client's
+    concurrency limit is reported to the store about once a second (``/metrics``, ``batch
+    status``)."""
     clients: dict[str, JudgeClient] = {}
     http_clients = []
     limiters: list[RedisLimiter] = []
     redis = _shared_redis(settings)
+    publisher: ConcurrencyPublisher | None = None
     try:
         for name, profile in profiles.items():
             http = make_http_client(profile)
@@ -112,6 +118,10 @@ async def production_deps(
                 limiter=shared, concurrency=shared,
             )  # fmt: skip
 
+        publisher = ConcurrencyPublisher(clients, partial(concurrency_store.publish, engine),
+                                         partial(concurrency_store.withdraw, engine))  # fmt: skip
+        publisher.start()
+
         async def direct_call(profile: str, request: JudgeRequest) -> JudgeOutcome:
             return await clients[profile].judge(request)
 
@@ -124,6 +134,8 @@ async def production_deps(
         async def settle() -> None:
             for limiter in limiters:
                 await limiter.settle()
+            assert publisher is not None
+            await publisher.flush()
 
         yield ScoringDeps(
             load_traces=partial(store.load_traces, engine),
@@ -134,9 +146,11 @@ async def production_deps(
             models={name: p.model for name, p in profiles.items()},
             prices={name: p.price for name, p in profiles.items()},
             ledger=ledger,
-            settle=settle if limiters else None,
+            settle=settle,
         )
     finally:
+        if publisher is not None:
+            await publisher.aclose()
         for limiter in limiters:
             await limiter.aclose()
         for http in http_clients:

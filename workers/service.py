@@ -131,6 +131,7 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
     its escalation enqueued and the review budget left out (``escalation``; null until then)."""
     from tracejury.core.evaluation import EVALUATION_STATUSES
     from tracejury.store.batches import batch_progress
+    from tracejury.store.judge_concurrency import live
     from tracejury.store.spend import usage
 
     progress = batch_progress(engine, batch_id)
@@ -153,6 +154,7 @@ def batch_status(engine: Engine, batch_id: str) -> dict[str, Any]:
         "usage": usage(engine, batch_id),
         "costCap": config.get("costCap"),
         "finalisers": config.get("finalisers", {}),
+        "judgeConcurrency": [c.as_json() for c in live(engine) if c.profile in config.get("judgeProfiles", {})],
         "escalation": config.get("escalation"),
     }  # fmt: skip
 

@@ -247,6 +247,10 @@ def batch_status(
     out.print("evaluations: " + ", ".join(f"{k} {v}" for k, v in data["status"].items()))
     if data["failures"]:
         out.print("judge failures: " + ", ".join(f"{k} {v}" for k, v in data["failures"].items()))
+    for c in data["judgeConcurrency"]:
+        scope = "shared" if c["shared"] else f"{c['processes']} process(es)"
+        out.print(f"judge {c['profile']}: concurrency limit {c['limit']} ({scope}), {c['inFlight']} in flight"
+                  f" — {c['endpoint']}", markup=False)  # fmt: skip
     out.print(usage_line(data["usage"], data["costCap"]))
     if data.get("escalation"):
         out.print(_escalation_line(data["escalation"]), markup=False)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, and_, case, func, select
 
 from tracejury.store import otlp_staging
 from tracejury.store.escalation import left_out_totals
+from tracejury.store.judge_concurrency import EndpointConcurrency, live
 from tracejury.store.tables import (
     BatchChunk,
     EvaluationRow,
@@ -54,6 +55,9 @@ class StoreMetrics:
     """The OTLP sweeper's running totals (``otlp_staging.COUNTERS``)."""
     judge_spend: dict[tuple[str, str], tuple[int, int, float, float]] = field(default_factory=dict)
     """(profile, rubric) → (prompt tokens, completion tokens, USD spent, USD saved by the cache)."""
+    judge_concurrency: list[EndpointConcurrency] = field(default_factory=list)
+    """Each judge profile's endpoint's concurrency limit and calls in flight, as the processes
+    judging now reported them."""
 
 
 def _grouped(conn, column, table) -> dict[str, int]:  # noqa: ANN001
@@ -105,4 +109,5 @@ def store_metrics(engine: Engine) -> StoreMetrics:
             .group_by(e.c.judge_profile, e.c.evaluator_id)
         ):  # fmt: skip
             m.judge_spend[(profile or "", rubric)] = (int(prompt), int(completion), float(cost), float(saved))
+    m.judge_concurrency = live(engine)
     return m

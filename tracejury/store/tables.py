@@ -19,6 +19,7 @@ __all__ = [
     "GateRun",
     "JudgeCacheEntry",
     "JudgeClaim",
+    "JudgeConcurrency",
     "OtlpAssembled",
     "OtlpCounter",
     "OtlpFragment",
@@ -470,6 +471,28 @@ class OtlpCounter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     value: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class JudgeConcurrency(SQLModel, table=True):
+    """A judge client's concurrency limit as one process last saw it (``/metrics``, ``batch
+    status``): each worker process, and ``score``, writes a row per profile about once a second
+    while it judges. With a Redis broker the limit is one for all processes (``shared``); with
+    the embedded broker each process has its own. A row not updated for a while is stale."""
+
+    __tablename__ = "judge_concurrency"
+
+    holder: str = Field(primary_key=True, max_length=64)
+    """The process's limiter (one per process and profile)."""
+    profile: str = Field(max_length=128)
+    endpoint: str = Field(max_length=512)
+    """The ``/chat/completions`` URL the profile calls."""
+    shared: bool
+    """True: the limit is shared by every process through Redis; false: this process's own."""
+    concurrency_limit: int
+    """Calls that may be in flight (the adaptive limit, at most the profile's ``max_concurrency``)."""
+    in_flight: int
+    """This process's calls in flight."""
+    updated_at: datetime = Field(index=True)
 
 
 class SpendLedger(SQLModel, table=True):

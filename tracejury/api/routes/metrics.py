@@ -62,6 +62,16 @@ def _families(m: StoreMetrics) -> Iterator[Metric]:
     yield tokens
     yield spent
     yield saved
+    limit = GaugeMetricFamily("tracejury_judge_concurrency_limit", "Judge calls that may be in flight to an endpoint"
+                              " (the adaptive limit: shared through Redis, or the processes' own limits summed)",
+                              labels=["profile", "endpoint"])  # fmt: skip
+    in_flight = GaugeMetricFamily("tracejury_judge_in_flight", "Judge calls in flight to an endpoint, every process's",
+                                  labels=["profile", "endpoint"])  # fmt: skip
+    for c in m.judge_concurrency:
+        limit.add_metric([c.profile, c.endpoint], c.limit)
+        in_flight.add_metric([c.profile, c.endpoint], c.in_flight)
+    yield limit
+    yield in_flight
     review = GaugeMetricFamily("tracejury_review_items", "Review queue items by state", labels=["state"])
     for state in ("pending", "claimed", "labelled", "skipped"):
         review.add_metric([state], m.review.get(state, 0))
