@@ -17,8 +17,9 @@ from __future__ import annotations
 from time import monotonic, sleep
 
 from kombu.transport import sqlalchemy
+from sqlalchemy.exc import IntegrityError
 
-__all__ = ["Transport"]
+__all__ = ["Channel", "Transport"]
 
 BUSY_S = 0.005
 """Re-check interval while the prefetch limit holds (no query is made)."""
@@ -26,9 +27,23 @@ MIN_S = 0.01
 """First poll interval after a delivery; doubles on every empty poll up to ``polling_interval``."""
 
 
+class Channel(sqlalchemy.Channel):
+    """kombu's channel; creating the queue row tolerates another worker creating it at the same
+    moment (two workers started together on a fresh broker file: kombu lets the unique-name
+    error through and the worker never consumes)."""
+
+    def _get_or_create(self, queue: str) -> object:
+        try:
+            return super()._get_or_create(queue)
+        except IntegrityError:
+            self.session.rollback()
+            return super()._get_or_create(queue)
+
+
 class Transport(sqlalchemy.Transport):
     """kombu's SQLAlchemy transport, with the polling described above."""
 
+    Channel = Channel
     polling_interval = 1.0
 
     def __init__(self, *args: object, **kwargs: object) -> None:

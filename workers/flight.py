@@ -5,9 +5,9 @@ live process holds is waited on — its verdict appears in ``judge_cache`` — a
 cache hit. A failed call releases its claim without a verdict: the next asker calls the judge
 itself. A process that dies leaves claims that expire (``ttl_s``), and then anyone takes over.
 
-A holder writes its verdict to the cache before it ends its claim, so a process that wins a
-claim reads the cache once more: a verdict found then was written by the holder it just
-followed. The store sees batches, not calls: the coroutines of a process queue their claims, releases and
+A holder writes its verdict to the cache before it marks its claim done, and a done claim stays
+a minute, so a process that asks just after reads the cache instead of calling again. The
+store sees batches, not calls: the coroutines of a process queue their claims, releases and
 verdicts, and one ticker writes them every ``tick_s`` (one claim statement, one cache write and
 one release per tick) and polls the cache for the keys waited on. Within a process,
 ``judges.evaluate.SingleFlight`` already shares calls; this is the step between processes.
@@ -35,8 +35,8 @@ class StoreClaims:
         self,
         *,
         owner: str,
-        claim: Callable[[Sequence[CacheKey], str, float], set[CacheKey]],
-        release: Callable[[Sequence[CacheKey], str], None],
+        claim: Callable[[Sequence[CacheKey], str, float], tuple[set[CacheKey], set[CacheKey]]],
+        release: Callable[[Sequence[CacheKey], Sequence[CacheKey], str], None],
         renew: Callable[[str, float], None],
         cache_get: Callable[[Sequence[CacheKey]], Mapping[CacheKey, JudgeVerdict]],
         cache_put: Callable[[Sequence[tuple[CacheKey, JudgeVerdict]]], None],
@@ -80,8 +80,9 @@ class StoreClaims:
         end: nothing may wait for a tick of a loop that is about to stop)."""
         if self._done:
             done, self._done = self._done, []
-            self._cache_put([(k, v) for k, v in done if v is not None])
-            self._release([k for k, _ in done], self.owner)
+            judged = [(k, v) for k, v in done if v is not None]
+            self._cache_put(judged)
+            self._release([k for k, _ in judged], [k for k, v in done if v is None], self.owner)
 
     def _wake(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -106,14 +107,9 @@ class StoreClaims:
         keys = list(dict.fromkeys([*self._asked, *(self._waiting if poll else ())]))
         if not keys:
             return
-        found = self._cache_get(keys)  # a verdict may have landed since the local check
-        ours = self._claim([k for k in keys if k not in found], self.owner, self.ttl_s)
-        if ours:  # a claim ended between our cache read and our claim: its verdict is in the cache now
-            late = self._cache_get(list(ours))
-            if late:
-                self._release(list(late), self.owner)
-                found = {**found, **late}
-                ours -= set(late)
+        ours, settled = self._claim(keys, self.owner, self.ttl_s)
+        found = dict(self._cache_get(list(settled))) if settled else {}
+        ours |= settled - set(found)  # settled, yet not in the cache (a write that failed): ask
         # the store answered: hand the futures out (nothing below raises)
         pending = self._asked
         self._asked = {}

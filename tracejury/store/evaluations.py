@@ -4,6 +4,7 @@ redelivered chunk duplicates nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,6 @@ _B = Batch.__table__
 _C = JudgeCacheEntry.__table__
 _V = EvaluatorVersion.__table__
 _J = JudgeClaim.__table__
-_KEY = (_J.c.model, _J.c.evaluator_fingerprint, _J.c.evidence_hash, _J.c.sample_index)
 _T = StoredTrace.__table__
 _BT = BatchTrace.__table__
 
@@ -201,48 +201,72 @@ def cache_put(engine: Engine, entries: Sequence[tuple[CacheKey, CachedVerdict]])
         conn.execute(insert_ignoring_conflicts(_C, engine.dialect), rows)
 
 
-def claim_keys(engine: Engine, keys: Sequence[CacheKey], owner: str, ttl_s: float) -> set[CacheKey]:
-    """Claim judge calls by cache key for ``owner`` (a worker process): keys no one holds, or
-    whose claim expired, become ``owner``'s for ``ttl_s``. Returns the keys ``owner`` now
-    holds (its earlier claims included); the others are in flight in another process."""
+def _claim_id(key: CacheKey) -> str:
+    return hashlib.sha256("\x1f".join(map(str, key)).encode()).hexdigest()
+
+
+def claim_keys(
+    engine: Engine, keys: Sequence[CacheKey], owner: str, ttl_s: float
+) -> tuple[set[CacheKey], set[CacheKey]]:
+    """Claim judge calls by cache key for ``owner`` (a worker process). Returns (``ours``:
+    keys no one held, or whose claim expired, now ``owner``'s for ``ttl_s``, and its earlier
+    claims; ``settled``: keys whose call ended with a verdict, to be read from the cache).
+    The rest are in flight in another process."""
     if not keys:
-        return set()
+        return set(), set()
     now = datetime.now(UTC)
     until = now + timedelta(seconds=ttl_s)
-    wanted = list(dict.fromkeys(keys))
-    held: set[CacheKey] = set()
+    ids = {_claim_id(k): k for k in keys}
+    wanted = list(ids)
+    ours: set[CacheKey] = set()
+    settled: set[CacheKey] = set()
     with engine.begin() as conn:
         for start in range(0, len(wanted), 500):
             part = wanted[start : start + 500]
-            conn.execute(insert_ignoring_conflicts(_J, engine.dialect), [
-                {"model": k[0], "evaluator_fingerprint": k[1], "evidence_hash": k[2], "sample_index": k[3],
-                 "owner": owner, "expires_at": until} for k in part
-            ])  # fmt: skip
-            conn.execute(update(_J).where(tuple_(*_KEY).in_(part), _J.c.expires_at < now, _J.c.owner != owner)
-                         .values(owner=owner, expires_at=until))  # fmt: skip
-            held.update(
-                tuple(r) for r in conn.execute(select(*_KEY).where(tuple_(*_KEY).in_(part), _J.c.owner == owner))
-            )
-    return held
+            conn.execute(insert_ignoring_conflicts(_J, engine.dialect),
+                         [{"key": i, "owner": owner, "done": False, "expires_at": until} for i in part])  # fmt: skip
+            rows = {r.key: r for r in conn.execute(select(_J).where(_J.c.key.in_(part)))}
+            expired = [i for i, r in rows.items() if not r.done and r.owner != owner and _aware(r.expires_at) < now]
+            if expired:  # their process died: take the calls over
+                conn.execute(update(_J).where(_J.c.key.in_(expired), _J.c.expires_at < now)
+                             .values(owner=owner, expires_at=until))  # fmt: skip
+                rows |= {r.key: r for r in conn.execute(select(_J).where(_J.c.key.in_(expired)))}
+            for i, r in rows.items():
+                if r.done:
+                    settled.add(ids[i])
+                elif r.owner == owner:
+                    ours.add(ids[i])
+    return ours, settled
 
 
-def release_keys(engine: Engine, keys: Sequence[CacheKey], owner: str) -> None:
-    """End ``owner``'s claims on these keys (its calls ended: the verdicts are in the cache,
-    or the calls failed and the next asker calls the judge itself)."""
-    wanted = list(dict.fromkeys(keys))
+def release_keys(engine: Engine, judged: Sequence[CacheKey], failed: Sequence[CacheKey], owner: str) -> None:
+    """End ``owner``'s claims: ``judged`` calls ended with a verdict (in the cache now: the
+    claim stays a minute, marked done), ``failed`` ones without (deleted: the next asker calls
+    the judge itself). Claims expired a minute ago go too."""
+    now = datetime.now(UTC)
+    done_ids = list({_claim_id(k) for k in judged})
+    failed_ids = list({_claim_id(k) for k in failed})
     with engine.begin() as conn:
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            conn.execute(delete(_J).where(tuple_(*_KEY).in_(part), _J.c.owner == owner))
+        for start in range(0, len(done_ids), 500):
+            conn.execute(update(_J).where(_J.c.key.in_(done_ids[start : start + 500]), _J.c.owner == owner)
+                         .values(done=True, expires_at=now + timedelta(seconds=60)))  # fmt: skip
+        for start in range(0, len(failed_ids), 500):
+            conn.execute(delete(_J).where(_J.c.key.in_(failed_ids[start : start + 500]), _J.c.owner == owner))
 
 
 def renew_claims(engine: Engine, owner: str, ttl_s: float) -> None:
-    """Extend every claim ``owner`` holds by ``ttl_s`` from now (its calls are still under way),
-    and drop claims that expired more than a minute ago (their process died)."""
+    """Extend the claims ``owner`` holds by ``ttl_s`` from now (its calls are still under way),
+    and drop claims that expired (done ones a minute after their call, others a minute after
+    their process stopped renewing them)."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(update(_J).where(_J.c.owner == owner).values(expires_at=now + timedelta(seconds=ttl_s)))
+        conn.execute(update(_J).where(_J.c.owner == owner, _J.c.done.is_(False))
+                     .values(expires_at=now + timedelta(seconds=ttl_s)))  # fmt: skip
         conn.execute(delete(_J).where(_J.c.expires_at < now - timedelta(seconds=60)))
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def seen_fingerprints(engine: Engine) -> dict[tuple[str, str], str]:

@@ -236,17 +236,17 @@ class JudgeCacheEntry(SQLModel, table=True):
 class JudgeClaim(SQLModel, table=True):
     """A judge call in flight in some worker process, by cache key: another process about to
     ask the same question waits for that call's verdict in ``judge_cache`` instead (single
-    flight across workers, ``workers/flight.py``). Deleted when the call ends; a claim whose
-    process died expires."""
+    flight across workers, ``workers/flight.py``). A claim whose process died expires."""
 
     __tablename__ = "judge_claim"
 
-    model: str = Field(primary_key=True, max_length=128)
-    evaluator_fingerprint: str = Field(primary_key=True, max_length=80)
-    evidence_hash: str = Field(primary_key=True, max_length=80)
-    sample_index: int = Field(primary_key=True)
+    key: str = Field(primary_key=True, max_length=64)
+    """sha256 (hex) of the cache key: (model, rubric fingerprint, evidence hash, sample)."""
     owner: str = Field(max_length=256)
     """The worker process (host:pid) making the call."""
+    done: bool = False
+    """The call ended with a verdict, in the cache now (kept a minute: a later asker reads
+    the cache instead of calling; a failed call's claim is deleted)."""
     expires_at: datetime = Field(index=True)
 
 

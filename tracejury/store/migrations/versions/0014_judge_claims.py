@@ -4,9 +4,10 @@ Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-07 02:00:00
 
-``judge_claim`` holds one row per (model, rubric fingerprint, evidence hash, sample) a worker
-process is asking the judge right now; another process with the same question waits for the
-verdict in ``judge_cache`` instead of paying for the call twice. Rows live seconds.
+``judge_claim`` holds one row per question a worker process is asking the judge right now,
+keyed by the sha256 of its cache key (model, rubric fingerprint, evidence hash, sample);
+another process with the same question waits for the verdict in ``judge_cache`` instead of
+paying for the call twice. Rows live seconds.
 """
 
 import sqlalchemy as sa
@@ -22,13 +23,11 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "judge_claim",
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-        sa.Column("evaluator_fingerprint", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
-        sa.Column("evidence_hash", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
-        sa.Column("sample_index", sa.Integer(), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=False),
+        sa.Column("done", sa.Boolean(), nullable=False),
         sa.Column("expires_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("model", "evaluator_fingerprint", "evidence_hash", "sample_index"),
+        sa.PrimaryKeyConstraint("key"),
     )
     op.create_index(op.f("ix_judge_claim_expires_at"), "judge_claim", ["expires_at"], unique=False)
 
