@@ -24,11 +24,13 @@ number, so no two traces share an evidence hash (checked) and no cache is flatte
 
 Rounds are interleaved (each round runs every contestant once, in an order rotated per
 round); each tracejury run gets a fresh copy of the ingested store, so no verdict is cached
-from an earlier run. Medians over rounds. Peers come from ``scripts/bench-peers-setup``.
+from an earlier run. Before each run the bench waits (``--quiet-wait``, 60 s at most) until
+other processes use less than ``--quiet`` (25%) of the machine, and it reports their share
+during the run. Medians over rounds. Peers come from ``scripts/bench-peers-setup``.
 
     .venv/bin/python bench/peers.py [--items 1000] [--rounds 3] [--latency-ms 200]
         [--promptfoo-j 64,256] [--inspect-max-connections 256] [--sdk-inflight 256]
-        [--only sdk,score,...]
+        [--only sdk,score,...] [--quiet 0.25] [--quiet-wait 60]
 """
 
 from __future__ import annotations
@@ -122,9 +124,9 @@ class Bench:
     """The mock, the workload and the processes of one bench run."""
 
     def __init__(self, tmp: Path, procs, mock_pid: int, base_url: str, items: int,  # noqa: ANN001
-                 timeout: float) -> None:  # fmt: skip
+                 timeout: float, quiet: tuple[float, float]) -> None:  # fmt: skip
         self.tmp, self.procs, self.mock_pid, self.base_url = tmp, procs, mock_pid, base_url
-        self.items, self.timeout = items, timeout
+        self.items, self.timeout, self.quiet = items, timeout, quiet
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACEJURY_", "OPENAI_"))}
         self.env.update(TRACEJURY_JUDGE_BASE_URL=base_url, TRACEJURY_RUBRICS_DIR=str(ROOT / "rubrics"))
         self.peer_env = {**self.env, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "bench",
@@ -177,8 +179,10 @@ class Bench:
             os.killpg(proc.pid, signal.SIGKILL)
         return proc.returncode, usage.ru_utime + usage.ru_stime, (cwd / f"{tag}.out").read_text(errors="replace")
 
-    def measure(self, body) -> Run:  # noqa: ANN001 - () -> (items, cpu_s, note)
-        """Run ``body``; the mock's count, wall time, machine share around it."""
+    def measure(self, body, known: tuple[int, ...] = ()) -> Run:  # noqa: ANN001 - () -> (items, cpu_s, note, t_end)
+        """Run ``body`` once the machine is quiet enough; the mock's count, wall time, machine share
+        around it. ``known``: this bench's processes already running (not other people's work)."""
+        bs.wait_for_quiet([self.mock_pid, *known], *self.quiet)
         c0, mock0, machine0, own0 = (
             self.count(reset=True),
             bs.tree_cpu_s(self.mock_pid),
@@ -288,7 +292,7 @@ class Bench:
             return created["sampled"], cpu, f"batch {state}", t_end
 
         try:
-            return self.measure(body)
+            return self.measure(body, known=(worker.pid,))
         finally:
             self.procs.stop(worker)
 
@@ -334,8 +338,11 @@ def _versions() -> dict[str, str]:
             return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.strip()
         return "?"
 
+    head = out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    changed = out(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
+    dirty = " + uncommitted changes in the work tree" if changed else ""
     return {
-        "tracejury": f"{importlib.metadata.version('tracejury')} (git {out(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])})",  # noqa: E501
+        "tracejury": f"{importlib.metadata.version('tracejury')} (git {head}{dirty})",
         "python": platform.python_version(),
         "promptfoo": _promptfoo_version(),
         "node (promptfoo's)": out([str(NODE22), "--version"]),
@@ -402,6 +409,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated contestant keys (promptfoo, inspect, sdk,"
                         " score, batch); default all")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=600, help="seconds one contestant's run may take")
+    parser.add_argument("--quiet", type=float, default=0.25, help="before each run, wait until other processes"
+                        " use less than this share of the machine (it is shared)")  # fmt: skip
+    parser.add_argument("--quiet-wait", type=float, default=60, help="... for at most this many seconds")
     args = parser.parse_args()
     missing = [str(p) for p in (PROMPTFOO, NODE22, PEERS_PY, INSPECT) if not p.exists()]
     if missing:
@@ -420,7 +430,7 @@ def main() -> None:
                       timeout=1).status == 200, 30, mock, procs)  # fmt: skip
         distinct = workload.write_workload(tmp, args.items, RELEASE)
         print(f"workload: {args.items:,} traces, {distinct:,} distinct evidence hashes; tmp {tmp}", flush=True)
-        bench = Bench(tmp, procs, mock.pid, base_url, args.items, args.timeout)
+        bench = Bench(tmp, procs, mock.pid, base_url, args.items, args.timeout, (args.quiet, args.quiet_wait))
         (tmp / "store").mkdir()  # ingested once; each tracejury run gets a copy (cwd: the default paths)
         done = subprocess.run([TRACEJURY, "ingest", str(tmp / "traces.jsonl"), "--json"], cwd=tmp / "store",
                               env=bench.env, capture_output=True, text=True, timeout=600)  # fmt: skip
