@@ -9,10 +9,11 @@ real redis-server (``workers.limits.RedisLimiter``), else each uses the in-proce
 and at the end. A run reports, after the first 10 s: the median, 5th and 95th percentile of
 the limit, the share of requests the mock refused with a 429 and the calls answered per
 second; and when the limit first reached the cap. Runs alternate limited / unlimited,
-``--repeats`` times; medians.
+``--repeats`` times; medians. ``--fixed`` adds, after each unlimited run, one with the limit
+fixed at the cap (``adaptive_concurrency: false``): what the adaptive limit costs or saves.
 
     .venv/bin/python bench/adaptive.py [--seconds 40] [--repeats 3] [--server-max 100]
-        [--latency 200] [--callers 1500] [--cap 1024] [--processes 1]
+        [--latency 200] [--callers 1500] [--cap 1024] [--processes 1] [--only unlimited] [--fixed]
 """
 
 from __future__ import annotations
@@ -75,14 +76,17 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit("redis-server did not start")
 
 
-async def child(base_url: str, redis_url: str, start_at: float, seconds: float, callers: int, cap: int) -> None:
+async def child(
+    base_url: str, redis_url: str, start_at: float, seconds: float, callers: int, cap: int, adaptive: bool = True
+) -> None:
     """One client process: ``callers`` tasks calling the judge until ``start_at + seconds``
     (wall clock); prints its limit samples and call counts as one JSON line."""
     from bench.judges import requests
 
     reqs = requests(500)
     profile = JudgeProfile(name="bench", model="mock-judge", max_concurrency=cap, max_attempts=4,
-                           structured_output="json_schema", backoff_max_s=2.0)  # fmt: skip
+                           adaptive_concurrency=adaptive, structured_output="json_schema",
+                           backoff_max_s=2.0)  # fmt: skip
     limiter = None
     redis = None
     if redis_url:
@@ -130,7 +134,7 @@ def mock_stats(base_url: str) -> dict[str, int]:
     return httpx.get(base_url.removesuffix("/v1") + "/stats", timeout=10).json()
 
 
-def run(args: argparse.Namespace, limited: bool) -> dict[str, float]:
+def run(args: argparse.Namespace, limited: bool, adaptive: bool = True) -> dict[str, float]:
     """One run: the mock, perhaps Redis, the client processes; what they measured."""
     mock, base_url = start_mock(args.latency, args.server_max if limited else None)
     redis = None
@@ -143,7 +147,7 @@ def run(args: argparse.Namespace, limited: bool) -> dict[str, float]:
         per = args.callers // args.processes
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         argv = [sys.executable, __file__, "--child", base_url, redis_url, str(start_at), str(args.seconds), str(per),
-                str(args.cap)]  # fmt: skip
+                str(args.cap), "1" if adaptive else "0"]  # fmt: skip
         kids = [
             subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(args.processes)
         ]
@@ -181,8 +185,10 @@ def run(args: argparse.Namespace, limited: bool) -> dict[str, float]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        base_url, redis_url, start_at, seconds, callers, cap = sys.argv[2:8]
-        asyncio.run(child(base_url, redis_url, float(start_at), float(seconds), int(callers), int(cap)))
+        base_url, redis_url, start_at, seconds, callers, cap, adaptive = sys.argv[2:9]
+        asyncio.run(
+            child(base_url, redis_url, float(start_at), float(seconds), int(callers), int(cap), adaptive == "1")
+        )
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=40.0)
@@ -193,25 +199,31 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=1024, help="the profile's max_concurrency")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--only", choices=("limited", "unlimited"), default=None)
+    parser.add_argument("--fixed", action="store_true", help="also unlimited runs with the limit fixed at the cap")
     args = parser.parse_args()
-    kinds = [k for k in (True, False) if args.only is None or args.only == ("limited" if k else "unlimited")]
-    results: dict[bool, list[dict[str, float]]] = {k: [] for k in kinds}
+    kinds = [(k, True) for k in (True, False) if args.only is None or args.only == ("limited" if k else "unlimited")]
+    if args.fixed:
+        kinds.append((False, False))
+    results: dict[tuple[bool, bool], list[dict[str, float]]] = {k: [] for k in kinds}
     for r in range(args.repeats):
-        for limited in kinds:
-            res = run(args, limited)
-            results[limited].append(res)
-            name = f"limited N={args.server_max}" if limited else "unlimited"
+        for limited, adaptive in kinds:
+            res = run(args, limited, adaptive)
+            results[(limited, adaptive)].append(res)
+            name = f"limited N={args.server_max}" if limited else "unlimited" if adaptive else "unlimited, fixed"
             print(f"run {r + 1} {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in res.items()), flush=True)
     load = os.getloadavg()
     print(f"\nlatency {args.latency:g} ms, cap {args.cap}, {args.processes} process(es), {args.callers} callers,"
           f" {args.seconds:g} s runs (after {SETTLE_S:g} s), medians of {args.repeats};"
           f" load {load[0]:.1f}")  # fmt: skip
-    for limited, rows in results.items():
-        name = f"429 above {args.server_max} in flight" if limited else "no limit"
-        med = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+    for (limited, adaptive), rows in results.items():
+        name = f"429 above {args.server_max} in flight" if limited else "no limit" if adaptive else "no limit, fixed"
+        med = {k: statistics.median(row[k] for row in rows) for k in rows[0] if k != "reached_cap_s"}
+        reached = [row["reached_cap_s"] for row in rows if row["reached_cap_s"] == row["reached_cap_s"]]  # not NaN
+        med["reached_cap_s"] = statistics.median(reached) if reached else float("nan")
         print(f"{name}: limit median {med['median']:.0f} (p5 {med['p5']:.0f}, p95 {med['p95']:.0f}),"
               f" refused {med['refused_pct']:.2f}% of requests, {med['calls_per_s']:.0f} calls/s,"
-              f" cap reached at {med['reached_cap_s']:.1f} s, peak at the mock {med['peak_at_mock']:.0f}")  # fmt: skip
+              f" cap reached in {len(reached)} of {len(rows)} runs (median at {med['reached_cap_s']:.1f} s),"
+              f" peak at the mock {med['peak_at_mock']:.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ class RedisLimiter:
         self._total = 0  # slots held by all holders, as the last sync read it
         self._samples: deque[tuple[float, float, Signal, int]] = deque(maxlen=_MAX_SAMPLES)
         self._overloaded = False  # an overload among the samples: apply them on the next round trip
+        self._window_s = self._adaptive.min_window_s  # the shared limit's window, as last applied
         self._adapted = 0.0  # loop time the samples were last applied
         self._burst, self._lease, self._poll = burst_s, lease_s, poll_s
         self._check = min(check_s, lease_s / 3)  # renewals well inside the lease
@@ -273,16 +274,27 @@ class RedisLimiter:
 
     def observe(self, latency_s: float, signal: Signal) -> None:
         """An attempt made in a slot ended: its outcome goes to the shared limit on the next
-        round trip (at once for an overload)."""
+        round trip (at once for an overload, whose slot stays taken one window)."""
         if self._adaptive.floor == self._adaptive.cap:
             return
         if self._down:
             self._local_slots.observe(latency_s, signal)
             return
         self._samples.append((time.time(), latency_s, signal, self._in_use))
-        if signal == "overload" and not self._overloaded:
+        if signal != "overload":
+            return
+        # the slot stays taken one window (see AdaptiveSlots.observe: a queue of callers would
+        # cycle through the slots above the endpoint's capacity, a 429 each, within milliseconds)
+        loop = asyncio.get_running_loop()
+        self._in_use += 1
+        loop.call_later(self._window_s, self._release, loop)
+        if not self._overloaded:
             self._overloaded = True
             self._wake.set()
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._in_use -= 1
+        self._serve(loop)
 
     async def settle(self) -> None:
         """Give back at once the slots this process holds but does not use (a chunk ended:
@@ -406,7 +418,7 @@ class RedisLimiter:
             if await self._swap_state(keys=self._state_keys, args=[old, new, limit.current, _STATE_TTL_S]):
                 for _ in samples:
                     self._samples.popleft()
-                self._limit = limit.current
+                self._limit, self._window_s = limit.current, limit.window_s
                 return
 
     def _go_local(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -8,7 +8,7 @@ with a latency guard, as TCP congestion control and Netflix's concurrency-limits
                          └─► a reply: its latency joins the window
     a window closes after one round trip (the smoothed latency, at least ``min_window_s``):
         mean latency > tolerance × baseline ──► cut (the endpoint is queueing our calls)
-        else, if the window used at least half the limit (not limited by demand):
+        else, if the window's calls filled the limit (demand wanted more):
             slow start (no cut yet) ──► limit × 2
             afterwards              ──► limit + step, the step growing by one every
                                         ``probe_every`` calm windows (a recovered endpoint
@@ -74,8 +74,12 @@ class AdaptiveSettings:
     """The limit never goes above this (the profile's ``max_concurrency``)."""
     backoff: float = 0.9
     """A cut multiplies the limit by this."""
-    tolerance: float = 2.0
-    """A window whose mean latency exceeds this many times the baseline is an overload."""
+    tolerance: float = 3.0
+    """A window whose mean latency exceeds this many times the baseline is an overload. Three,
+    not the two of Netflix's gradient limiter: an LLM's latency swings with its reply length,
+    and at 2 a client whose own CPU is saturated (its loop delays replies) cut a fast endpoint
+    from 1,024 to ~650 in flight for ~10% fewer calls/s (BENCHMARKS.md); 429s, 503s and
+    timeouts remain the signals that act first."""
     min_window_s: float = 0.05
     """The shortest window (a very fast endpoint still gets a few calls per window)."""
     probe_every: int = 10
@@ -151,10 +155,12 @@ class AdaptiveLimit:
             self.window_n += 1
             self.window_latency_s += max(0.0, latency_s)
         self.window_peak = max(self.window_peak, in_flight)
-        if self.window_n and now - self.window_start >= self._window_s():
+        if self.window_n and now - self.window_start >= self.window_s:
             self._close(now)
 
-    def _window_s(self) -> float:
+    @property
+    def window_s(self) -> float:
+        """How long a window lasts: one round trip (the smoothed latency), at least ``min_window_s``."""
         return max(self.settings.min_window_s, self.rtt_s or 0.0)
 
     def _close(self, now: float) -> None:
@@ -169,7 +175,7 @@ class AdaptiveLimit:
         if baseline is not None and mean > s.tolerance * baseline:
             self._cut(now)
             return
-        if self.window_peak * 2 >= self.limit:  # demand used the limit: room to grow is wanted
+        if self.window_peak >= self.current:  # the calls filled the limit: demand wants more room
             if self.slow_start:
                 self.limit = min(float(s.cap), self.limit * 2)
             else:
@@ -178,7 +184,7 @@ class AdaptiveLimit:
         self._new_window(now)
 
     def _cut(self, now: float) -> None:
-        if self.last_cut is not None and now - self.last_cut < self._window_s():
+        if self.last_cut is not None and now - self.last_cut < self.window_s:
             return  # the same burst: one cut per window
         s = self.settings
         self.limit = max(float(s.floor), math.floor(self.limit * s.backoff))
@@ -268,8 +274,20 @@ class AdaptiveSlots:
             self._serve()
 
     def observe(self, latency_s: float, signal: Signal) -> None:
-        """Feed one attempt's outcome to the limit (a grown limit lets waiters in at once)."""
+        """Feed one attempt's outcome to the limit (a grown limit lets waiters in at once).
+
+        An overload keeps its slot taken for one window after it ends: a 429 comes back at
+        once and frees its slot for the next waiter, which would get a 429 too — a whole queue
+        of callers cycles through the slots above the endpoint's capacity within milliseconds.
+        Held, those slots pass at most one 429 each per round trip while the cuts come down."""
         self.adaptive.observe(self._clock(), latency_s, signal, self._in_use)
+        if signal == "overload" and self.adaptive.settings.floor < self.adaptive.settings.cap:
+            self._in_use += 1
+            asyncio.get_running_loop().call_later(self.adaptive.window_s, self._release)
+        self._serve()
+
+    def _release(self) -> None:
+        self._in_use -= 1
         self._serve()
 
     def _serve(self) -> None:

@@ -19,7 +19,7 @@ from judges.llm import JudgeClient, JudgeProfile, JudgeRequest, JudgeVerdict, ma
 from tests.integration.procs import EXE, RedisServer, free_port, run_spawned, start, stop, wait_port
 from tests.unit.test_judge_client import SCHEMA
 
-SLOTS, LATENCY_MS, SECONDS, SETTLE_S = 20, 100, 6.0, 3.0
+SLOTS, LATENCY_MS, SECONDS, SETTLE_S = 40, 200, 6.0, 3.0
 PROFILE = JudgeProfile(name="adaptive", model="mock-judge", max_concurrency=1024, initial_concurrency=32,
                        structured_output="json_schema", backoff_max_s=1.0)  # fmt: skip
 

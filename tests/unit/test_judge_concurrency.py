@@ -210,3 +210,24 @@ def test_a_cancelled_waiter_gives_its_place_away() -> None:
 
     assert asyncio.run(main()) == 1
     assert slots.in_flight == 0 and slots.waiting == 0
+
+
+def test_an_overload_keeps_its_slot_one_window_so_waiters_do_not_cycle_through_429s() -> None:
+    slots = AdaptiveSlots(AdaptiveSettings(initial=2, floor=1, cap=8, min_window_s=0.05))
+
+    async def main() -> tuple[int, int, int]:
+        async with slots.slot():
+            slots.observe(0.001, "overload")  # a 429: the limit is cut to 1 ...
+        held = slots.in_flight  # ... and the slot is still taken
+        await asyncio.sleep(0.08)
+        return slots.limit, held, slots.in_flight
+
+    assert asyncio.run(main()) == (1, 1, 0)
+    fixed = AdaptiveSlots(AdaptiveSettings.fixed(2))
+
+    async def fixed_main() -> int:
+        async with fixed.slot():
+            fixed.observe(0.001, "overload")
+        return fixed.in_flight
+
+    assert asyncio.run(fixed_main()) == 0  # a fixed limit learns nothing and holds nothing
