@@ -228,7 +228,10 @@ async def _judge(rubric: Rubric, ev: Evidence, base: dict[str, Any], judges: Jud
         return outcome
 
     start = time.perf_counter()
-    results = await asyncio.gather(*(sample(i) for i in range(spec.samples)))
+    if spec.samples == 1:  # the common case: no task and gathering future per call
+        results = [await sample(0)]
+    else:
+        results = list(await asyncio.gather(*(sample(i) for i in range(spec.samples))))
     latency = int((time.perf_counter() - start) * 1000)
     outcomes = [o for o, _ in results]
     attempts = sum(o.attempts for o, hit in results if not hit)

@@ -164,9 +164,29 @@ async def score_release(
                         spend_store.usage(engine, batch_id), finalisers or {})  # fmt: skip
 
 
+PIPELINE = 2
+"""Chunks ``score`` runs at once: the next chunk's traces are read and its calls started while
+the current one's are in flight, so the judge does not idle at chunk boundaries."""
+
+
 async def _score_all(
     deps: ScoringDeps, batch_id: str, trace_ids: list[str], rubrics: list[Rubric], concurrency: int
 ) -> None:
-    for start in range(0, len(trace_ids), CHUNK):
-        chunk = trace_ids[start : start + CHUNK]
-        await score_chunk(deps, batch_id, chunk, rubrics, concurrency=concurrency)
+    flight = SingleFlight()  # one question, one call: across the chunks of the run too
+    running: set[asyncio.Task[list[Evaluation]]] = set()
+    try:
+        for start in range(0, len(trace_ids), CHUNK):
+            if len(running) >= PIPELINE:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # a chunk that raised ends the run
+            chunk = trace_ids[start : start + CHUNK]
+            running.add(asyncio.create_task(score_chunk(deps, batch_id, chunk, rubrics,
+                                                        concurrency=concurrency, flight=flight)))  # fmt: skip
+        for task in asyncio.as_completed(running):
+            await task
+        running = set()
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

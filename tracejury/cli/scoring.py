@@ -175,12 +175,17 @@ def mock_judge(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Worker processes (Celery prefork).")] = 1,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Scoring processes (Celery prefork children); default: one per CPU.", min=1)
+    ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Start a Celery worker on the configured broker."""
+    import os
+
     from workers.celery_app import QUEUE, create_app
 
+    concurrency = concurrency or os.cpu_count() or 1  # a child scores on one core: use them all
     celery = create_app(_settings())
     argv = ["worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}", "--pool=prefork"]
     celery.worker_main([*argv, "-Q", QUEUE, "--without-gossip", "--without-mingle"])
