@@ -390,8 +390,10 @@ def report(contestants: list[Contestant], args: argparse.Namespace, load: tuple[
     print()
     print("Versions: " + "; ".join(f"{k} {v}" for k, v in _versions().items()))
     print()
-    print("Commands (ITEMS, TRACES: this run's files; P: the mock's port; each tracejury run in a fresh copy of")
-    print("the ingested store, cwd = that folder, TRACEJURY_JUDGE_BASE_URL=http://127.0.0.1:P/v1):")
+    print("Commands (ITEMS: this run's items.jsonl; P: the mock's port; each run in a fresh folder: promptfoo's")
+    print("with a copy of bench/peers/promptfooconfig.yaml and its tests.yaml, node 22 first on PATH and")
+    print("OPENAI_BASE_URL=http://127.0.0.1:P/v1; Inspect's with a copy of bench/peers/inspect_task.py; each")
+    print("tracejury run's with a copy of the ingested store, TRACEJURY_JUDGE_BASE_URL=http://127.0.0.1:P/v1):")
     for c in contestants:
         print(f"- {c.name}: `{c.command}`")
 
@@ -439,7 +441,7 @@ def main() -> None:
         pf = "promptfoo eval -c promptfooconfig.yaml -j {j} --no-cache --no-write --no-table --no-progress-bar" \
              " -o results.json"  # fmt: skip
         insp = (
-            "MOCK_BASE_URL=http://127.0.0.1:P/v1 MOCK_API_KEY=bench inspect eval bench/peers/inspect_task.py"
+            "MOCK_BASE_URL=http://127.0.0.1:P/v1 MOCK_API_KEY=bench inspect eval inspect_task.py"
             " --model openai-api/mock/mock-judge -T items=ITEMS --display none"
         )
         plan: list[tuple[Contestant, object]] = []
