@@ -161,3 +161,20 @@ def test_growing_tables_have_64_bit_ids(db_url: str) -> None:
             ).scalar_one()
             assert maximum == 2**63 - 1
     engine.dispose()
+
+
+def test_processes_started_together_migrate_a_new_store_once(db_url: str) -> None:
+    """A worker, ``serve`` and a CLI command started at once on a new store: one migrates, the
+    others wait for it and find the schema done (no 'table already exists')."""
+    import subprocess
+    import sys
+
+    code = "import sys; from tracejury.store.engine import open_engine; open_engine(sys.argv[1]).dispose()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]  # fmt: skip
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    engine = make_engine(db_url)
+    head, _ = _revisions(engine)
+    assert _current(engine) == head
+    engine.dispose()

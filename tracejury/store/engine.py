@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Dialect, Engine, Insert, Table, create_engine, event
+from sqlalchemy import Dialect, Engine, Insert, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext
 
@@ -73,19 +76,58 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
+_MIGRATION_LOCK = 0x7472_6A79_6D69_67  # "trjymig": PostgreSQL advisory lock key of migrations
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Held while one process migrates, so processes started together (a worker, ``serve``, a
+    CLI command on a new store) never run the same migration twice: PostgreSQL's advisory lock,
+    an exclusive lock on ``<database>.migrate.lock`` beside a SQLite file."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    import fcntl
+
+    with open(Path(database).with_name(Path(database).name + ".migrate.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision`` unless it is already there."""
+    """Upgrade the schema to ``revision`` unless it is already there (one process at a time:
+    the others wait, then find it done)."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     cfg = alembic_config(engine)
     head = ScriptDirectory.from_config(cfg).get_current_head()
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    if revision == "head" and current == head:
+
+    def current() -> str | None:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    if revision == "head" and current() == head:
         return
-    command.upgrade(cfg, revision)
+    with _migration_lock(engine):
+        if revision == "head" and current() == head:  # another process migrated meanwhile
+            return
+        command.upgrade(cfg, revision)
 
 
 def open_engine(url: str) -> Engine:
