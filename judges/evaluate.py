@@ -227,12 +227,13 @@ async def _judge(rubric: Rubric, ev: Evidence, base: dict[str, Any], judges: Jud
             flight.remember(keys[i], outcome)
         return outcome
 
-    start = time.perf_counter()
     if spec.samples == 1:  # the common case: no task and gathering future per call
         results = [await sample(0)]
     else:
         results = list(await asyncio.gather(*(sample(i) for i in range(spec.samples))))
-    latency = int((time.perf_counter() - start) * 1000)
+    # the calls' own time from send (the client leaves out slot, budget and backoff waits);
+    # samples run concurrently, so the slowest one's; a cache hit or a shared call took none
+    latency = max((o.latency_ms for o, hit in results if not hit), default=0)
     outcomes = [o for o, _ in results]
     attempts = sum(o.attempts for o, hit in results if not hit)
     tokens = _spend(results, judges.prices.get(spec.profile))

@@ -80,3 +80,33 @@ def test_label_outside_the_rubric_is_rubric_mismatch(
     out = _score(workspace, mock_judge, "answer_correctness")
     assert out["failures"] == {"rubric_mismatch": out["status"]["judge_failed"]}
     assert out["status"]["scored"] == 0
+
+
+def test_latency_is_the_call_s_own_not_the_wait_for_a_slot(
+    workspace: dict[str, str], mock_judge: str, tmp_path: Path
+) -> None:
+    """One call at a time against a 20 ms judge: 120 calls queue for the one slot, yet each
+    evaluation's latency_ms is its own call's (it used to include the wait: seconds)."""
+    import shutil
+
+    import yaml
+
+    rubrics = tmp_path / "rubrics-serial"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rubrics", rubrics)
+    profiles = {"profiles": [{"name": "default", "model": "mock-judge", "max_concurrency": 1,
+                              "adaptive_concurrency": False}]}  # fmt: skip
+    (rubrics / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    _score({**workspace, "TRACEJURY_RUBRICS_DIR": str(rubrics)}, mock_judge, "tool_grounded_correctness")
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(workspace["TRACEJURY_DATABASE_URL"])
+    with engine.connect() as conn:
+        latencies = sorted(conn.execute(text(
+            "select latency_ms from evaluation where evaluator_id = 'tool_grounded_correctness'"
+            " and status = 'scored' and cached = 0"
+        )).scalars())  # fmt: skip
+    engine.dispose()
+    assert len(latencies) >= 20, latencies
+    assert 15 <= latencies[len(latencies) // 2] < 500, latencies
+    assert latencies[-1] < 1000, latencies

@@ -146,6 +146,7 @@ def test_two_workers_judge_each_distinct_question_once(
         for w in workers:
             stop(w)
         proxy.shutdown()
+        proxy.server_close()  # the listening socket, else a ResourceWarning fails a later test
         proxy.client.close()
 
     engine = create_engine(base_env["TRACEJURY_DATABASE_URL"])
