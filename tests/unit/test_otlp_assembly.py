@@ -124,3 +124,23 @@ def test_quarantine_keeps_every_span_whole() -> None:
     raw = orjson.loads(asm.quarantine_raw(asm.expired(T, _fragments([spans[1:]]), 1).reports[0], spans[1:], []))
     assert [s["spanId"] for s in raw["spans"]] == [s.span_id for s in spans[1:]]
     assert raw["spans"][0]["attributes"] == dict(spans[1].attrs)
+
+
+def test_staging_redacts_every_text_a_fragment_stores() -> None:
+    """Span and event names, status messages, exception types, attributes, log bodies and
+    resources: nothing a detector finds is staged as sent; ids and config attributes are."""
+    from tracejury.core.otlp_spans import Event, LogRecord, Span
+    from tracejury.core.redaction import default_policy
+
+    mail = "bob@example.com"
+    resource = {"service.name": "shop", "host.owner": mail}
+    span = Span(trace_id="ab" * 16, span_id="cd" * 8, parent_id=None, name=f"reply to {mail}", start_ns=1, end_ns=2,
+                attrs={"user.note": mail, "tracejury.release_id": "r1"}, resource=resource, status_code=2,
+                status_message=f"failed for {mail}", exception_types=(f"Err[{mail}]",),
+                events=(Event(f"{mail} said", 1, {"k": mail}, None),))  # fmt: skip
+    record = LogRecord("ab" * 16, "cd" * 8, Event(mail, 1, {}, {"content": mail}), resource)
+    group = asm.StagedGroup("ab" * 16, (span,), (record,))
+    staged = asm.redact_group(group, default_policy())
+    body = asm.dump_fragment(staged)
+    assert staged.redacted and mail.encode() not in body, body
+    assert b"[EMAIL_#" in body and b'"tracejury.release_id":"r1"' in body and b'"service.name":"shop"' in body

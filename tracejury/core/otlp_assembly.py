@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from tracejury.core.otlp import HASHED_IDS, MODEL_ATTRIBUTES, TRACEJURY_ATTRIBUTES, TraceOrigin, map_trace
-from tracejury.core.otlp_genai import Unmappable, id_hash
+from tracejury.core.otlp_genai import Unmappable, staged_id
 from tracejury.core.otlp_spans import Event, LogRecord, Span, SpanReport
 from tracejury.core.redaction import Redactor, Renumbering, collect_strings
 
@@ -103,14 +103,14 @@ def _attrs(attrs: Mapping[str, Any], value: Callable[[Any], Any], hash_ids: bool
         if k in STAGING_KEEP:
             out[k] = v
         elif k in HASHED_IDS and hash_ids and isinstance(v, str | int | float):
-            out[k] = id_hash(v)  # the mapping only hashes them: hashed before they are stored
+            out[k] = staged_id(v)  # the mapping only hashes them: hashed before they are stored
         else:
             out[k] = value(v)
     return out
 
 
 def _event_with(e: Event, value: Callable[[Any], Any], hash_ids: bool) -> Event:
-    return Event(e.name, e.time_ns, _attrs(e.attrs, value, hash_ids), value(e.body))
+    return Event(value(e.name), e.time_ns, _attrs(e.attrs, value, hash_ids), value(e.body))
 
 
 class _Rewrite:
@@ -129,6 +129,7 @@ class _Rewrite:
         v, h = self.value, self.hash_ids
         return dataclasses.replace(s, name=v(s.name), attrs=_attrs(s.attrs, v, h), resource=self.resource(s.resource),
                                    status_message=v(s.status_message),
+                                   exception_types=tuple(v(t) for t in s.exception_types),
                                    events=tuple(_event_with(e, v, h) for e in s.events))  # fmt: skip
 
     def log(self, r: LogRecord) -> LogRecord:
@@ -141,14 +142,14 @@ def _texts_of(group: StagedGroup) -> list[str]:
     values: list[Any] = []
     seen: set[int] = set()
     for s in group.spans:
-        values += (s.name, s.status_message)
+        values += (s.name, s.status_message, *s.exception_types)
         values += [v for k, v in s.attrs.items() if k not in STAGING_KEEP]
         for e in s.events:
             values += [v for k, v in e.attrs.items() if k not in STAGING_KEEP]
-            values.append(e.body)
+            values += (e.name, e.body)
     for r in group.logs:
         values += [v for k, v in r.event.attrs.items() if k not in STAGING_KEEP]
-        values.append(r.event.body)
+        values += (r.event.name, r.event.body)
     for res in [s.resource for s in group.spans] + [r.resource for r in group.logs]:
         if id(res) not in seen:
             seen.add(id(res))

@@ -23,6 +23,8 @@ from tracejury.core.otlp_spans import STATUS_ERROR, Span
 
 __all__ = [
     "id_hash",
+    "staged_id",
+    "STAGED_ID",
     "DECISIONS",
     "DETAILS_EVENT",
     "INT64_MAX",
@@ -172,16 +174,22 @@ def flag(value: Any, key: str) -> bool | None:
     raise Unmappable(f"{key} must be a boolean, got {_short(value)}")
 
 
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+STAGED_ID = "tracejury-staged-id:"
+"""Prefix of an id that OTLP staging hashed before storing it (``staged_id``)."""
+
+
+def staged_id(value: Any) -> str:
+    """An id as staging stores it: hashed (``content_hash``) and marked so, for ``id_hash``."""
+    return STAGED_ID + content_hash(value)
 
 
 def id_hash(value: Any) -> str | None:
-    """``content_hash`` of an id, None for None; an id already hashed (OTLP staging hashes
-    session ids before storing them) is kept as it is."""
+    """``content_hash`` of an id, None for None; an id staging hashed already (``staged_id``)
+    is the same hash unmarked."""
     if value is None:
         return None
-    if isinstance(value, str) and _SHA256.fullmatch(value):
-        return value
+    if isinstance(value, str) and value.startswith(STAGED_ID):
+        return value[len(STAGED_ID) :]
     return content_hash(value)
 
 
