@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from judges.catalog import Catalog
 from judges.evaluate import SingleFlight
@@ -366,7 +367,12 @@ def run_chunk(
         deadline = time.monotonic() + CHAIN_S
         while running:
             while requeue is not None and len(running) < CHAIN_DEPTH and time.monotonic() < deadline:
-                taken = store.claim_next_chunk(engine, batch_id, worker, settings.chunk_lease_s)
+                try:
+                    taken = store.claim_next_chunk(engine, batch_id, worker, settings.chunk_lease_s)
+                except Exception:  # the store is busy or down: take no more; what runs ends as usual
+                    log.warning("could not take the next chunk of %s; its message will", batch_id, exc_info=True)
+                    deadline = 0.0
+                    break
                 if taken is None:
                     break
                 running.add(asyncio.create_task(job.score_chained(scope, taken, requeue)))
@@ -389,14 +395,28 @@ class _ChunkJob:
         self.rubrics = rubrics
 
     async def score_chained(self, scope: _Scope, chunk_no: int, requeue: Enqueue) -> str:
-        """A chunk this worker took itself: on an error it goes back to the queue."""
+        """A chunk this worker took itself, under its task's policy: a database error gives it
+        back to the queue (its own message retries it); any other error fails it with that
+        error, and with it the batch. Never raises: the chunks beside it run on."""
         try:
             return await self.score(scope, chunk_no)
-        except Exception:
+        except (OperationalError, InterfaceError):
             log.warning("chunk %s/%d (chained) failed; sent again", self.batch_id, chunk_no, exc_info=True)
-            store.release_claim(self.engine, self.batch_id, chunk_no, self.worker)
-            requeue(self.batch_id, chunk_no)
+            try:
+                store.release_claim(self.engine, self.batch_id, chunk_no, self.worker)
+                requeue(self.batch_id, chunk_no)
+            except Exception:  # the store or broker is down: the lease sweep re-sends it
+                log.warning("could not give chunk %s/%d back", self.batch_id, chunk_no, exc_info=True)
             return "requeued"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("chunk %s/%d (chained) failed: %s", self.batch_id, chunk_no, error, exc_info=True)
+            try:
+                if store.fail_chunk(self.engine, self.batch_id, chunk_no, error, self.worker):
+                    finish(self.engine, self.batch_id)
+            except Exception:  # the store is down: the lease runs out and the sweep re-sends it
+                log.warning("could not fail chunk %s/%d", self.batch_id, chunk_no, exc_info=True)
+            return "failed"
 
     async def score(self, scope: _Scope, chunk_no: int) -> str:
         """Score a chunk this worker holds, then mark it done (or capped) and maybe end the batch."""

@@ -152,3 +152,59 @@ def test_only_the_holder_completes_a_chunk(populated: Any) -> None:
     assert not store.complete_chunk(populated, b, 0, "w1")
     assert not store.fail_chunk(populated, b, 0, "boom", "w1")
     assert store.complete_chunk(populated, b, 0, "w2")
+
+
+def _chunk_rows(engine: Any, b: str) -> dict[int, tuple[str, str | None]]:
+    from sqlalchemy import select
+
+    from tracejury.store.tables import BatchChunk
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(BatchChunk.chunk_no, BatchChunk.state, BatchChunk.error)
+                            .where(BatchChunk.batch_id == b)).all()  # fmt: skip
+    return {n: (state, error) for n, state, error in rows}
+
+
+def test_a_store_error_while_chaining_ends_the_running_chunks_normally(
+    populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking the next chunk fails (the store is locked): the task's own chunk still ends done,
+    nothing is left running, and the untaken chunks stay pending for their messages."""
+    from sqlalchemy.exc import OperationalError
+
+    from workers.batches import run_chunk
+
+    created, _ = _create(populated)
+    b = created.batch_id
+
+    def locked(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("UPDATE batch_chunk", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "claim_next_chunk", locked)
+    assert run_chunk(populated, Settings(chunk_size=10), b, 0, requeue=lambda b, c: None) == "done"
+    rows = _chunk_rows(populated, b)
+    assert rows[0][0] == "done" and all(state == "pending" for n, (state, _) in rows.items() if n != 0)
+
+
+def test_a_chained_chunk_that_fails_for_good_fails_with_its_error(
+    populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chained chunk raising a non-database error is failed with that error (as its own
+    task would), not sent round again until the sweeper gives up with a generic message."""
+    from workers.batches import _ChunkJob, run_chunk
+
+    created, _ = _create(populated)
+    b = created.batch_id
+    real = _ChunkJob._score
+    requeued: list[int] = []
+
+    async def broken(self: Any, scope: Any, chunk_no: int, trace_ids: list[str]) -> bool:
+        if chunk_no == 1:
+            raise ValueError("a poison chunk")
+        return await real(self, scope, chunk_no, trace_ids)
+
+    monkeypatch.setattr(_ChunkJob, "_score", broken)
+    run_chunk(populated, Settings(chunk_size=10), b, 0, requeue=lambda b, c: requeued.append(c))
+    rows = _chunk_rows(populated, b)
+    assert rows[1] == ("failed", "ValueError: a poison chunk") and 1 not in requeued
+    assert rows[0][0] == "done"
