@@ -27,6 +27,10 @@ __all__ = ["StoreClaims"]
 
 log = logging.getLogger(__name__)
 
+MAX_FAILED_TICKS = 20
+"""Store failures in a row (backing off to 1 s apart, ~15 s in all) before the ended calls'
+writes are dropped."""
+
 
 class StoreClaims:
     """``judges.evaluate.SharedClaims`` on the store, for one worker process (``owner``)."""
@@ -77,25 +81,34 @@ class StoreClaims:
 
     def flush(self) -> None:
         """Write the verdicts of ended calls to the cache and end their claims now (a chunk's
-        end: nothing may wait for a tick of a loop that is about to stop)."""
+        end: nothing may wait for a tick of a loop that is about to stop). When the store
+        fails, they stay queued for the next tick (their claims are still held: others wait)."""
         if self._done:
             done, self._done = self._done, []
             judged = [(k, v) for k, v in done if v is not None]
-            self._cache_put(judged)
-            self._release([k for k, _ in judged], [k for k, v in done if v is None], self.owner)
+            try:
+                self._cache_put(judged)
+                self._release([k for k, _ in judged], [k for k, v in done if v is None], self.owner)
+            except Exception:
+                self._done = done + self._done
+                raise
 
     def _wake(self) -> None:
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick_while_busy())
 
     async def _tick_while_busy(self) -> None:
+        failures = 0
         while self._asked or self._waiting or self._done or self._held:
             try:
                 self._tick()
+                failures = 0
             except Exception as exc:  # the store failed: nobody waits on it forever
-                log.warning("judge claims: %s; calling the judge without them", exc, exc_info=True)
-                self._fail_open()
-            await asyncio.sleep(self.tick_s)
+                failures += 1
+                log.warning("judge claims: %s; calling the judge without them", exc, exc_info=failures == 1)
+                self._fail_open(give_up=failures >= MAX_FAILED_TICKS)
+            # after a failure, back off (to 1 s) before the ended calls' writes are tried again
+            await asyncio.sleep(min(1.0, self.tick_s * 2**failures))
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -133,10 +146,15 @@ class StoreClaims:
             else:
                 self._waiting.setdefault(key, []).extend(futures)
 
-    def _fail_open(self) -> None:
-        """The store is unreachable: every asker calls the judge (a duplicate call at worst)."""
+    def _fail_open(self, *, give_up: bool = False) -> None:
+        """The store is unreachable: every asker calls the judge (a duplicate call at worst).
+        The ended calls' cache writes and releases are tried again on the next ticks, until
+        ``give_up`` (their claims then run out ``ttl_s`` after this process stops renewing)."""
         for futures in (*self._asked.values(), *self._waiting.values()):
             for f in futures:
                 if not f.done():
                     f.set_result(None)
-        self._asked, self._waiting, self._done = {}, {}, []
+        self._asked, self._waiting = {}, {}
+        if give_up and self._done:
+            log.error("judge claims: dropping %d ended call(s) the store would not take", len(self._done))
+            self._done = []

@@ -84,7 +84,8 @@ class JudgeVerdict:
     attempts: int
     """HTTP attempts made, the successful one included."""
     latency_ms: int
-    """Wall time of the call, all attempts and waits included."""
+    """Time the attempts spent on the wire, from send to reply (waits for a slot, the budget
+    and backoffs left out)."""
     model: str
     """The model that answered (the reply's ``model``, else the profile's)."""
     timeouts: int = 0
@@ -106,7 +107,8 @@ class JudgeFailure:
     attempts: int
     """HTTP attempts made (0 when the call was never sent)."""
     latency_ms: int
-    """Wall time of the call, all attempts and waits included."""
+    """Time the attempts spent on the wire, from send to reply (waits for a slot, the budget
+    and backoffs left out)."""
     prompt_tokens: int | None = None
     """Prompt tokens the endpoint reported for a reply it billed but that held no verdict
     (an invalid or off-rubric reply): spent money too."""

@@ -242,7 +242,7 @@ def claim_keys(
 def release_keys(engine: Engine, judged: Sequence[CacheKey], failed: Sequence[CacheKey], owner: str) -> None:
     """End ``owner``'s claims: ``judged`` calls ended with a verdict (in the cache now: the
     claim stays a minute, marked done), ``failed`` ones without (deleted: the next asker calls
-    the judge itself). Claims expired a minute ago go too."""
+    the judge itself)."""
     now = datetime.now(UTC)
     done_ids = list({_claim_id(k) for k in judged})
     failed_ids = list({_claim_id(k) for k in failed})
