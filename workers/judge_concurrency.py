@@ -44,6 +44,7 @@ class ConcurrencyPublisher:
         self._ids = {name: getattr(c.concurrency, "holder", None) or uuid.uuid4().hex for name, c in clients.items()}
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._writing = asyncio.Lock()
 
     def reports(self) -> list[ConcurrencyReport]:
         """What each client's concurrency says now."""
@@ -64,7 +65,12 @@ class ConcurrencyPublisher:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def flush(self) -> None:
-        """Report now."""
+        """Report now (after a report being written, never before it: writes run in a
+        thread, and a late one would put an older state back)."""
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         reports = self.reports()
         if not reports:
             return
@@ -78,16 +84,18 @@ class ConcurrencyPublisher:
             self._failing = False
 
     async def aclose(self) -> None:
-        """Stop reporting and drop this process's rows."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        try:
-            await asyncio.to_thread(self._withdraw, list(self._ids.values()))
-        except Exception as exc:  # stale rows stop being reported after FRESH_S anyway
-            log.warning("could not withdraw judge concurrency reports (%s)", one_line_error(exc))
+        """Stop reporting and drop this process's rows (once no report is being written: a
+        cancelled write's thread would still land after the withdrawal)."""
+        async with self._writing:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            try:
+                await asyncio.to_thread(self._withdraw, list(self._ids.values()))
+            except Exception as exc:  # stale rows stop being reported after FRESH_S anyway
+                log.warning("could not withdraw judge concurrency reports (%s)", one_line_error(exc))
 
     async def _loop(self) -> None:
         while True:

@@ -104,7 +104,7 @@ def test_latency_is_the_call_s_own_not_the_wait_for_a_slot(
     with engine.connect() as conn:
         latencies = sorted(conn.execute(text(
             "select latency_ms from evaluation where evaluator_id = 'tool_grounded_correctness'"
-            " and status = 'scored' and cached = 0"
+            " and status = 'scored' and not cached"
         )).scalars())  # fmt: skip
     engine.dispose()
     assert len(latencies) >= 20, latencies
