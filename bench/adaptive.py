@@ -38,21 +38,17 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
 from judges.llm import JudgeClient, JudgeProfile, JudgeVerdict, make_http_client  # noqa: E402
+from judges.mock import spawn_mock_judge  # noqa: E402
 
 SETTLE_S = 10.0
 
 
 def start_mock(latency_ms: float, max_inflight: int | None) -> tuple[subprocess.Popen[str], str]:
     """A mock judge process on a free loopback port; returns it and its base URL."""
-    code = ("from judges.mock import serve;"
-            f" serve('127.0.0.1', 0, latency_ms={latency_ms}, max_inflight={max_inflight})")  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if "listening on " not in line:
-        proc.kill()
-        sys.exit(f"mock judge did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1]
+    try:
+        return spawn_mock_judge(latency_ms=latency_ms, max_inflight=max_inflight)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:

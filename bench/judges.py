@@ -49,6 +49,7 @@ from judges.llm import (  # noqa: E402
     JudgeVerdict,
     make_http_client,
 )
+from judges.mock import spawn_mock_judge  # noqa: E402
 from tracejury.core.simulate import simulate  # noqa: E402
 
 LABELS = ("pass", "fail")
@@ -86,17 +87,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_mock(latency_ms: int, dialect: str = "openai") -> tuple[subprocess.Popen[str], str]:
-    """A mock judge process on a free loopback port; returns it and its base URL."""
-    code = ("import sys; from judges.mock import serve;"
-            f" serve('127.0.0.1', 0, latency_ms={latency_ms}, dialect={dialect!r})")  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if "listening on " not in line:
-        proc.kill()
-        sys.exit(f"mock judge did not start: {line!r}")
-    return proc, line.rsplit(" ", 1)[1]
+    """A mock judge process on a free loopback port (``dialect``); returns it and its base URL."""
+    try:
+        return spawn_mock_judge(latency_ms=latency_ms, dialect=dialect)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
 
 
 @dataclass

@@ -10,7 +10,15 @@ from judges.mock.bias import BIAS_KEYS, Bias, flip_draw
 from judges.mock.dialects import DIALECTS, Dialect, check, is_reasoning_model
 from judges.mock.faults import FAULT_KINDS, HANG_S, FaultKind, FaultPlan, faulty_reply, parse_faults
 from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_list
-from judges.mock.server import MockJudge, MockStats, build_app, running_mock_judge, serve, start_mock_judge
+from judges.mock.server import (
+    MockJudge,
+    MockStats,
+    build_app,
+    running_mock_judge,
+    serve,
+    spawn_mock_judge,
+    start_mock_judge,
+)
 from judges.mock.verdict import (
     CONFIDENCE,
     DEFAULT_LABELS,
@@ -59,5 +67,6 @@ __all__ = [
     "running_mock_judge",
     "schema_of",
     "serve",
+    "spawn_mock_judge",
     "start_mock_judge",
 ]

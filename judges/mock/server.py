@@ -28,6 +28,7 @@ import hashlib
 import math
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -44,7 +45,7 @@ from judges.mock.replies import MOCK_MODEL, chat_completion, error_body, model_l
 from judges.mock.verdict import labels_of, reply_for
 from tracejury.core.errors import ConfigError
 
-__all__ = ["MockJudge", "MockStats", "build_app", "running_mock_judge", "serve", "start_mock_judge"]
+__all__ = ["MockJudge", "MockStats", "build_app", "running_mock_judge", "serve", "spawn_mock_judge", "start_mock_judge"]
 
 _SEEN_MAX = 200_000  # distinct bodies remembered for fault draws; forgotten all at once past it
 _RETRY_AFTER_S = "1"
@@ -183,9 +184,7 @@ class _Handlers:
 
 
 def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
-    )
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
 
 
 def _plan(latency_ms: float, latency_sigma: float, faults: str, seed: int) -> FaultPlan:
@@ -285,9 +284,7 @@ async def start_mock_judge(
     """Start a mock judge in the running loop; port 0 picks a free port (see ``.port``)."""
     app = build_app(latency_ms=latency_ms, latency_sigma=latency_sigma, faults=faults, seed=seed, bias=bias,
                     dialect=dialect, max_inflight=max_inflight)  # fmt: skip
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
-    )
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     try:
@@ -368,3 +365,18 @@ def serve(
                 loop.remove_signal_handler(sig)
 
     asyncio.run(main())
+
+
+def spawn_mock_judge(**kwargs: Any) -> tuple[subprocess.Popen[str], str]:
+    """The mock judge in its own process on a free 127.0.0.1 port (``serve(**kwargs)``), for
+    benchmarks that must not share its CPU; returns the process and its base URL. Raises
+    ``RuntimeError`` with the process's first line when it does not start."""
+    code = f"from judges.mock import serve; serve('127.0.0.1', 0, **{kwargs!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if "listening on " not in line:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"mock judge did not start: {line!r}")
+    return proc, line.rsplit(" ", 1)[1]

@@ -4,20 +4,18 @@ one: the requests are recorded by a proxy in front of the real mock judge proces
 
 from __future__ import annotations
 
-import http.server
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+from tests.integration.judge_proxy import JudgeProxy, judge_proxy
 from tests.integration.procs import EXE
 from tests.otlp_builder import RESOURCE, attributes, genai_trace, request
 from tracejury.api import create_app
@@ -214,44 +212,11 @@ def test_staged_placeholders_do_not_depend_on_arrival_order(engine: Engine) -> N
     assert answers[0][:2] == ("Mail [EMAIL_2], card [CARD_1].", {"email": "[EMAIL_1]"})
 
 
-class _Recorder(http.server.ThreadingHTTPServer):
-    """A proxy that records every request body and forwards it to the real mock judge."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/").removesuffix("/v1")
-        self.bodies: list[bytes] = []
-        self.client = httpx.Client(timeout=30)
-        recorder = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                recorder.bodies.append(body)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                r = recorder.client.post(recorder.upstream + self.path, content=body, headers=headers)
-                self.send_response(r.status_code)
-                for k, v in r.headers.items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(k, v)
-                self.send_header("content-length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
 @pytest.fixture
-def recorder(mock_judge: str) -> Iterator[_Recorder]:
-    server = _Recorder(mock_judge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    server.client.close()
+def recorder(mock_judge: str) -> Iterator[JudgeProxy]:
+    """What reaches the real mock judge, recorded by a proxy in front of it."""
+    with judge_proxy(mock_judge) as proxy:
+        yield proxy
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -259,7 +224,7 @@ def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_judge_never_receives_a_redacted_value(
-    tmp_path: Path, base_env: dict[str, str], recorder: _Recorder
+    tmp_path: Path, base_env: dict[str, str], recorder: JudgeProxy
 ) -> None:
     sim = tmp_path / "sim.jsonl"
     assert _run("simulate", "--release", "r1", "--traces", "30", "--seed", "3", "-o", str(sim),
@@ -268,8 +233,7 @@ def test_the_judge_never_receives_a_redacted_value(
     path = tmp_path / "t.jsonl"
     path.write_bytes(b"".join(orjson.dumps(t) + b"\n" for t in traces))
     assert _run("ingest", str(path), env=base_env).returncode == 0
-    port = recorder.server_address[1]
-    env = {**base_env, "TRACEJURY_JUDGE_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+    env = {**base_env, "TRACEJURY_JUDGE_BASE_URL": recorder.url}
     proc = _run("score", "--release", "r1", "--json", "--rubric", "answer_correctness", "--rubric", "helpfulness",
                 env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -5,18 +5,16 @@ chunks and worker processes (a queued batch, two workers, calls counted at a pro
 
 from __future__ import annotations
 
-import http.server
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import yaml
 from sqlalchemy import create_engine, text
 
+from tests.integration.judge_proxy import judge_proxy
 from tests.integration.procs import EXE, start, stop
 
 COPIES = 3
@@ -67,44 +65,6 @@ def test_repeated_evidence_in_one_chunk_is_judged_once(
     assert shared == judged * (COPIES - 1)
 
 
-class _CountingProxy(http.server.ThreadingHTTPServer):
-    """Counts the chat completions that reach the judge: a proxy in front of the real mock."""
-
-    daemon_threads = True
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/").removesuffix("/v1")
-        self.calls = 0
-        self.lock = threading.Lock()
-        self.client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=256))
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path.endswith("/chat/completions"):
-                    with proxy.lock:
-                        proxy.calls += 1
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                r = proxy.client.post(proxy.upstream + self.path, content=body, headers=headers)
-                self.send_response(r.status_code)
-                self.send_header("content-type", r.headers.get("content-type", "application/json"))
-                self.send_header("content-length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
 def test_two_workers_judge_each_distinct_question_once(
     tmp_path: Path, base_env: dict[str, str], fast_rubrics: Path, mock_judge: str
 ) -> None:
@@ -124,9 +84,14 @@ def test_two_workers_judge_each_distinct_question_once(
     traces.write_text("\n".join(repeated) + "\n")
     assert _run("ingest", str(traces), env=base_env).returncode == 0
 
-    proxy = _CountingProxy(mock_judge)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    env = {**base_env, "TRACEJURY_JUDGE_BASE_URL": proxy.url, "TRACEJURY_CHUNK_SIZE": "100"}
+    with judge_proxy(mock_judge) as proxy:
+        env = {**base_env, "TRACEJURY_JUDGE_BASE_URL": proxy.url, "TRACEJURY_CHUNK_SIZE": "100"}
+        batch = _run_batch_on_two_workers(tmp_path, env)
+    calls = proxy.calls
+    _check_one_call_per_question(base_env, batch, calls, tmp_path)
+
+
+def _run_batch_on_two_workers(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
     workers = [start([EXE, "worker"], env, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
         for i in range(2):
@@ -145,10 +110,11 @@ def test_two_workers_judge_each_distinct_question_once(
     finally:
         for w in workers:
             stop(w)
-        proxy.shutdown()
-        proxy.server_close()  # the listening socket, else a ResourceWarning fails a later test
-        proxy.client.close()
+    return batch
 
+
+def _check_one_call_per_question(base_env: dict[str, str], batch: dict[str, Any], calls: int,
+                                 tmp_path: Path) -> None:  # fmt: skip
     engine = create_engine(base_env["TRACEJURY_DATABASE_URL"])
     with engine.connect() as conn:
         rows = conn.execute(text(
@@ -160,7 +126,7 @@ def test_two_workers_judge_each_distinct_question_once(
     assert state == "done"
     distinct = {(r.evidence_hash, r.evaluator_id) for r in rows}
     assert len(distinct) > 100 and all(r.status == "scored" for r in rows)
-    assert proxy.calls == len(distinct), f"{proxy.calls} judge calls for {len(distinct)} distinct pairs"
+    assert calls == len(distinct), f"{calls} judge calls for {len(distinct)} distinct pairs"
     assert sum(1 for r in rows if not r.cached and r.attempts > 0) == len(distinct)
     hits = [r for r in rows if r.cached]
     assert len(hits) == len(rows) - len(distinct) and all(r.attempts == 0 for r in hits)
