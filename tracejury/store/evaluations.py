@@ -217,7 +217,7 @@ def claim_keys(
     now = datetime.now(UTC)
     until = now + timedelta(seconds=ttl_s)
     ids = {_claim_id(k): k for k in keys}
-    wanted = list(ids)
+    wanted = sorted(ids)  # every process locks rows in one order: no deadlock on PostgreSQL
     ours: set[CacheKey] = set()
     settled: set[CacheKey] = set()
     with engine.begin() as conn:
@@ -244,8 +244,8 @@ def release_keys(engine: Engine, judged: Sequence[CacheKey], failed: Sequence[Ca
     claim stays a minute, marked done), ``failed`` ones without (deleted: the next asker calls
     the judge itself)."""
     now = datetime.now(UTC)
-    done_ids = list({_claim_id(k) for k in judged})
-    failed_ids = list({_claim_id(k) for k in failed})
+    done_ids = sorted({_claim_id(k) for k in judged})
+    failed_ids = sorted({_claim_id(k) for k in failed})
     with engine.begin() as conn:
         for start in range(0, len(done_ids), 500):
             conn.execute(update(_J).where(_J.c.key.in_(done_ids[start : start + 500]), _J.c.owner == owner)
