@@ -13,8 +13,9 @@
        ├──► connection error ─► retry (backoff) ………………………… budget → http_error
        └──► other 4xx ────────► http_error at once
 
-Retries are one tenacity loop (``_run``) whose attempts return results instead of raising, so
-nothing is unwrapped from a ``RetryError``; what to retry and how long to wait are the pure
+A call's first attempt runs on its own (most calls end there); a result to retry enters one
+tenacity loop (``_run``) whose attempts return results instead of raising, so nothing is
+unwrapped from a ``RetryError``; what to retry and how long to wait are the pure
 decisions of ``retry.py``. Calls in flight are bounded by a
 :class:`~judges.llm.concurrency.Concurrency` whose limit adapts to the endpoint between the
 profile's ``min_concurrency`` and ``max_concurrency`` (in-process by default; the workers pass
@@ -53,6 +54,7 @@ from judges.llm.limiter import Limiter, RateLimiter, estimate_tokens
 from judges.llm.parse import ParsedReply, billed_tokens, parse_completion, reply_validator
 from judges.llm.profiles import JudgeProfile
 from judges.llm.retry import RetryDecision, decision_for_status, next_wait, parse_retry_after
+from judges.llm.transport import JudgeHTTP, Poster, TransportError, TransportTimeout, poster_for
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
 from tracejury.core.evaluation import FailureKind
 
@@ -76,7 +78,9 @@ class _Attempt:
 
 
 class JudgeClient:
-    """Calls one judge profile's endpoint through an injected ``httpx.AsyncClient``.
+    """Calls one judge profile's endpoint through an injected HTTP client: a
+    :class:`~judges.llm.transport.JudgeHTTP` (``make_http_client``), an ``httpx.AsyncClient``
+    (``httpx.MockTransport`` in tests) or any :class:`~judges.llm.transport.Poster`.
 
     ``base_url`` is the profile's base URL, or the caller's default when the profile has none;
     ``api_key`` is the value of the profile's ``api_key_env`` (the caller reads it). ``sleep``,
@@ -92,7 +96,7 @@ class JudgeClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: JudgeHTTP | httpx.AsyncClient | Poster,
         profile: JudgeProfile,
         *,
         base_url: str,
@@ -111,18 +115,17 @@ class JudgeClient:
         """The ``/chat/completions`` URL every call posts to (with Azure's ``api-version``)."""
         if profile.api_version:
             self.url += "?" + urlencode({"api-version": profile.api_version})
-        self._url: httpx.URL | None = None  # parsed once: httpx parses a str on every request
         self._url_problem: str | None = None
         try:
-            self._url = httpx.URL(self.url)
+            url = httpx.URL(self.url)
         except httpx.InvalidURL as exc:
             self._url_problem = f"judge profile {profile.name!r} has a bad base URL: {exc}"
         else:
-            if self._url.scheme not in ("http", "https"):
+            if url.scheme not in ("http", "https") or not url.host:
                 self._url_problem = (
                     f"judge profile {profile.name!r} has a non-HTTP base URL: {self.url}"
                 )
-        self._http = http
+        self._post = poster_for(http).post
         self._api_key = api_key
         self._sleep = sleep
         self._jitter = jitter
@@ -223,14 +226,19 @@ class JudgeClient:
     def _wait(self, state: RetryCallState) -> float:
         assert state.outcome is not None
         decision = state.outcome.result().decision
-        return next_wait(decision, state.attempt_number, self.profile, self._jitter())
+        # tenacity counts from the loop's first attempt; the one before it ran outside
+        return next_wait(decision, state.attempt_number + 1, self.profile, self._jitter())
 
     async def _run(
         self, payload: bytes, request: JudgeRequest, tokens: int, wire: WireFormat
     ) -> tuple[_Attempt, int, int, float]:
-        """The one retry loop: attempts until a result that needs no retry, or the budget.
+        """The attempts of one request until a result that needs no retry, or the budget.
         Returns the last attempt, the attempts made, how many of them timed out and the
-        seconds they spent from send to reply."""
+        seconds they spent from send to reply.
+
+        The first attempt runs on its own: most calls end there, and tenacity's machinery
+        (a retry state, its action chain) would cost them CPU for nothing. Only a result to
+        retry enters the tenacity loop, which waits before each of the remaining attempts."""
         count = timeouts = 0
         wire_s = 0.0
 
@@ -250,8 +258,12 @@ class JudgeClient:
             timeouts += result.kind == "timeout"
             return result
 
+        first = await attempt()
+        if not first.decision.retry or self.profile.max_attempts <= 1:
+            return first, count, timeouts, wire_s
+        await self._sleep(next_wait(first.decision, 1, self.profile, self._jitter()))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.profile.max_attempts),
+            stop=stop_after_attempt(self.profile.max_attempts - 1),
             wait=self._wait,
             retry=retry_if_result(lambda result: result.decision.retry),
             sleep=self._sleep,
@@ -265,23 +277,22 @@ class JudgeClient:
         """One POST; every outcome becomes an :class:`_Attempt` (bugs still raise)."""
         try:
             async with asyncio.timeout(self.profile.timeout_s):
-                response = await self._http.post(
-                    self._url or self.url, content=payload, headers=self._headers
-                )
-        except (httpx.TimeoutException, TimeoutError) as exc:
-            what = type(exc).__name__
+                response = await self._post(self.url, payload, self._headers)
+        except (TransportTimeout, TimeoutError) as exc:
+            what = exc.name if isinstance(exc, TransportError) else type(exc).__name__
             return _Attempt(
                 RetryDecision.transient(),
                 kind="timeout",
                 message=f"no reply from {self.url} within {self.profile.timeout_s:g} s ({what})",
             )
-        except (httpx.HTTPError, OSError) as exc:
+        except (TransportError, OSError) as exc:
+            what = exc.name if isinstance(exc, TransportError) else type(exc).__name__
             return _Attempt(
                 RetryDecision.transient(),
                 kind="http_error",
-                message=f"{type(exc).__name__} calling {self.url}: {exc}",
+                message=f"{what} calling {self.url}: {exc}",
             )
-        status = response.status_code
+        status = response.status
         if status >= 300 and wire != "none" and is_format_refusal(status, response.text):
             return _Attempt(
                 RetryDecision.no(),

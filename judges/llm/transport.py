@@ -1,124 +1,171 @@
-"""The HTTP client the judge client is given: httpx's API over aiohttp's connection pool.
+"""The HTTP client the judge client is given: one POST of bytes in, status, headers and bytes out.
 
-httpx's default transport (httpcore) collapses at high concurrency: its pool bookkeeping is
-quadratic in the connections it holds (encode/httpcore#1035, encode/httpx#3215), and a judge
-fleet lives at hundreds of calls in flight. ``bench/judges.py`` measures both transports side
-by side; the aiohttp one (``httpx-aiohttp``) holds its throughput at 256 in flight, so it is
-the default. Code and tests still speak httpx (``httpx.AsyncClient``, ``httpx.MockTransport``).
+A judge call is one JSON POST to one URL, thousands of times a second; the client needs
+nothing of a general HTTP client but a connection pool. :class:`JudgeHTTP` posts straight
+through aiohttp's pool (the default): httpx's own transport (httpcore) collapses at high
+concurrency — its pool bookkeeping is quadratic in the connections it holds
+(encode/httpcore#1035, encode/httpx#3215) — and httpx's API over aiohttp (``httpx-aiohttp``,
+used before) spent about half of the client's CPU building httpx request and response
+objects, headers and cookies that a judge call never reads (``bench/judges.py`` measures the
+transports side by side).
 
-:class:`JudgeHTTPClient` drops httpx's cookie jar, which a judge API does not need and
-which costs CPU on every reply. :class:`JudgeTransport` corrects how ``httpx-aiohttp``
-translates aiohttp's errors: it maps every ``ClientConnectionError`` (a refused connection,
-a server that hung up) to ``httpx.ConnectTimeout``, which would make a dead endpoint look
-like a slow one.
+Every transport answers with a :class:`Reply` and raises :class:`TransportTimeout` (no
+reply in time) or :class:`TransportError` (no reply: a refused connection, a server that hung
+up), named by the underlying error, so a dead endpoint never looks like a slow one.
+:class:`HttpxPoster` gives an ``httpx.AsyncClient`` the same shape: httpx's own transport
+for comparison, and ``httpx.MockTransport`` in unit tests.
 """
 
 from __future__ import annotations
 
-import asyncio
-from http.cookiejar import Cookie, CookieJar
-from typing import Literal
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Literal, Protocol
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from judges.llm.profiles import JudgeProfile
 
-__all__ = ["TRANSPORTS", "JudgeHTTPClient", "JudgeTransport", "TransportName", "make_http_client"]
+__all__ = [
+    "TRANSPORTS",
+    "HttpxPoster",
+    "JudgeHTTP",
+    "Poster",
+    "Reply",
+    "TransportError",
+    "TransportName",
+    "TransportTimeout",
+    "make_http_client",
+    "poster_for",
+]
 
 TransportName = Literal["aiohttp", "httpcore"]
-"""``aiohttp``: :class:`JudgeTransport` (default); ``httpcore``: httpx's own (for comparison)."""
+"""``aiohttp``: :class:`JudgeHTTP` (default); ``httpcore``: httpx's own (for comparison)."""
 TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpcore")
 """Transports :func:`make_http_client` can build."""
 
 
-def _translate(exc: BaseException) -> httpx.TransportError | None:
-    """The httpx error an aiohttp error stands for, judged by the aiohttp error itself."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(str(exc))
-    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
-        return httpx.ReadTimeout(str(exc) or "timed out reading the reply")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(str(exc))
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return httpx.RemoteProtocolError(str(exc) or "server disconnected")
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError):
-        return httpx.ReadError(str(exc))
-    if isinstance(exc, aiohttp.ClientError):
-        return httpx.TransportError(str(exc))
-    return None
+class TransportError(Exception):
+    """No reply: the connection failed or broke. ``name`` is the underlying error's type."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(detail)
+        self.name = name
 
 
-class JudgeTransport(AiohttpTransport):
-    """``httpx-aiohttp``'s transport with aiohttp errors translated by their real cause."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` over aiohttp; connection problems raise httpx's error types."""
-        try:
-            return await super().handle_async_request(request)
-        except httpx.TransportError as exc:
-            better = _translate(exc.__cause__) if exc.__cause__ is not None else None
-            if better is None or type(better) is type(exc):
-                raise
-            raise better from exc.__cause__
-        except aiohttp.ClientError as exc:  # not mapped by httpx-aiohttp
-            raise (_translate(exc) or httpx.TransportError(str(exc))) from exc
+class TransportTimeout(TransportError):
+    """No reply in time (connecting or reading)."""
 
 
-class _NullJar(CookieJar):
-    """A cookie jar that never stores a cookie."""
+class Reply:
+    """An HTTP reply: status, headers (looked up case-insensitively) and the body's bytes."""
 
-    def set_cookie(self, cookie: Cookie) -> None:
-        """Drop ``cookie``."""
+    __slots__ = ("content", "headers", "status")
 
-
-class _NoCookies(httpx.Cookies):
-    """Cookies that stay empty, and skip httpx's urllib round trip on every reply."""
-
-    def __init__(self) -> None:
-        super().__init__(_NullJar())
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        """Keep no cookie from ``response``."""
-
-    def set_cookie_header(self, request: httpx.Request) -> None:
-        """Send no cookie."""
-
-
-_NO_COOKIES = _NoCookies()
-
-
-class JudgeHTTPClient(httpx.AsyncClient):
-    """``httpx.AsyncClient`` without cookies: a judge API needs none, and httpx's cookie jar
-    rebuilds the request and reply as urllib objects for every response (measurable CPU at
-    a thousand calls a second)."""
+    def __init__(self, status: int, headers: Mapping[str, str], content: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.content = content
 
     @property
-    def cookies(self) -> httpx.Cookies:
-        """Always empty; setting cookies has no effect."""
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, value: object) -> None:
-        pass
+    def text(self) -> str:
+        """The body as text (UTF-8; undecodable bytes replaced)."""
+        return self.content.decode("utf-8", "replace")
 
 
-def make_http_client(profile: JudgeProfile, kind: TransportName = "aiohttp") -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for ``profile``: its timeout, a pool of ``max_concurrency``.
+class Poster(Protocol):
+    """What the judge client posts through."""
 
-    ``kind`` picks the transport (see :data:`TransportName`); ``aiohttp`` gives a
-    :class:`JudgeHTTPClient` over a :class:`JudgeTransport`, whose aiohttp session is created
-    on first use, inside the running event loop. Close the client with ``aclose()``.
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """POST ``body`` to ``url``; raises :class:`TransportError` when no reply came."""
+        ...
+
+
+class JudgeHTTP:
+    """aiohttp's connection pool, posting bytes: the default judge transport.
+
+    The session is created on first use, inside the running event loop; close it with
+    :meth:`aclose` (or ``async with``). It sets no timeout of its own: the judge client
+    bounds every attempt with the profile's ``timeout_s``.
     """
-    limits = httpx.Limits(
-        max_connections=profile.max_concurrency,
-        max_keepalive_connections=profile.max_concurrency,
-        keepalive_expiry=30.0,
-    )
-    timeout = httpx.Timeout(profile.timeout_s)
-    if kind == "httpcore":
-        return httpx.AsyncClient(limits=limits, timeout=timeout)
-    if kind != "aiohttp":
+
+    def __init__(self, max_connections: int, keepalive_s: float = 30.0) -> None:
+        self._max_connections = max_connections
+        self._keepalive_s = keepalive_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
+                                         keepalive_timeout=self._keepalive_s)  # fmt: skip
+        self._session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(),  # a judge API sets no cookies
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
+            skip_auto_headers=("User-Agent",), headers={"user-agent": "tracejury"},
+        )  # fmt: skip
+        return self._session
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """POST ``body`` to ``url`` and read the whole reply."""
+        session = self._session or self._open()
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                content = await response.read()
+                return Reply(response.status, response.headers, content)
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise TransportTimeout(type(exc).__name__, str(exc) or "timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(type(exc).__name__, str(exc) or type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        """Close the pool's connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> JudgeHTTP:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class HttpxPoster:
+    """An ``httpx.AsyncClient`` as a :class:`Poster` (httpx's errors become transport errors)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """POST through httpx."""
+        try:
+            response = await self.http.post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransportTimeout(type(exc).__name__, str(exc) or "timed out") from exc
+        except httpx.HTTPError as exc:
+            raise TransportError(type(exc).__name__, str(exc) or type(exc).__name__) from exc
+        return Reply(response.status_code, response.headers, response.content)
+
+
+def poster_for(http: JudgeHTTP | httpx.AsyncClient | Poster) -> Poster:
+    """What a judge client posts through, given a :class:`JudgeHTTP`, an ``httpx.AsyncClient``
+    or any :class:`Poster`."""
+    return HttpxPoster(http) if isinstance(http, httpx.AsyncClient) else http
+
+
+def make_http_client(profile: JudgeProfile, kind: TransportName = "aiohttp") -> JudgeHTTP | httpx.AsyncClient:
+    """An HTTP client for ``profile``: a pool of ``max_concurrency`` connections kept 30 s.
+
+    ``kind`` picks the transport (see :data:`TransportName`): ``aiohttp`` gives a
+    :class:`JudgeHTTP`, ``httpcore`` an ``httpx.AsyncClient``. Either is an async context
+    manager; close it with ``aclose()``.
+    """
+    if kind == "aiohttp":
+        return JudgeHTTP(profile.max_concurrency)
+    if kind != "httpcore":
         raise ValueError(f"unknown transport {kind!r} (known: {', '.join(TRANSPORTS)})")
-    return JudgeHTTPClient(transport=JudgeTransport(limits=limits), timeout=timeout)
+    limits = httpx.Limits(max_connections=profile.max_concurrency,
+                          max_keepalive_connections=profile.max_concurrency, keepalive_expiry=30.0)  # fmt: skip
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(profile.timeout_s))

@@ -10,6 +10,7 @@ import asyncio
 import copy
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -155,6 +156,46 @@ def test_a_hang_past_the_client_timeout_is_timeout(example_trace: dict[str, Any]
     assert isinstance(outcome, JudgeFailure), outcome
     assert (outcome.kind, outcome.attempts, outcome.http_status) == ("timeout", 2, None)
     assert 500 <= outcome.latency_ms < 5000
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_dead_endpoint_is_an_http_error_not_a_timeout(example_trace: dict[str, Any], kind: str) -> None:
+    """Nothing listens: a refused connection is named, retried and recorded as http_error."""
+    with socket.socket() as s:  # a free port, closed again: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps = Sleeps()
+
+    async def main() -> JudgeOutcome:
+        async with make_http_client(PROFILE, kind) as http:  # type: ignore[arg-type]
+            client = JudgeClient(http, PROFILE, base_url=f"http://127.0.0.1:{port}/v1", sleep=sleeps)
+            return await client.judge(judge_request(example_trace))
+
+    outcome = asyncio.run(asyncio.wait_for(main(), timeout=20))
+    assert isinstance(outcome, JudgeFailure), outcome
+    assert (outcome.kind, outcome.attempts, outcome.http_status) == ("http_error", 2, None)
+    assert "Connect" in outcome.message and f"127.0.0.1:{port}" in outcome.message, outcome.message
+    assert len(sleeps.waits) == 1
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_server_that_hangs_up_is_an_http_error(example_trace: dict[str, Any], kind: str) -> None:
+    """A server that takes the request and closes the connection without a reply."""
+
+    async def main() -> JudgeOutcome:
+        async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1024)
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, make_http_client(PROFILE, kind) as http:  # type: ignore[arg-type]
+            client = JudgeClient(http, PROFILE, base_url=f"http://127.0.0.1:{port}/v1", sleep=Sleeps())
+            return await client.judge(judge_request(example_trace))
+
+    outcome = asyncio.run(asyncio.wait_for(main(), timeout=20))
+    assert isinstance(outcome, JudgeFailure), outcome
+    assert (outcome.kind, outcome.attempts) == ("http_error", 2), outcome
 
 
 def test_retries_get_past_partial_faults(example_trace: dict[str, Any]) -> None:
