@@ -9,8 +9,9 @@ with ``project_key``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -178,9 +179,16 @@ def segment_key(trace: Mapping[str, Any], config: SegmentationConfig) -> str:
 
 def parse_segment_key(key: str) -> dict[str, str]:
     """Split a key into ``{dim: value}`` (insertion order = key order)."""
+    return dict(_parts(key))
+
+
+@lru_cache(maxsize=16_384)
+def _parts(key: str) -> Mapping[str, str]:
+    """``parse_segment_key``, read-only and remembered: scoring matches every evaluation's
+    trace against its rubric's ``applies_when``, and a release has few distinct keys."""
     if not key:
-        return {}
-    return dict(part.split("=", 1) for part in key.split("|"))
+        return MappingProxyType({})
+    return MappingProxyType(dict(part.split("=", 1) for part in key.split("|")))
 
 
 def project_key(key: str, dims: Iterable[str]) -> str:
@@ -189,13 +197,13 @@ def project_key(key: str, dims: Iterable[str]) -> str:
     A dimension the key does not have shows as ``dim=?`` rather than vanishing, so keys
     made by different segmentation versions never merge silently.
     """
-    parts = parse_segment_key(key)
+    parts = _parts(key)
     return "|".join(f"{d}={parts.get(d, '?')}" for d in dims)
 
 
 def key_matches(key: str, where: Mapping[str, str | Iterable[str]]) -> bool:
     """Whether a key's dimensions match every ``dim: value`` (or ``dim: [values]``) of ``where``."""
-    parts = parse_segment_key(key)
+    parts = _parts(key)
     for dim, wanted in where.items():
         allowed = {wanted} if isinstance(wanted, str) else set(wanted)
         if parts.get(dim) not in allowed:
