@@ -72,9 +72,11 @@ class CreatedBatch:
     """The cap and the plan's estimate (``--max-cost``), else None."""
 
 
-def _signals(rows: Sequence[Any]) -> list[TraceSignals]:
+def _signals(rows: Sequence[store.SamplingRow]) -> list[TraceSignals]:
     latencies = sorted(r.latency_ms for r in rows)
     p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else 0
+    # a release has few distinct segment keys: parse each once, not once a trace
+    retrieval_low = {key: parse_segment_key(key).get("ret") == "low" for key in {r.segment_key for r in rows}}
     return [
         TraceSignals(
             trace_id=r.trace_id,
@@ -82,7 +84,7 @@ def _signals(rows: Sequence[Any]) -> list[TraceSignals]:
             truncated=r.truncated,
             tool_failed=r.tool_error or r.tool_timeout,
             retrieval_empty=r.retrieval_empty,
-            retrieval_low=parse_segment_key(r.segment_key).get("ret") == "low",
+            retrieval_low=retrieval_low[r.segment_key],
             negative_feedback=r.negative_feedback,
             fallback_used=r.fallback_used,
         )

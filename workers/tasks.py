@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from functools import cache
+from typing import TYPE_CHECKING
 
 from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
@@ -21,7 +22,9 @@ from tracejury.settings import Settings
 from tracejury.store.batches import fail_chunk, release_claim
 from tracejury.store.engine import open_engine
 from workers.batches import finish, run_chunk, sweep_expired, worker_id
-from workers.otlp import OtlpSweeper
+
+if TYPE_CHECKING:  # imported when a worker starts it: ``batch create`` sends tasks and never sweeps
+    from workers.otlp import OtlpSweeper
 
 __all__ = ["enqueue_chunk", "score_chunk_task"]
 
@@ -103,6 +106,8 @@ def _sweep_forever() -> None:
 
 @cache
 def _otlp_sweeper() -> OtlpSweeper:
+    from workers.otlp import OtlpSweeper
+
     return OtlpSweeper(lambda: _runtime()[0], _runtime()[1])
 
 

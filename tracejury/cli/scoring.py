@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from tracejury.cli.app import (
+    _bulk_allocations,
     _catalog,
     _engine,
     _print_json,
@@ -206,16 +207,17 @@ def batch_create(
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sample a release (failure-aware), freeze the config and enqueue chunks for workers."""
-    from workers.service import create_batch
-
     if sample_size is not None and budget is not None:
         raise TracejuryError("use --sample-size or --budget, not both")
     if sample_size is not None and for_gates:
         raise TracejuryError("use --sample-size or --for-gates, not both")
-    settings = _settings()
-    data = create_batch(_engine(settings), settings, release=release, rubric_ids=rubric, sample_size=sample_size,
-                        budget=budget, seed=seed, for_gates=for_gates, baseline=baseline,
-                        max_cost=max_cost)  # fmt: skip
+    with _bulk_allocations():
+        from workers.service import create_batch
+
+        settings = _settings()
+        data = create_batch(_engine(settings), settings, release=release, rubric_ids=rubric,
+                            sample_size=sample_size, budget=budget, seed=seed, for_gates=for_gates,
+                            baseline=baseline, max_cost=max_cost)  # fmt: skip
     if json:
         _print_json(data)
     else:

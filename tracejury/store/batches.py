@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
@@ -21,6 +21,7 @@ from tracejury.store.evaluations import reported_models
 from tracejury.store.tables import Batch, BatchChunk, BatchTrace, EvaluationRow, StoredTrace
 
 __all__ = [
+    "SamplingRow",
     "add_batch_traces",
     "batch_config",
     "batch_progress",
@@ -55,16 +56,31 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def sampling_rows(engine: Engine, release: str) -> list[Any]:
+class SamplingRow(NamedTuple):
+    """One trace of a release as sampling and gate sizing read it (``sampling_rows``)."""
+
+    trace_id: str
+    latency_ms: int
+    truncated: bool
+    tool_error: bool
+    tool_timeout: bool
+    retrieval_empty: bool
+    negative_feedback: bool
+    fallback_used: bool
+    segment_key: str
+    tool_required: bool | None
+    format_invalid: bool
+
+
+def sampling_rows(engine: Engine, release: str) -> list[SamplingRow]:
     """Per trace of a release: id, latency, the failure-signal columns sampling weighs, and
-    the segment key and trace fields gates filter by (sizing a sample for the gates)."""
-    stmt = select(
-        _T.c.trace_id, _T.c.latency_ms, _T.c.truncated, _T.c.tool_error, _T.c.tool_timeout,
-        _T.c.retrieval_empty, _T.c.negative_feedback, _T.c.fallback_used, _T.c.segment_key,
-        _T.c.tool_required, _T.c.format_invalid,
-    ).where(_T.c.release_id == release).order_by(_T.c.trace_id)  # fmt: skip
+    the segment key and trace fields gates filter by (sizing a sample for the gates).
+
+    Plain named tuples, not SQLAlchemy rows: sampling and gate sizing read every field of
+    every trace, and a row's attribute access costs ~20 times a named tuple's."""
+    stmt = select(*(_T.c[name] for name in SamplingRow._fields)).where(_T.c.release_id == release)
     with engine.connect() as conn:
-        return list(conn.execute(stmt))
+        return list(map(SamplingRow._make, conn.execute(stmt.order_by(_T.c.trace_id))))
 
 
 def add_batch_traces(engine: Engine, batch_id: str, draws: Sequence[SampleDraw], chunk_size: int) -> int:
