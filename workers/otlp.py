@@ -5,7 +5,6 @@ trace is taken by exactly one sweep)."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import os
@@ -17,6 +16,7 @@ from sqlalchemy import Engine
 
 from tracejury.core.redaction import load_policy
 from tracejury.core.validation import TraceValidator
+from tracejury.runtime import collect_rarely
 from tracejury.settings import Settings
 from tracejury.store.otlp_staging import SweepCounts, sweep
 from workers.service import segmentation
@@ -90,7 +90,7 @@ def _sweeper_main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # a round allocates ~100 objects per span and frees them all: collecting the young generation
     # every 700 allocations took ~20% of the sweeper's CPU (bench/otlp_ingest.py, py-spy)
-    gc.set_threshold(100_000, 50, 100)
+    collect_rarely()
     settings = Settings()
     engine = make_engine(settings.database_url)  # the parent migrated the store
     sweeper = OtlpSweeper(lambda: engine, settings)

@@ -15,6 +15,7 @@ from tracejury.api.errors import install_handlers
 from tracejury.api.limits import BodyLimit, CountRequests
 from tracejury.api.routes import batches, gates, metrics, otlp, review, review_page, rubrics, traces
 from tracejury.api.throttle import FailedAuth
+from tracejury.runtime import THRESHOLDS
 from tracejury.settings import Settings
 
 __all__ = ["ROUTERS", "create_app"]
@@ -29,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # a request allocates ~100 objects per OTLP span and frees them all: collecting the young
     # generation every 700 allocations cost the server ~10% (bench/otlp_ingest.py)
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*THRESHOLDS)
 
     app = FastAPI(
         title="tracejury",

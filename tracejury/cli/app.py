@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 import orjson
@@ -85,22 +82,6 @@ def _dims(by: str, settings: Settings) -> list[str]:
     from workers.service import dims
 
     return dims(by, settings)
-
-
-@contextmanager
-def _bulk_allocations() -> Iterator[None]:
-    """Collect garbage cycles rarely while a command allocates objects per trace of a release.
-
-    Each full collection walks every object the command's imports made (~160k: SQLAlchemy,
-    pydantic, Celery); with the default thresholds ``batch create`` ran four of them on a
-    20,000-trace release, ~0.3 s of its ~2.5 s of CPU (gc.callbacks). The thresholds of the
-    API and the OTLP sweeper, for the block only; reference counting frees all but cycles."""
-    before = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def _print_json(data: object) -> None:
