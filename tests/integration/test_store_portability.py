@@ -101,6 +101,33 @@ def test_timestamps_are_utc_whatever_the_offset_or_the_server_zone(engine: Any, 
     assert ts.utcoffset() is not None and ts.utcoffset().total_seconds() == 0
 
 
+def test_a_saved_evaluation_reads_back_as_written(engine: Any, example_trace: dict[str, Any]) -> None:
+    """save_evaluations hands its rows to the driver itself: timestamps in the column type's
+    storage form (SQL compares them as stored), booleans, numbers and the trace's copies."""
+    _ingest(engine, [_trace(example_trace, "tr_1", timestamp="2026-11-20T23:30:00-05:00")])
+    batch = create_batch(engine, release="r42", kind="inline", config={}, sampled=1)
+    evaluation = Evaluation(
+        trace_id="tr_1", evaluator_id="r", evaluator_version="1", evaluator_fingerprint="f",
+        evaluator_kind="rubric", status="scored", label="pass", passed=True, score=1.0, confidence=0.75,
+        rationale="fine", attempts=2, latency_ms=12, prompt_tokens=3, completion_tokens=4, cost_usd=0.5,
+        cached=False, sample_labels=("pass", "fail", "pass"), evidence_hash="e",
+    )  # fmt: skip
+    before = datetime.now(UTC)
+    save_evaluations(engine, batch, [evaluation, evaluation])  # the second is the same row: kept once
+    E = EvaluationRow
+    with engine.connect() as conn:
+        rows = conn.execute(select(E.passed, E.cached, E.score, E.confidence, E.attempts, E.cost_usd,
+                                   E.sample_labels, E.release_id, E.trace_ts, E.created_at, E.weight)).all()  # fmt: skip
+        at = datetime(2026, 11, 21, 4, 30, tzinfo=UTC)  # SQL compares the stored form: exactly equal
+        newer = conn.execute(select(E.id).where(E.trace_ts >= at, E.trace_ts <= at, E.created_at >= before)).all()
+    assert len(rows) == 1 and len(newer) == 1
+    passed, cached, score, confidence, attempts, cost, labels, release, trace_ts, created_at, weight = rows[0]
+    assert (passed, cached, score, confidence, attempts, cost) == (True, False, 1.0, 0.75, 2, 0.5)
+    assert (labels, release, weight) == ("pass,fail,pass", "r42", 1.0)
+    assert trace_ts == datetime(2026, 11, 21, 4, 30, tzinfo=UTC)
+    assert before <= created_at <= datetime.now(UTC)
+
+
 @pytest.mark.parametrize(
     ("model", "data", "column"),
     [
