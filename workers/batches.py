@@ -35,7 +35,6 @@ from tracejury.core.errors import ConfigError
 from tracejury.core.gates import GateSpec
 from tracejury.core.sampling import SamplingConfig, TraceSignals, sample
 from tracejury.core.segments import parse_segment_key
-from tracejury.runtime import collect_rarely
 from tracejury.settings import Settings
 from tracejury.store import batches as store
 from tracejury.store import evaluations as evaluation_store
@@ -278,7 +277,6 @@ class _ProcessScoring:
     profiles gets its own clients."""
 
     def __init__(self) -> None:
-        collect_rarely()  # ~40% of a scoring process's CPU was the garbage collector's
         self._runner = asyncio.Runner()
         self._stack = AsyncExitStack()
         self._scopes: dict[tuple[int, bytes], _Scope] = {}

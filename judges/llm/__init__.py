@@ -44,12 +44,15 @@ from judges.llm.retry import (
 )
 from judges.llm.transport import (
     TRANSPORTS,
+    HttpxPoster,
     JudgeHTTP,
+    Poster,
     Reply,
     TransportError,
     TransportName,
     TransportTimeout,
     make_http_client,
+    poster_for,
 )
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
 
@@ -67,6 +70,7 @@ __all__ = [
     "Concurrency",
     "FormatMemory",
     "FormatRefusal",
+    "HttpxPoster",
     "JudgeClient",
     "JudgeFailure",
     "JudgeHTTP",
@@ -76,6 +80,7 @@ __all__ = [
     "JudgeVerdict",
     "Limiter",
     "ParsedReply",
+    "Poster",
     "RateLimiter",
     "Reply",
     "ReplyProblem",
@@ -100,6 +105,7 @@ __all__ = [
     "one_line",
     "parse_completion",
     "parse_retry_after",
+    "poster_for",
     "reply_validator",
     "signal_for",
     "with_json_instruction",

@@ -87,17 +87,25 @@ class JudgeHTTP:
 
     The session is created on first use, inside the running event loop; close it with
     :meth:`aclose` (or ``async with``). It sets no timeout of its own: the judge client
-    bounds every attempt with the profile's ``timeout_s``.
+    bounds every attempt with the profile's ``timeout_s``. It follows no redirect (a 3xx is
+    the reply: a POST must not turn into a GET, nor send the evidence and an ``api-key`` to
+    another host), and trusts the certificates httpx does (certifi's, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``).
     """
 
     def __init__(self, max_connections: int, keepalive_s: float = 30.0) -> None:
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
-                                         keepalive_timeout=self._keepalive_s)  # fmt: skip
+        if self._closed:
+            raise RuntimeError("this judge HTTP client is closed")
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, keepalive_timeout=self._keepalive_s,
+            ssl=httpx.create_ssl_context(),
+        )
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(),  # a judge API sets no cookies
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
@@ -109,7 +117,7 @@ class JudgeHTTP:
         """POST ``body`` to ``url`` and read the whole reply."""
         session = self._session or self._open()
         try:
-            async with session.post(url, data=body, headers=headers) as response:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 content = await response.read()
                 return Reply(response.status, response.headers, content)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -118,7 +126,8 @@ class JudgeHTTP:
             raise TransportError(type(exc).__name__, str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
-        """Close the pool's connections."""
+        """Close the pool's connections (the client cannot be used again)."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

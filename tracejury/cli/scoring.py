@@ -22,7 +22,7 @@ from tracejury.cli.app import (
 )
 from tracejury.cli.spend import usage_line
 from tracejury.core.errors import TracejuryError
-from tracejury.runtime import collect_rarely, rare_collections
+from tracejury.runtime import rare_collections
 
 
 @app.command()
@@ -40,8 +40,8 @@ def score(
     settings = _settings()
     catalog = _catalog(settings)
     engine = _engine(settings)
-    collect_rarely()  # a judge call's objects made the garbage collector ~40% of a scoring process
-    summary = asyncio.run(score_release(engine, settings, catalog, release, rubric_ids=rubric, limit=limit))
+    with rare_collections():  # the garbage collector was ~40% of a scoring process's CPU
+        summary = asyncio.run(score_release(engine, settings, catalog, release, rubric_ids=rubric, limit=limit))
     if json:
         _print_json(summary.as_dict())
         _finalisers_failed(summary.batch_id, summary.failed_finalisers)

@@ -118,7 +118,7 @@ def save_evaluations(engine: Engine, batch_id: str, evaluations: Iterable[Evalua
     onto each row (two lookups per call), so gates aggregate evaluations without joins.
 
     The rows go to the driver as they are (``exec_driver_sql``): a scoring process writes a
-    dozen evaluations per judge call with the shipped rubrics, and SQLAlchemy's per-row
+    three evaluations per judge call with the shipped rubrics, and SQLAlchemy's per-row
     parameter processing was ~70% of this function's CPU. The only values the driver cannot
     take as they are, the timestamps, go through their column type's own bind processor, once
     per distinct value."""
@@ -174,10 +174,13 @@ _INSERT_SQL: dict[str, str] = {}
 
 def _insert_evaluations(dialect: Dialect) -> str:
     """``INSERT … ON CONFLICT DO NOTHING`` of every evaluation column but the id, with the
-    driver's named parameters (SQLite ``:name``, psycopg ``%(name)s``); built once per dialect."""
+    driver's named parameters (``:name`` or ``%(name)s``); built once per dialect."""
     if dialect.name not in _INSERT_SQL:
         names = [c.name for c in _E.columns if c.name != "id"]
-        mark = "%({})s" if dialect.name == "postgresql" else ":{}"
+        marks = {"sqlite": ":{}", "postgresql": "%({})s"}  # sqlite3's named style; psycopg's pyformat
+        if dialect.name not in marks:
+            raise ConfigError(f"the store supports SQLite and PostgreSQL, not {dialect.name}")
+        mark = marks[dialect.name]
         quote = dialect.identifier_preparer.quote
         _INSERT_SQL[dialect.name] = (
             f"INSERT INTO {quote(_E.name)} ({', '.join(quote(n) for n in names)})"
