@@ -69,7 +69,7 @@ class SharedClaims(Protocol):
         """The call of a claim ``acquire`` gave ended: its verdict (published to the others
         through the cache), or None (it failed: the next asker calls the judge itself)."""
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Publish what ``release`` queued now."""
 
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Engine
@@ -39,12 +39,14 @@ from tracejury.settings import Settings
 from tracejury.store import batches as store
 from tracejury.store import evaluations as evaluation_store
 from tracejury.store import spend as spend_store
-from workers.deps import ScoringDeps, production_deps
 from workers.flight import StoreClaims
 from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
 from workers.planning import GateNeeds, gate_needs, shortfalls, size_for_gates
 from workers.spend import BATCH_CAP, BatchCap, batch_key, nano
+
+if TYPE_CHECKING:  # the judge clients (aiohttp, redis) load when a chunk is scored, not in batch create
+    from workers.deps import ScoringDeps
 
 __all__ = ["CreatedBatch", "create_queued_batch", "finish", "run_chunk", "sweep_expired", "worker_id"]
 
@@ -292,6 +294,8 @@ class _ProcessScoring:
                                         option=orjson.OPT_SORT_KEYS))  # fmt: skip
 
         async def go() -> None:
+            from workers.deps import production_deps
+
             if key not in self._scopes:
                 deps = await self._stack.enter_async_context(production_deps(engine, settings, profiles))
                 claims = StoreClaims(
@@ -369,8 +373,9 @@ def run_chunk(
         deadline = time.monotonic() + CHAIN_S
         while running:
             while requeue is not None and len(running) < CHAIN_DEPTH and time.monotonic() < deadline:
-                try:
-                    taken = store.claim_next_chunk(engine, batch_id, worker, settings.chunk_lease_s)
+                try:  # in a thread: the calls in flight go on while SQLite waits for a writer
+                    taken = await asyncio.to_thread(store.claim_next_chunk, engine, batch_id, worker,
+                                                    settings.chunk_lease_s)  # fmt: skip
                 except Exception:  # the store is busy or down: take no more; what runs ends as usual
                     log.warning("could not take the next chunk of %s; its message will", batch_id, exc_info=True)
                     deadline = 0.0
@@ -425,20 +430,16 @@ class _ChunkJob:
         engine, settings, batch_id = self.engine, self.settings, self.batch_id
         beat = _Heartbeat(engine, batch_id, chunk_no, self.worker, settings.chunk_lease_s)
         beat.start()
-        try:
-            trace_ids = store.chunk_trace_ids(engine, batch_id, chunk_no)
+        try:  # the store calls in a thread: the chunk beside this one goes on judging meanwhile
+            trace_ids = await asyncio.to_thread(store.chunk_trace_ids, engine, batch_id, chunk_no)
             capped = await self._score(scope, chunk_no, trace_ids)
         finally:
             beat.stopped.set()
-        if capped:
-            if not store.cap_chunk(engine, batch_id, chunk_no, self.worker):
-                return "lost"
-            finish(engine, batch_id)
-            return "capped"
-        if not store.complete_chunk(engine, batch_id, chunk_no, self.worker):
+        end = store.cap_chunk if capped else store.complete_chunk
+        if not await asyncio.to_thread(end, engine, batch_id, chunk_no, self.worker):
             return "lost"  # our lease expired and another worker took over: its result stands
-        finish(engine, batch_id)
-        return "done"
+        await asyncio.to_thread(finish, engine, batch_id)
+        return "capped" if capped else "done"
 
     async def _score(self, scope: _Scope, chunk_no: int, trace_ids: list[str]) -> bool:
         """Score the chunk; True if the batch's cost cap stopped it (nothing of it kept)."""

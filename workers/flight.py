@@ -79,19 +79,23 @@ class StoreClaims:
         self._done.append((key, verdict))
         self._wake()
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Write the verdicts of ended calls to the cache and end their claims now (a chunk's
         end: nothing may wait for a tick of a loop that is about to stop). When the store
         fails, they stay queued for the next tick (their claims are still held: others wait)."""
         if self._done:
             done, self._done = self._done, []
-            judged = [(k, v) for k, v in done if v is not None]
             try:
-                self._cache_put(judged)
-                self._release([k for k, _ in judged], [k for k, v in done if v is None], self.owner)
-            except Exception:
+                await asyncio.to_thread(self._write, done)
+            except BaseException:
                 self._done = done + self._done
                 raise
+
+    def _write(self, done: list[tuple[CacheKey, JudgeVerdict | None]]) -> None:
+        """In a thread: the verdicts into the cache, then their claims released."""
+        judged = [(k, v) for k, v in done if v is not None]
+        self._cache_put(judged)
+        self._release([k for k, _ in judged], [k for k, v in done if v is None], self.owner)
 
     def _wake(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -101,7 +105,7 @@ class StoreClaims:
         failures = 0
         while self._asked or self._waiting or self._done or self._held:
             try:
-                self._tick()
+                await self._tick()
                 failures = 0
             except Exception as exc:  # the store failed: nobody waits on it forever
                 failures += 1
@@ -110,27 +114,31 @@ class StoreClaims:
             # after a failure, back off (to 1 s) before the ended calls' writes are tried again
             await asyncio.sleep(min(1.0, self.tick_s * 2**failures))
 
-    def _tick(self) -> None:
+    async def _tick(self) -> None:
+        """One round with the store, its statements in a thread: the event loop goes on serving
+        the calls in flight while SQLite waits for another process's write."""
         now = time.monotonic()
-        self.flush()  # verdicts into the cache first, then the claims go
-        if self._held and now - self._renewed > self.ttl_s / 3:
-            self._renew(self.owner, self.ttl_s)
-            self._renewed = now
+        await self.flush()  # verdicts into the cache first, then the claims go
+        renew = bool(self._held) and now - self._renewed > self.ttl_s / 3
         poll = bool(self._waiting) and now - self._polled >= self.poll_s
-        keys = list(dict.fromkeys([*self._asked, *(self._waiting if poll else ())]))
-        if not keys:
-            return
-        ours, settled = self._claim(keys, self.owner, self.ttl_s)
-        found = dict(self._cache_get(list(settled))) if settled else {}
-        ours |= settled - set(found)  # settled, yet not in the cache (a write that failed): ask
-        # the store answered: hand the futures out (nothing below raises)
-        pending = self._asked
-        self._asked = {}
+        pending, self._asked = self._asked, {}
         if poll:
-            self._polled = now
             for key, futures in self._waiting.items():
                 pending.setdefault(key, []).extend(futures)
             self._waiting = {}
+        if not pending and not renew:
+            return
+        try:
+            ours, found = await asyncio.to_thread(self._store_round, list(pending), renew)
+        except BaseException:  # asked again on the next tick (or failed open)
+            for key, futures in pending.items():
+                self._asked.setdefault(key, []).extend(futures)
+            raise
+        if renew:
+            self._renewed = now
+        if poll:
+            self._polled = now
+        # the store answered: hand the futures out (nothing below raises)
         for key, futures in pending.items():
             futures = [f for f in futures if not f.done()]  # an asker cancelled meanwhile
             if not futures:
@@ -145,6 +153,17 @@ class StoreClaims:
                     self._waiting.setdefault(key, []).extend(others)
             else:
                 self._waiting.setdefault(key, []).extend(futures)
+
+    def _store_round(self, keys: list[CacheKey], renew: bool) -> tuple[set[CacheKey], dict[CacheKey, JudgeVerdict]]:
+        """In a thread: renew this process's claims, claim ``keys`` and read the settled ones'
+        verdicts. Returns the keys ours to call and the verdicts found."""
+        if renew:
+            self._renew(self.owner, self.ttl_s)
+        if not keys:
+            return set(), {}
+        ours, settled = self._claim(keys, self.owner, self.ttl_s)
+        found = dict(self._cache_get(list(settled))) if settled else {}
+        return ours | (settled - set(found)), found  # settled, yet not in the cache (a failed write): ask
 
     def _fail_open(self, *, give_up: bool = False) -> None:
         """The store is unreachable: every asker calls the judge (a duplicate call at worst).

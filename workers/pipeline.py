@@ -3,7 +3,8 @@
 ``score_chunk`` is what a Celery task (queued batches) and ``tracejury score`` (inline) both
 run: load the traces, replay their evidence, prefetch the judge cache for the whole chunk,
 evaluate every (trace, rubric) concurrently, then store fresh verdicts and evaluations in one
-write each. All I/O goes through ``ScoringDeps``.
+write each. All I/O goes through ``ScoringDeps``; its store calls run in a thread, so the judge
+calls of the chunk running beside this one go on while SQLite waits for another writer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -25,8 +26,10 @@ from tracejury.store import evaluations as store
 from tracejury.store import review as review_store
 from tracejury.store import spend as spend_store
 from workers import review as _review  # noqa: F401 - registers the escalation finaliser
-from workers.deps import ScoringDeps, production_deps
 from workers.hooks import failed_finalisers, finish, run_finalisers
+
+if TYPE_CHECKING:  # the judge clients (aiohttp, redis) load when scoring starts, not in batch create
+    from workers.deps import ScoringDeps
 
 __all__ = ["ScoreSummary", "batch_config", "score_chunk", "score_release"]
 
@@ -50,10 +53,11 @@ async def score_chunk(
     ``flight``: the process's single flight, shared with the chunks running beside this one
     (default: this chunk's own). ``claims``: single flight across processes; its verdicts go
     to the cache as they come, so the chunk's end does not write them again."""
-    traces = deps.load_traces(trace_ids)
+    traces = await asyncio.to_thread(deps.load_traces, trace_ids)
     evidence = {tid: evidence_from_trace(body) for tid, (body, _) in traces.items()}
     keys = [k for tid in traces for r in rubrics for k in cache_keys(r, evidence[tid], deps.models)]
-    access = JudgeAccess(call=deps.judge_call, models=deps.models, prices=deps.prices, cached=deps.cache_get(keys),
+    cached = await asyncio.to_thread(deps.cache_get, keys)
+    access = JudgeAccess(call=deps.judge_call, models=deps.models, prices=deps.prices, cached=cached,
                          flight=flight or SingleFlight(), claims=claims)  # fmt: skip
     slots = asyncio.Semaphore(concurrency)
 
@@ -64,10 +68,10 @@ async def score_chunk(
 
     evaluations = await asyncio.gather(*(one(t, r) for t in traces for r in rubrics))
     if claims is None:
-        deps.cache_put(access.fresh)
+        await asyncio.to_thread(deps.cache_put, access.fresh)
     else:
-        claims.flush()
-    deps.save(batch_id, evaluations)
+        await claims.flush()
+    await asyncio.to_thread(deps.save, batch_id, evaluations)
     return list(evaluations)
 
 
@@ -146,6 +150,8 @@ async def score_release(
         engine, release=release, kind="inline", config=batch_config(rubrics, catalog, settings.judge_base_url),
         sampled=len(trace_ids),
     )  # fmt: skip
+    from workers.deps import production_deps
+
     try:
         if deps is None:
             async with production_deps(engine, settings, catalog.profiles) as real:

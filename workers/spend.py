@@ -26,16 +26,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
-from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from judges.llm.profiles import JudgeProfile
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict
 from tracejury.core.cost import call_cost, worst_case_cost
 from tracejury.store import spend as spend_store
+
+if TYPE_CHECKING:  # the store ledger's users (batch create, the embedded broker) never load redis
+    from redis.asyncio import Redis
 
 __all__ = [
     "BATCH_CAP",

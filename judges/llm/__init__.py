@@ -1,11 +1,15 @@
 """OpenAI-compatible LLM judges: requests, profiles, retry decisions, parsing, the client.
 
-Everything a caller needs is re-exported here; the submodules hold one concept each.
+Everything a caller needs is re-exported here; the submodules hold one concept each. The
+client and its transport (aiohttp, httpx, tenacity) load on first use of their names, so what
+only reads profiles (``batch create``, the catalog) does not import them.
 """
 
 from __future__ import annotations
 
-from judges.llm.client import JudgeClient
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from judges.llm.concurrency import (
     OVERLOAD_STATUSES,
     AdaptiveLimit,
@@ -42,19 +46,37 @@ from judges.llm.retry import (
     next_wait,
     parse_retry_after,
 )
-from judges.llm.transport import (
-    TRANSPORTS,
-    HttpxPoster,
-    JudgeHTTP,
-    Poster,
-    Reply,
-    TransportError,
-    TransportName,
-    TransportTimeout,
-    make_http_client,
-    poster_for,
-)
 from judges.llm.types import JudgeFailure, JudgeOutcome, JudgeRequest, JudgeVerdict, one_line
+
+if TYPE_CHECKING:
+    from judges.llm.client import JudgeClient
+    from judges.llm.transport import (
+        TRANSPORTS,
+        HttpxPoster,
+        JudgeHTTP,
+        Poster,
+        Reply,
+        TransportError,
+        TransportName,
+        TransportTimeout,
+        make_http_client,
+        poster_for,
+    )
+
+_LAZY = {"JudgeClient": "judges.llm.client"} | {
+    name: "judges.llm.transport"
+    for name in ("TRANSPORTS", "HttpxPoster", "JudgeHTTP", "Poster", "Reply", "TransportError", "TransportName",
+                 "TransportTimeout", "make_http_client", "poster_for")
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """The client's and the transport's names, imported on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BURST_S",
