@@ -44,6 +44,7 @@ from workers.hooks import finish
 from workers.pipeline import batch_config, score_chunk
 from workers.planning import GateNeeds, gate_needs, shortfalls, size_for_gates
 from workers.spend import BATCH_CAP, BatchCap, batch_key, nano
+from workers.threads import finish_in_thread
 
 if TYPE_CHECKING:  # the judge clients (aiohttp, redis) load when a chunk is scored, not in batch create
     from workers.deps import ScoringDeps
@@ -373,6 +374,8 @@ def run_chunk(
         deadline = time.monotonic() + CHAIN_S
         while running:
             while requeue is not None and len(running) < CHAIN_DEPTH and time.monotonic() < deadline:
+                if first.done() and first.exception() is not None:
+                    break  # the task's own chunk failed: take no more
                 try:  # in a thread: the calls in flight go on while SQLite waits for a writer
                     taken = await asyncio.to_thread(store.claim_next_chunk, engine, batch_id, worker,
                                                     settings.chunk_lease_s)  # fmt: skip
@@ -436,9 +439,9 @@ class _ChunkJob:
         finally:
             beat.stopped.set()
         end = store.cap_chunk if capped else store.complete_chunk
-        if not await asyncio.to_thread(end, engine, batch_id, chunk_no, self.worker):
+        if not await finish_in_thread(end, engine, batch_id, chunk_no, self.worker):
             return "lost"  # our lease expired and another worker took over: its result stands
-        await asyncio.to_thread(finish, engine, batch_id)
+        await finish_in_thread(finish, engine, batch_id)
         return "capped" if capped else "done"
 
     async def _score(self, scope: _Scope, chunk_no: int, trace_ids: list[str]) -> bool:

@@ -19,9 +19,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from judges.evaluate import CacheKey
 from judges.llm.types import JudgeVerdict
+from workers.threads import finish_in_thread, submit
 
 __all__ = ["StoreClaims"]
 
@@ -58,6 +60,10 @@ class StoreClaims:
         self._held = 0
         self._ticker: asyncio.Task[None] | None = None
         self._polled = self._renewed = 0.0
+        # one thread for this process's claims: their rounds queue behind nothing else (the cost
+        # ledger, chunk loads and saves use the loop's pool) and reach the store in order
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-claims")
+        self._writing = asyncio.Lock()
         self.shared = 0
         """Verdicts this process took from another's call (for tests and reports)."""
 
@@ -81,13 +87,22 @@ class StoreClaims:
 
     async def flush(self) -> None:
         """Write the verdicts of ended calls to the cache and end their claims now (a chunk's
-        end: nothing may wait for a tick of a loop that is about to stop). When the store
-        fails, they stay queued for the next tick (their claims are still held: others wait)."""
-        if self._done:
+        end: nothing may wait for a tick of a loop that is about to stop; a write the ticker has
+        under way is waited for). When the store fails, they stay queued for the next tick
+        (their claims are still held: others wait)."""
+        async with self._writing:
+            if not self._done:
+                return
             done, self._done = self._done, []
+            write = submit(self._write, done, executor=self._pool)
             try:
-                await asyncio.to_thread(self._write, done)
-            except BaseException:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.wait([write])  # a thread cannot be stopped: see it through
+                if write.exception() is not None:
+                    self._done = done + self._done
+                raise
+            except Exception:
                 self._done = done + self._done
                 raise
 
@@ -129,7 +144,7 @@ class StoreClaims:
         if not pending and not renew:
             return
         try:
-            ours, found = await asyncio.to_thread(self._store_round, list(pending), renew)
+            ours, found = await finish_in_thread(self._store_round, list(pending), renew, executor=self._pool)
         except BaseException:  # asked again on the next tick (or failed open)
             for key, futures in pending.items():
                 self._asked.setdefault(key, []).extend(futures)

@@ -27,6 +27,7 @@ from tracejury.store import review as review_store
 from tracejury.store import spend as spend_store
 from workers import review as _review  # noqa: F401 - registers the escalation finaliser
 from workers.hooks import failed_finalisers, finish, run_finalisers
+from workers.threads import finish_in_thread
 
 if TYPE_CHECKING:  # the judge clients (aiohttp, redis) load when scoring starts, not in batch create
     from workers.deps import ScoringDeps
@@ -68,10 +69,10 @@ async def score_chunk(
 
     evaluations = await asyncio.gather(*(one(t, r) for t in traces for r in rubrics))
     if claims is None:
-        await asyncio.to_thread(deps.cache_put, access.fresh)
+        await finish_in_thread(deps.cache_put, access.fresh)
     else:
         await claims.flush()
-    await asyncio.to_thread(deps.save, batch_id, evaluations)
+    await finish_in_thread(deps.save, batch_id, evaluations)  # cancelled, it still lands before the batch ends
     return list(evaluations)
 
 
