@@ -334,6 +334,10 @@ chunk's calls are in flight, so the judge does not idle at chunk boundaries (a c
 its writes, the broker's hand-off of the next message)."""
 CHAIN_S = 600.0
 """A task stops taking further chunks after this long; the rest wait for their messages."""
+CHAIN_AFTER_S = 0.25
+"""A task takes further chunks only after this long: the batch's next messages reach the idle
+scoring processes first (within milliseconds), so a small batch is spread over every process
+instead of chained into the first one (a 2-chunk batch ran on one core of two)."""
 
 
 def run_chunk(
@@ -372,8 +376,10 @@ def run_chunk(
         first = asyncio.create_task(job.score(scope, chunk_no))
         running = {first}
         deadline = time.monotonic() + CHAIN_S
+        chain_from = time.monotonic() + CHAIN_AFTER_S
         while running:
-            while requeue is not None and len(running) < CHAIN_DEPTH and time.monotonic() < deadline:
+            chaining = time.monotonic() >= chain_from
+            while chaining and requeue is not None and len(running) < CHAIN_DEPTH and time.monotonic() < deadline:
                 if first.done() and first.exception() is not None:
                     break  # the task's own chunk failed: take no more
                 try:  # in a thread: the calls in flight go on while SQLite waits for a writer
@@ -386,7 +392,8 @@ def run_chunk(
                 if taken is None:
                     break
                 running.add(asyncio.create_task(job.score_chained(scope, taken, requeue)))
-            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            wait = None if chaining else chain_from - time.monotonic()
+            done, running = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             if first in done and first.exception() is not None:
                 deadline = 0.0  # the task's own chunk failed: take no more, let the others end
         result.append(first.result())

@@ -6,8 +6,10 @@ limit is reached while its child runs a chunk). The second case cost up to a sec
 chunk boundary — the worker's child sat idle between chunks with the next message waiting.
 This transport tells the two apart: while the prefetch limit holds it checks again every
 ``BUSY_S`` (an in-memory check, no query), and while the queue is empty it backs off from
-``MIN_S`` to ``polling_interval``, starting over after each delivery. An idle worker still
-queries the broker file about once a second.
+``MIN_S`` to ``polling_interval`` (0.25 s, not kombu's 1 s: a batch created while the worker
+idles starts within a quarter of a second), starting over after each delivery. An idle worker
+queries the broker file four times a second: ~15 ms of CPU a second for the worker's
+processes, against ~7 at kombu's 1 s (measured with an idle ``tracejury worker``, 20 s).
 
 ``workers.celery_app`` selects it for ``sqla+`` broker URLs (``TRACEJURY_BROKER_URL``).
 """
@@ -44,7 +46,7 @@ class Transport(sqlalchemy.Transport):
     """kombu's SQLAlchemy transport, with the polling described above."""
 
     Channel = Channel
-    polling_interval = 1.0
+    polling_interval = 0.25
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

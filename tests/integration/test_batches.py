@@ -17,7 +17,7 @@ from tracejury.core.segments import default_segmentation
 from tracejury.settings import Settings
 from tracejury.store import batches as store
 from tracejury.store.ingest import ingest_lines
-from workers import hooks
+from workers import batches, hooks
 from workers.batches import create_queued_batch, finish, sweep_expired
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,6 +181,7 @@ def test_a_store_error_while_chaining_ends_the_running_chunks_normally(
         raise OperationalError("UPDATE batch_chunk", {}, Exception("database is locked"))
 
     monkeypatch.setattr(store, "claim_next_chunk", locked)
+    monkeypatch.setattr(batches, "CHAIN_AFTER_S", 0.0)  # chain at once (the chunks are tiny)
     assert run_chunk(populated, Settings(chunk_size=10), b, 0, requeue=lambda b, c: None) == "done"
     rows = _chunk_rows(populated, b)
     assert rows[0][0] == "done" and all(state == "pending" for n, (state, _) in rows.items() if n != 0)
@@ -204,6 +205,7 @@ def test_a_chained_chunk_that_fails_for_good_fails_with_its_error(
         return await real(self, scope, chunk_no, trace_ids)
 
     monkeypatch.setattr(_ChunkJob, "_score", broken)
+    monkeypatch.setattr(batches, "CHAIN_AFTER_S", 0.0)  # chain at once (the chunks are tiny)
     run_chunk(populated, Settings(chunk_size=10), b, 0, requeue=lambda b, c: requeued.append(c))
     rows = _chunk_rows(populated, b)
     assert rows[1] == ("failed", "ValueError: a poison chunk") and 1 not in requeued
