@@ -34,7 +34,7 @@ from tracejury.core.cost import call_cost, traces_for_cap
 from tracejury.core.errors import ConfigError
 from tracejury.core.gates import GateSpec
 from tracejury.core.sampling import SamplingConfig, TraceSignals, sample
-from tracejury.core.segments import parse_segment_key
+from tracejury.core.segments import key_matches
 from tracejury.settings import Settings
 from tracejury.store import batches as store
 from tracejury.store import evaluations as evaluation_store
@@ -78,8 +78,6 @@ class CreatedBatch:
 def _signals(rows: Sequence[store.SamplingRow]) -> list[TraceSignals]:
     latencies = sorted(r.latency_ms for r in rows)
     p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else 0
-    # a release has few distinct segment keys: parse each once, not once a trace
-    retrieval_low = {key: parse_segment_key(key).get("ret") == "low" for key in {r.segment_key for r in rows}}
     return [
         TraceSignals(
             trace_id=r.trace_id,
@@ -87,7 +85,7 @@ def _signals(rows: Sequence[store.SamplingRow]) -> list[TraceSignals]:
             truncated=r.truncated,
             tool_failed=r.tool_error or r.tool_timeout,
             retrieval_empty=r.retrieval_empty,
-            retrieval_low=retrieval_low[r.segment_key],
+            retrieval_low=key_matches(r.segment_key, {"ret": "low"}),  # keys are parsed once (segments)
             negative_feedback=r.negative_feedback,
             fallback_used=r.fallback_used,
         )

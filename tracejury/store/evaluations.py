@@ -117,7 +117,7 @@ def save_evaluations(engine: Engine, batch_id: str, evaluations: Iterable[Evalua
     The trace's release, segment key and timestamp and its sampling weight (1/p) are copied
     onto each row (two lookups per call), so gates aggregate evaluations without joins.
 
-    The rows go to the driver as they are (``exec_driver_sql``): a scoring process writes a
+    The rows go to the driver as they are (``exec_driver_sql``): a scoring process writes about
     three evaluations per judge call with the shipped rubrics, and SQLAlchemy's per-row
     parameter processing was ~70% of this function's CPU. The only values the driver cannot
     take as they are, the timestamps, go through their column type's own bind processor, once
