@@ -187,6 +187,24 @@ def test_a_store_error_while_chaining_ends_the_running_chunks_normally(
     assert rows[0][0] == "done" and all(state == "pending" for n, (state, _) in rows.items() if n != 0)
 
 
+def test_a_task_leaves_the_next_chunks_to_idle_processes_for_a_while(
+    populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task chains only after CHAIN_AFTER_S: a chunk that ends sooner takes no other, so
+    the batch's next messages reach the other scoring processes (a small batch spreads)."""
+    from workers.batches import run_chunk
+
+    created, _ = _create(populated)
+    b = created.batch_id
+    monkeypatch.setattr(batches, "CHAIN_AFTER_S", 30.0)
+    assert run_chunk(populated, Settings(chunk_size=10), b, 0, requeue=lambda b, c: None) == "done"
+    rows = _chunk_rows(populated, b)
+    assert rows[0][0] == "done" and all(state == "pending" for n, (state, _) in rows.items() if n != 0)
+    monkeypatch.setattr(batches, "CHAIN_AFTER_S", 0.0)  # chaining at once, the same task takes the rest
+    assert run_chunk(populated, Settings(chunk_size=10), b, 1, requeue=lambda b, c: None) == "done"
+    assert all(state == "done" for state, _ in _chunk_rows(populated, b).values())
+
+
 def test_a_chained_chunk_that_fails_for_good_fails_with_its_error(
     populated: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
