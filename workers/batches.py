@@ -375,7 +375,7 @@ def run_chunk(
         running = {first}
         deadline = time.monotonic() + CHAIN_S
         chain_from = time.monotonic() + CHAIN_AFTER_S
-        while running:
+        while True:
             chaining = time.monotonic() >= chain_from
             while chaining and requeue is not None and len(running) < CHAIN_DEPTH and time.monotonic() < deadline:
                 if first.done() and first.exception() is not None:
@@ -390,6 +390,8 @@ def run_chunk(
                 if taken is None:
                     break
                 running.add(asyncio.create_task(job.score_chained(scope, taken, requeue)))
+            if not running:  # every chunk ended in the same wake-up, and no other was left to take
+                break
             wait = None if chaining else chain_from - time.monotonic()
             done, running = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             if first in done and first.exception() is not None:
