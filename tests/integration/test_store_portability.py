@@ -152,3 +152,40 @@ def test_a_query_for_a_value_with_nul_is_bad_input_not_a_server_error(
         with pytest.raises(InvalidInput, match=r"^release_id: contains a NUL character \(U\+0000\)$"):
             release_signals(engine, "r\x0042")
     assert [s.count for s in release_signals(engine, "r42")] == [1]  # the engine still works
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_store_is_one_store_for_every_thread(url: str, example_trace: dict[str, Any]) -> None:
+    """Scoring reads and writes the store from threads, each on its own connection: an
+    in-memory URL gets one temporary file that every connection sees, removed with the engine."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from tracejury.store.engine import make_engine, migrate
+
+    engine = make_engine(url)
+    migrate(engine)
+    path = Path(engine.url.database or "")
+    assert path.is_file()
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(_ingest, engine, [example_trace]).result()
+        ids = pool.submit(lambda: _trace_ids(engine)).result()
+    assert ids == [example_trace["traceId"]]
+    engine.dispose()
+
+
+def test_an_in_memory_sqlite_store_leaves_no_file_behind() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from tracejury.store.engine import make_engine, migrate; e = make_engine('sqlite://'); "
+            "migrate(e); print(e.url.database)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    path = Path(out.stdout.strip())
+    assert path.name == "store.db" and not path.parent.exists()
+
+
+def _trace_ids(engine: Any) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(StoredTrace.trace_id)).scalars())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import tempfile
+import weakref
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -11,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Dialect, Engine, Insert, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.pool import Pool
 
 from tracejury.core.errors import InvalidInput
 
@@ -55,11 +58,32 @@ def _nul_is_invalid_input(context: ExceptionContext) -> None:
     raise InvalidInput(f"{re.sub(r'_[0-9]+$', '', bad)}: contains a NUL character (U+0000)") from exc
 
 
+def _drop_scratch(pool: Pool, scratch: tempfile.TemporaryDirectory[str]) -> None:
+    pool.dispose()
+    scratch.cleanup()
+
+
+def _in_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL mode and a busy timeout."""
+    """An engine for ``url``; SQLite files get WAL mode and a busy timeout.
+
+    An in-memory SQLite URL (``sqlite://``) gets a temporary file instead, removed when the
+    engine is collected or the process ends: an in-memory database is private to one
+    connection, and scoring reads and writes the store from threads, each on its own."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        parsed = make_url(url)
+        scratch = None
+        if _in_memory(parsed):
+            scratch = tempfile.TemporaryDirectory(prefix="tracejury-")
+            query = {k: v for k, v in parsed.query.items() if k not in ("mode", "uri")}
+            parsed = parsed.set(database=str(Path(scratch.name) / "store.db"), query=query)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if scratch is not None:
+            weakref.finalize(engine, _drop_scratch, engine.pool, scratch)
         return engine
     engine = create_engine(url, pool_pre_ping=True)
     event.listen(engine, "handle_error", _nul_is_invalid_input)
