@@ -29,7 +29,12 @@ def test_cache_get_finds_every_cached_key_across_groups_and_long_lists(engine: A
     assert set(found) == set(cached)
     for k, v in found.items():
         assert (v.label, v.rationale, v.confidence, v.prompt_tokens, v.completion_tokens) == (
-            f"label-{k[0]}-{k[1]}-{k[3]}", k[2], 0.5, 7, 3)
+            f"label-{k[0]}-{k[1]}-{k[3]}",
+            k[2],
+            0.5,
+            7,
+            3,
+        )
     assert cache_get(engine, []) == {}
 
 
@@ -52,3 +57,29 @@ def test_claims_new_held_expired_own_and_settled_keys(engine: Any) -> None:
     assert owners == {"alive": 2, "me": 4}  # held and settled stay the live process's
     assert claim_keys(engine, [held], "alive", 30) == ({held}, set())  # still its own
     assert claim_keys(engine, [], "me", 30) == (set(), set())
+
+
+def test_renewing_extends_only_the_owners_calls_in_flight_and_drops_expired_claims(engine: Any) -> None:
+    """renew_claims: the owner's calls in flight get a new expiry; its finished calls, other
+    owners' claims and claims expired a minute ago are not extended; the long-expired go."""
+    from tracejury.store.evaluations import renew_claims
+
+    mine, mine_done, theirs, stale = (_key(i) for i in range(4))
+    claim_keys(engine, [mine, mine_done], "me", 1)
+    claim_keys(engine, [theirs], "alive", 1)
+    claim_keys(engine, [stale], "dead", 1)
+    release_keys(engine, [mine_done], [], "me")
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    with engine.begin() as conn:
+        conn.execute(update(JudgeClaim).where(JudgeClaim.owner == "dead").values(expires_at=long_ago))
+    renew_claims(engine, "me", 600)
+    with engine.connect() as conn:
+        rows = {r.owner + ("/done" if r.done else ""): r.expires_at for r in conn.execute(select(JudgeClaim))}
+
+    def left(owner: str) -> float:
+        at = rows[owner] if rows[owner].tzinfo else rows[owner].replace(tzinfo=UTC)
+        return (at - datetime.now(UTC)).total_seconds()
+
+    assert set(rows) == {"me", "me/done", "alive"}  # the dead process's claim is gone
+    assert 590 < left("me") <= 600
+    assert left("me/done") <= 60 and left("alive") <= 1

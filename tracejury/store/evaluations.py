@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Dialect, Engine, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Dialect, Engine, Select, bindparam, delete, func, select, update
 
 from tracejury.core.errors import ConfigError
 from tracejury.core.evaluation import Evaluation
@@ -308,12 +308,23 @@ def release_keys(engine: Engine, judged: Sequence[CacheKey], failed: Sequence[Ca
 def renew_claims(engine: Engine, owner: str, ttl_s: float) -> None:
     """Extend the claims ``owner`` holds by ``ttl_s`` from now (its calls are still under way),
     and drop claims that expired (done ones a minute after their call, others a minute after
-    their process stopped renewing them)."""
+    their process stopped renewing them).
+
+    On PostgreSQL the rows are locked in key order first, as ``claim_keys`` locks them, so a
+    renewal and another process taking expired claims over cannot deadlock; expired rows
+    someone else holds locked are left for the next round."""
     now = datetime.now(UTC)
+    mine = _locked_in_key_order(_J.c.owner == owner, _J.c.done.is_(False))
+    stale = _locked_in_key_order(_J.c.expires_at < now - timedelta(seconds=60), skip_locked=True)
     with engine.begin() as conn:
-        conn.execute(update(_J).where(_J.c.owner == owner, _J.c.done.is_(False))
-                     .values(expires_at=now + timedelta(seconds=ttl_s)))  # fmt: skip
-        conn.execute(delete(_J).where(_J.c.expires_at < now - timedelta(seconds=60)))
+        conn.execute(update(_J).where(_J.c.key.in_(mine)).values(expires_at=now + timedelta(seconds=ttl_s)))
+        conn.execute(delete(_J).where(_J.c.key.in_(stale)))
+
+
+def _locked_in_key_order(*where: Any, skip_locked: bool = False) -> Select[Any]:
+    """The claim keys matching ``where``, their rows locked in key order (``FOR UPDATE``; SQLite
+    has one writer at a time and ignores it)."""
+    return select(_J.c.key).where(*where).order_by(_J.c.key).with_for_update(skip_locked=skip_locked)
 
 
 def _aware(at: datetime) -> datetime:
