@@ -146,6 +146,25 @@ def test_0004_data_gets_the_0005_backfill(db_url: str) -> None:
         engine.dispose()
 
 
+def test_0015_escalation_records_get_the_0016_left_out_rows(db_url: str) -> None:
+    """A batch escalated before 0016 keeps its left-out counts on ``/metrics``: the upgrade
+    copies them from its config's escalation record."""
+    import orjson
+
+    from tracejury.store.escalation import left_out_totals
+
+    engine = make_engine(db_url)
+    try:
+        migrate(engine, "0015")
+        record = {"escalation": {"leftOut": {"helpfulness": {"low_confidence": 7, "audit": 2}, "x": {"audit": 0}}}}
+        _fill(engine, {"batch": {"config": orjson.dumps(record)}})
+        migrate(engine)
+        with engine.connect() as conn:
+            assert left_out_totals(conn) == {("helpfulness", "low_confidence"): 7, ("helpfulness", "audit"): 2}
+    finally:
+        engine.dispose()
+
+
 def test_growing_tables_have_64_bit_ids(db_url: str) -> None:
     """evaluation and quarantine ids do not run out at 2^31 rows on PostgreSQL (0008)."""
     if not db_url.startswith("postgresql"):

@@ -14,13 +14,12 @@ last items.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
 
 from tracejury.core.escalation import (
     Budget,
@@ -37,7 +36,7 @@ from tracejury.core.escalation import (
 )
 from tracejury.core.escalation import audit_draw as _audit_draw
 from tracejury.store.engine import insert_ignoring_conflicts
-from tracejury.store.tables import Batch, EvaluationRow, GateOutcome, GateRun, ReviewItem
+from tracejury.store.tables import Batch, EvaluationRow, GateOutcome, GateRun, ReviewItem, ReviewLeftOut
 
 __all__ = ["EscalatingRubric", "day_counts", "escalate_batch", "gate_margins", "left_out_totals", "recorded_caps"]
 
@@ -46,6 +45,7 @@ log = logging.getLogger(__name__)
 _R = ReviewItem.__table__
 _E = EvaluationRow.__table__
 _B = Batch.__table__
+_LO = ReviewLeftOut.__table__
 _INSERT_ROWS = 500
 _LOCK_KEY = 0x7472_6A75_7279  # "trjury": PostgreSQL advisory lock of the review budget
 
@@ -236,6 +236,11 @@ def escalate_batch(engine: Engine, batch_id: str, rubrics: Sequence[EscalatingRu
         left_out: dict[str, dict[str, int]] = {}
         for (rubric_id, reason), n in sorted(chosen.left_out.items()):
             left_out.setdefault(rubric_id, {})[reason] = n
+        conn.execute(delete(_LO).where(_LO.c.batch_id == batch_id))  # a rerun's counts replace the first's
+        counts = [{"batch_id": batch_id, "evaluator_id": rubric_id, "reason": reason, "n": n}
+                  for (rubric_id, reason), n in sorted(chosen.left_out.items()) if n]  # fmt: skip
+        if counts:
+            conn.execute(insert(_LO), counts)
         record = {
             "caps": {"overall": overall.as_dict(), "rubrics": {r: c.as_dict() for r, c in sorted(caps.items())}},
             "day": day.date().isoformat(),
@@ -267,10 +272,5 @@ def recorded_caps(config: dict[str, Any]) -> Caps | None:
 
 def left_out_totals(conn: Connection) -> dict[tuple[str, str], int]:
     """(rubric, reason) → review items the budget left out, over every batch (``/metrics``)."""
-    totals: Counter[tuple[str, str]] = Counter()
-    for (raw,) in conn.execute(select(_B.c.config)):
-        record = orjson.loads(raw).get("escalation") or {}
-        for rubric_id, reasons in (record.get("leftOut") or {}).items():
-            for reason, n in reasons.items():
-                totals[(rubric_id, reason)] += int(n)
-    return dict(totals)
+    stmt = select(_LO.c.evaluator_id, _LO.c.reason, func.sum(_LO.c.n)).group_by(_LO.c.evaluator_id, _LO.c.reason)
+    return {(rubric_id, reason): int(n) for rubric_id, reason, n in conn.execute(stmt)}

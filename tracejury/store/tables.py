@@ -27,6 +27,7 @@ __all__ = [
     "QuarantinedLine",
     "ReviewItem",
     "ReviewLabel",
+    "ReviewLeftOut",
     "StoredTrace",
     "TraceConflict",
     "TraceStage",
@@ -292,6 +293,19 @@ class BatchChunk(SQLModel, table=True):
     worker: str | None = None
     error: str | None = None
     updated_at: datetime
+
+
+class ReviewLeftOut(SQLModel, table=True):
+    """Escalated judgments a batch's review budget left out, per rubric and reason: what
+    ``/metrics`` sums without reading every batch's config (which keeps the same counts in its
+    escalation record, for ``batch status``). A rerun's escalation replaces its batch's rows."""
+
+    __tablename__ = "review_left_out"
+
+    batch_id: str = Field(primary_key=True, foreign_key="batch.id", max_length=64)
+    evaluator_id: str = Field(primary_key=True, max_length=128)
+    reason: str = Field(primary_key=True, max_length=32)
+    n: int
 
 
 class GateRun(SQLModel, table=True):
