@@ -186,3 +186,41 @@ def test_poison_trace_fails_only_itself(
     assert done["failures"] == {"checker_error": 1}
     assert done["status"]["judge_failed"] == 1
     assert sum(done["status"].values()) == created["sampled"] * 2
+
+
+def test_a_two_chunk_batch_runs_on_both_scoring_processes(tmp_path: Path, base_env: dict[str, str]) -> None:
+    """One idle worker with two scoring processes, the embedded broker, a slow judge: each
+    chunk of a 2-chunk batch runs in its own process, not chained into the first one.
+    (Here the second message reaches the other process first even with ``CHAIN_AFTER_S`` at 0;
+    the test holds the outcome, not that delay's share in it.)"""
+    from tests.integration.procs import free_port, wait_port
+
+    port = free_port()
+    judge = start([EXE, "mock-judge", "--port", str(port), "--seed", "7", "--latency-ms", "300"],
+                  base_env, tmp_path / "slow-judge.log")  # fmt: skip
+    env = {**base_env, "TRACEJURY_JUDGE_BASE_URL": f"http://127.0.0.1:{port}/v1", "TRACEJURY_CHUNK_SIZE": "100"}
+    traces = tmp_path / "t.jsonl"
+    run("simulate", "--release", "r1", "--traces", "200", "--seed", "5", "-o", str(traces), env=env)
+    run("ingest", str(traces), env=env)
+    log = tmp_path / "worker.log"
+    worker = start([EXE, "worker", "--concurrency", "2", "--loglevel", "INFO"], env, log)
+    try:
+        wait_port(port)
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text():  # idle and polling, as a worker between batches
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        time.sleep(1)
+        created = orjson.loads(run("batch", "create", "--release", "r1", "--json", "--rubric",
+                                   "answer_correctness", env=env))  # fmt: skip
+        assert created["chunks"] == 2
+        assert wait_done(env, created["batchId"], timeout=90)["state"] == "done"
+        engine = create_engine(env["TRACEJURY_DATABASE_URL"])
+        with engine.connect() as conn:
+            holders = conn.execute(text("select chunk_no, worker from batch_chunk where batch_id = :b"),
+                                   {"b": created["batchId"]}).all()  # fmt: skip
+        engine.dispose()
+        assert len({w for _, w in holders}) == 2, f"both chunks ran in one process: {holders}"
+    finally:
+        stop(worker)
+        stop(judge)
