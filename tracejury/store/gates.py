@@ -287,12 +287,10 @@ def gate_inputs(
         with engine.connect() as conn:
             traffic, base_meta = _baseline_traffic(conn, spec, release, baseline_release)
     sampled = spec.sampled
-    # an in-memory SQLite database is a different one on another thread's connection
-    in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        base_read = pool.submit(_read_arm, engine, spec, traffic, True, plan) if traffic and not in_memory else None
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the baseline arm is read beside the current one
+        base_read = pool.submit(_read_arm, engine, spec, traffic, True, plan) if traffic else None
         cur = _read_arm(engine, spec, current_traffic, sampled, plan)
-        base = base_read.result() if base_read else _read_arm(engine, spec, traffic, True, plan) if traffic else None
+        base = base_read.result() if base_read else None
     wins = cur.windows
     current, current_sessions = _fold(cur.rows, spec, cur.audit)
     b_count = 0
