@@ -63,11 +63,12 @@ def test_sample_size_and_budget(populated: Any) -> None:
 def test_claims_are_exclusive_and_expired_leases_are_swept(populated: Any) -> None:
     created, _ = _create(populated)
     b = created.batch_id
-    assert store.claim_chunk(populated, b, 0, "w1", lease_s=0.2)
+    assert store.claim_chunk(populated, b, 0, "w1", lease_s=30)
     assert not store.claim_chunk(populated, b, 0, "w2", lease_s=10)  # held by a live lease
-    assert store.renew_lease(populated, b, 0, "w1", 0.2)
+    assert store.renew_lease(populated, b, 0, "w1", 30)
     assert not store.renew_lease(populated, b, 0, "w2", 10)
-    time.sleep(0.3)  # w1 died: its lease runs out
+    assert sweep_expired(populated, lambda *a: pytest.fail("a live lease was swept")) == 0
+    assert store.renew_lease(populated, b, 0, "w1", -1)  # w1 died: its lease ran out
     requeued: list[tuple[str, int]] = []
     assert sweep_expired(populated, lambda *a: requeued.append(a)) == 1
     assert requeued == [(b, 0)]
