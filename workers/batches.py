@@ -390,7 +390,7 @@ def run_chunk(
                 if taken is None:
                     break
                 running.add(asyncio.create_task(job.score_chained(scope, taken, requeue)))
-            if not running:  # every chunk ended in the same wake-up, and no other was left to take
+            if not running:  # all ended (even in one wake-up) and nothing more may or can be taken
                 break
             wait = None if chaining else chain_from - time.monotonic()
             done, running = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)

@@ -229,3 +229,22 @@ def test_a_chained_chunk_that_fails_for_good_fails_with_its_error(
     rows = _chunk_rows(populated, b)
     assert rows[1] == ("failed", "ValueError: a poison chunk") and 1 not in requeued
     assert rows[0][0] == "done"
+
+
+def test_chunks_that_end_in_the_same_wake_up_do_not_stop_the_chaining(
+    populated: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks that end without yielding (all in one wake-up of the chaining loop) still leave
+    the task taking the rest: every chunk of the batch ends done in the one task."""
+    from workers.batches import _ChunkJob, run_chunk
+
+    async def instant(self: Any, scope: Any, chunk_no: int) -> str:
+        assert store.complete_chunk(self.engine, self.batch_id, chunk_no, self.worker)
+        return "done"
+
+    created, _ = _create(populated)
+    b = created.batch_id
+    monkeypatch.setattr(_ChunkJob, "score", instant)
+    monkeypatch.setattr(batches, "CHAIN_AFTER_S", 0.0)
+    assert run_chunk(populated, Settings(chunk_size=10), b, 0, requeue=lambda b, c: None) == "done"
+    assert all(state == "done" for state, _ in _chunk_rows(populated, b).values()), _chunk_rows(populated, b)

@@ -169,9 +169,15 @@ def test_an_in_memory_sqlite_store_is_one_store_for_every_thread(url: str, examp
     assert path.is_file()
     with ThreadPoolExecutor(2) as pool:
         pool.submit(_ingest, engine, [example_trace]).result()
-        ids = pool.submit(lambda: _trace_ids(engine)).result()
+        ids = pool.submit(_trace_ids, engine).result()
     assert ids == [example_trace["traceId"]]
-    engine.dispose()
+    import gc
+    import weakref
+
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert gone() is None and not path.parent.exists()  # the file went with the engine
 
 
 def test_an_in_memory_sqlite_store_leaves_no_file_behind() -> None:

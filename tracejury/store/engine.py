@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Dialect, Engine, Insert, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.pool import Pool
 
 from tracejury.core.errors import InvalidInput
 
@@ -58,11 +57,6 @@ def _nul_is_invalid_input(context: ExceptionContext) -> None:
     raise InvalidInput(f"{re.sub(r'_[0-9]+$', '', bad)}: contains a NUL character (U+0000)") from exc
 
 
-def _drop_scratch(pool: Pool, scratch: tempfile.TemporaryDirectory[str]) -> None:
-    pool.dispose()
-    scratch.cleanup()
-
-
 def _in_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
 
@@ -78,12 +72,11 @@ def make_engine(url: str) -> Engine:
         scratch = None
         if _in_memory(parsed):
             scratch = tempfile.TemporaryDirectory(prefix="tracejury-")
-            query = {k: v for k, v in parsed.query.items() if k not in ("mode", "uri")}
-            parsed = parsed.set(database=str(Path(scratch.name) / "store.db"), query=query)
+            parsed = parsed.set(database=str(Path(scratch.name) / "store.db"), query={})
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         if scratch is not None:
-            weakref.finalize(engine, _drop_scratch, engine.pool, scratch)
+            weakref.finalize(engine, scratch.cleanup)  # the file goes with the engine (or at exit)
         return engine
     engine = create_engine(url, pool_pre_ping=True)
     event.listen(engine, "handle_error", _nul_is_invalid_input)

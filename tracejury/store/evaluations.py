@@ -279,8 +279,8 @@ def claim_keys(
             rows = {r.key: r for r in conn.execute(select(_J).where(_J.c.key.in_(held)))}
             expired = [i for i, r in rows.items() if not r.done and r.owner != owner and _aware(r.expires_at) < now]
             if expired:  # their process died: take the calls over
-                conn.execute(update(_J).where(_J.c.key.in_(expired), _J.c.expires_at < now)
-                             .values(owner=owner, expires_at=until))  # fmt: skip
+                taken = _locked_in_key_order(_J.c.key.in_(expired), _J.c.expires_at < now)
+                conn.execute(update(_J).where(_J.c.key.in_(taken)).values(owner=owner, expires_at=until))
                 rows |= {r.key: r for r in conn.execute(select(_J).where(_J.c.key.in_(expired)))}
             for i, r in rows.items():
                 if r.done:
