@@ -70,7 +70,7 @@ def test_two_workers_judge_each_distinct_question_once(
 ) -> None:
     """1,000 traces holding 250 distinct evidences (each four times, in different chunks), a
     queued batch on the embedded broker, two worker processes: the judge, counted at a proxy
-    in front of the real mock, answers exactly one call per distinct (evidence, rubric) pair;
+    in front of the real mock, answers one call per distinct (evidence, rubric) pair (and only the retries those calls record);
     every other evaluation of a pair is a cache hit (cost 0), in whichever process it ran."""
     profiles = yaml.safe_load((fast_rubrics / "profiles.yaml").read_text())
     profiles["profiles"][0]["timeout_s"] = 30.0  # a loaded machine must not turn into retried calls
@@ -126,8 +126,12 @@ def _check_one_call_per_question(base_env: dict[str, str], batch: dict[str, Any]
     assert state == "done"
     distinct = {(r.evidence_hash, r.evaluator_id) for r in rows}
     assert len(distinct) > 100 and all(r.status == "scored" for r in rows)
-    assert calls == len(distinct), f"{calls} judge calls for {len(distinct)} distinct pairs"
-    assert sum(1 for r in rows if not r.cached and r.attempts > 0) == len(distinct)
+    assert sum(1 for r in rows if not r.cached and r.attempts > 0) == len(distinct)  # one judged row a pair
+    # one call per distinct pair, plus only the retries its judged row records (a loaded machine
+    # can time an attempt out and retry the same question; that is not a second asker's call)
+    retries = sum(r.attempts - 1 for r in rows if not r.cached and r.attempts > 0)
+    assert len(distinct) <= calls <= len(distinct) + retries, (
+        f"{calls} judge calls for {len(distinct)} distinct pairs and {retries} recorded retries")
     hits = [r for r in rows if r.cached]
     assert len(hits) == len(rows) - len(distinct) and all(r.attempts == 0 for r in hits)
     logs = "".join((tmp_path / f"worker{i}.log").read_text(errors="replace") for i in range(2))
