@@ -36,8 +36,7 @@ sampled every 0.2 s (RSS of the prefork child that scores, PSS of the whole work
 The shipped ``default`` judge profile caps calls in flight at ``max_concurrency`` (1024; the
 limit adapts below it, docs/judges.md); the cells run with a copy of ``rubrics/`` whose
 ``profiles.yaml`` sets ``max_concurrency: --max-concurrency`` (by default the shipped
-value), and one extra cell (200 ms, 2 workers) runs with the
-shipped profile.
+value), and one extra cell (200 ms, 2 workers) runs with the shipped profile.
 
     .venv/bin/python bench/scoring.py [--runs 1] [--traces-0ms 8000] [--traces-200ms 8000]
         [--workers 1,2] [--latency 0,200] [--max-concurrency 1024] [--flat 100000]

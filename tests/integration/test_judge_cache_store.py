@@ -29,12 +29,7 @@ def test_cache_get_finds_every_cached_key_across_groups_and_long_lists(engine: A
     assert set(found) == set(cached)
     for k, v in found.items():
         assert (v.label, v.rationale, v.confidence, v.prompt_tokens, v.completion_tokens) == (
-            f"label-{k[0]}-{k[1]}-{k[3]}",
-            k[2],
-            0.5,
-            7,
-            3,
-        )
+            f"label-{k[0]}-{k[1]}-{k[3]}", k[2], 0.5, 7, 3)
     assert cache_get(engine, []) == {}
 
 

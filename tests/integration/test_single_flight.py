@@ -70,10 +70,11 @@ def test_two_workers_judge_each_distinct_question_once(
 ) -> None:
     """1,000 traces holding 250 distinct evidences (each four times, in different chunks), a
     queued batch on the embedded broker, two worker processes: the judge, counted at a proxy
-    in front of the real mock, answers one call per distinct (evidence, rubric) pair (and only the retries those calls record);
-    every other evaluation of a pair is a cache hit (cost 0), in whichever process it ran."""
+    in front of the real mock, answers one call per distinct (evidence, rubric) pair (and only
+    the retries those calls record); every other evaluation of a pair is a cache hit (cost 0),
+    in whichever process it ran."""
     profiles = yaml.safe_load((fast_rubrics / "profiles.yaml").read_text())
-    profiles["profiles"][0]["timeout_s"] = 30.0  # a loaded machine must not turn into retried calls
+    profiles["profiles"][0]["timeout_s"] = 30.0  # few retried calls on a loaded machine
     (fast_rubrics / "profiles.yaml").write_text(yaml.safe_dump(profiles))
     simulated = tmp_path / "sim.jsonl"
     sim = _run("simulate", "--release", "r1", "--traces", "250", "--seed", "5", "-o", str(simulated), env=base_env)

@@ -158,6 +158,8 @@ def test_a_query_for_a_value_with_nul_is_bad_input_not_a_server_error(
 def test_an_in_memory_sqlite_store_is_one_store_for_every_thread(url: str, example_trace: dict[str, Any]) -> None:
     """Scoring reads and writes the store from threads, each on its own connection: an
     in-memory URL gets one temporary file that every connection sees, removed with the engine."""
+    import gc
+    import weakref
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
@@ -171,9 +173,6 @@ def test_an_in_memory_sqlite_store_is_one_store_for_every_thread(url: str, examp
         pool.submit(_ingest, engine, [example_trace]).result()
         ids = pool.submit(_trace_ids, engine).result()
     assert ids == [example_trace["traceId"]]
-    import gc
-    import weakref
-
     gone = weakref.ref(engine)
     del engine
     gc.collect()
